@@ -1,0 +1,83 @@
+"""The ``rarl`` command line.
+
+Why: one entry point with a subcommand per user task (DESIGN.md §1). Each subcommand lives in its own
+module under :mod:`rarl.commands` exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
+those modules import torch & co. only inside ``run`` so ``rarl --help`` stays instant. User mistakes
+(:class:`~rarl.errors.UserError`) end as one line on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from rarl import __version__
+from rarl.errors import UserError
+
+# subcommand name -> module under rarl.commands (order is the order shown in --help)
+COMMANDS: dict[str, str] = {
+    "train": "train",
+    "eval": "evaluate",
+    "judge": "judge",
+    "report": "report",
+    "ask": "ask",
+    "demo": "demo",
+    "bench": "bench",
+    "data": "data",
+    "review": "review",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rarl",
+        description="Reasoning-aware RL (GRPO + LoRA) for medical vision-language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"rarl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"rarl.commands.{module_name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    """Rich console logging; libraries stay at WARNING unless --verbose."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=True, markup=False)],
+        force=True,
+    )
+    for noisy in ("httpx", "urllib3", "PIL", "matplotlib", "filelock", "huggingface_hub", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"rarl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rarl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

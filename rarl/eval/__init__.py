@@ -1,0 +1,1 @@
+"""Evaluation: generation, rule metrics, LLM judges, reports."""

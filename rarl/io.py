@@ -1,0 +1,75 @@
+"""Small file helpers shared by every module that writes results.
+
+Why: results of long runs (predictions, judge caches, reports) must never be left half-written. All
+whole-file writes go through :func:`atomic_write_text` (write to a temp file in the same directory, fsync,
+rename), and append-only logs go through :func:`append_jsonl` which flushes every line so an interrupted
+run loses at most the line being written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rarl.errors import DataError, UserError
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Atomically write ``data`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
+    """Append records to a JSONL file, flushing after each line so a crash loses at most one line."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+
+
+def read_jsonl(path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSONL file.
+
+    A malformed line raises :class:`DataError` naming the line, except a truncated *last* line when
+    ``tolerate_truncated_tail`` is set: that is what an interrupted writer leaves behind, and resumable
+    readers (predictions, caches) should redo that item instead of refusing to start.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise UserError(f"{source}: file not found")
+    lines = source.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if tolerate_truncated_tail and number == len(lines):
+                return
+            raise DataError(str(source), number, None, f"invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(str(source), number, None, "expected a JSON object")
+        yield record

@@ -1,0 +1,34 @@
+"""Shared fixtures. The tiny Qwen2-VL is built once per test session (a few seconds) and reused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub: fail fast instead of hanging on a network call.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REALDATA = REPO_ROOT.parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2-VL checkpoint directory (model + processor + tokenizer), built offline."""
+    from rarl.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config(tiny_model_dir: Path):
+    """A ModelConfig pointing at the tiny checkpoint (fp32, SDPA, small pixel budget)."""
+    from rarl.config import ModelConfig
+
+    return ModelConfig(name_or_path=str(tiny_model_dir), dtype="float32", max_pixels=112 * 112)
