@@ -1,17 +1,34 @@
-"""`rarl bench`: placeholder until its issue lands."""
+"""`rarl bench NAME`: dispatch to the benchmark modules in :mod:`rarl.bench`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
-from rarl.commands._common import not_implemented
+HELP = "Benchmarks: GRPO step cost (grpo), reward throughput (rewards); results as JSON + markdown"
 
-HELP = "Benchmarks: GRPO step cost, reward throughput"
+BENCHMARKS: dict[str, str] = {"grpo": "rarl.bench.grpo", "rewards": "rarl.bench.rewards"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, module_name in BENCHMARKS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            sub = subparsers.add_parser(name, help="not implemented yet")
+            sub.set_defaults(_bench_run=None)
+            continue
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_bench_run=module.run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("bench")
+    if args._bench_run is None:
+        from rarl.commands._common import not_implemented
+
+        return not_implemented(f"bench {args.benchmark}")
+    return int(args._bench_run(args) or 0)

@@ -1,0 +1,1 @@
+"""Benchmarks (``rarl bench NAME``): each module exposes ``HELP``, ``add_arguments`` and ``run``."""
