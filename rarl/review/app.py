@@ -1,0 +1,317 @@
+"""The rating web page (Flask): one item at a time, keyboard-driven, stored in :mod:`rarl.review.store`.
+
+Why these choices:
+- Flask + Jinja autoescape: every string from a predictions file is model output or dataset text and is
+  rendered as text, never markup (a prediction containing ``<script>`` shows as text). A strict
+  Content-Security-Policy (scripts only from our own static file) is a second line of defence.
+- Post/Redirect/Get: a saved rating redirects to the next item, so reloading never re-posts; a re-post
+  anyway (double click, browser retry) is an idempotent upsert of the same row.
+- Each form carries the item's token; if the item order changed under the rater (server restarted with
+  another file or seed) the save is refused instead of being attached to the wrong item.
+- Blind mode hides the model name and shuffles the order per rater (seeded by ``seed`` and the rater
+  name), so two raters do not see the same sequence and neither knows which model answered. Images and
+  forms are addressed by an opaque token, not by file position, which could betray the model.
+- Local by default: :func:`serve` binds 127.0.0.1; POSTs from another origin are refused, so a web page
+  open in the same browser cannot submit ratings behind the rater's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, redirect, render_template, request, send_file, url_for
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from rarl.errors import DataError, UserError
+from rarl.eval.records import PredictionRecord
+from rarl.io import read_jsonl
+from rarl.review.store import RatingStore, export_text, normalize_rater
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DIRECT_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
+
+CSP = (
+    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One prediction to rate, with an opaque token and its resolved image path (None when absent)."""
+
+    record: PredictionRecord
+    token: str
+    image_path: Path | None
+    image_label: str | None  # the path as written in the predictions file, for "image not found"
+
+
+def item_token(model: str, key: str) -> str:
+    """Stable opaque id of ``(model, key)``: safe to put in URLs, reveals neither model nor position."""
+    return hashlib.sha256(f"{model}\0{key}".encode()).hexdigest()[:20]
+
+
+def _resolve_image(raw: str | None, base_dir: Path) -> Path | None:
+    """Image paths may be absolute, relative to the working directory or to the predictions file."""
+    if not raw:
+        return None
+    candidate = Path(raw).expanduser()
+    for path in (candidate, base_dir / candidate) if not candidate.is_absolute() else (candidate,):
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def load_items(predictions_path: str | Path) -> list[ReviewItem]:
+    """Read a predictions.jsonl into review items; bad rows raise :class:`DataError` naming row and field."""
+    path = Path(predictions_path)
+    items: list[ReviewItem] = []
+    seen: dict[tuple[str, str], int] = {}
+    for number, row in enumerate(read_jsonl(path), start=1):
+        for field in REQUIRED_TEXT_FIELDS:
+            if field not in row or row[field] is None:
+                raise DataError(str(path), number, field, "missing")
+            if not isinstance(row[field], (str, int)):
+                raise DataError(str(path), number, field, f"expected text, got {type(row[field]).__name__}")
+            row[field] = str(row[field])
+        for field in ("pred_reasoning", "raw_output", "prompt", "question_type"):
+            row.setdefault(field, "")
+        record = PredictionRecord.from_dict(row)
+        ident = (record.model, record.key)
+        if ident in seen:
+            raise DataError(
+                str(path),
+                number,
+                "id",
+                f"duplicate item {record.key} of model {record.model} (first at row {seen[ident]})",
+            )
+        seen[ident] = number
+        items.append(
+            ReviewItem(
+                record=record,
+                token=item_token(record.model, record.key),
+                image_path=_resolve_image(record.image, path.parent),
+                image_label=record.image,
+            )
+        )
+    if not items:
+        raise UserError(f"{path}: no predictions to review")
+    return items
+
+
+@lru_cache(maxsize=64)
+def _png_bytes(path: str, mtime: float) -> bytes:
+    """Convert a non-PNG/JPG image (DICOM, TIFF, …) to PNG once per file version."""
+    try:
+        from rarl.data.images import load_image  # DICOM support lives with the data loaders
+    except ImportError:  # pragma: no cover - only while the data module is absent
+        from PIL import Image
+
+        def load_image(p: str) -> Any:
+            with Image.open(p) as img:
+                return img.convert("RGB")
+
+    image = load_image(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def create_app(
+    predictions: str | Path,
+    db_path: str | Path,
+    *,
+    blind: bool = False,
+    seed: int = 0,
+) -> Flask:
+    """Build the Flask app for one predictions file and one ratings database."""
+    items = load_items(predictions)
+    by_token = {item.token: item for item in items}
+    store = RatingStore(db_path)
+    store.register_items(item.record for item in items)
+
+    app = Flask(__name__)
+    app.config.update(
+        REVIEW_ITEMS=items,
+        REVIEW_STORE=store,
+        REVIEW_BLIND=blind,
+        REVIEW_SEED=seed,
+        MAX_CONTENT_LENGTH=64_000,
+    )
+
+    def order_for(rater: str) -> list[ReviewItem]:
+        if not blind:
+            return items
+        shuffled = list(items)
+        random.Random(f"{seed}\0{rater}").shuffle(shuffled)
+        return shuffled
+
+    def rater_or_400(name: str) -> str:
+        try:
+            cleaned = normalize_rater(name)
+        except UserError as exc:
+            abort(400, description=str(exc))
+        return cleaned
+
+    def first_unrated(order: list[ReviewItem], done: dict[tuple[str, str], Any]) -> int | None:
+        for pos, item in enumerate(order):
+            if (item.record.model, item.record.key) not in done:
+                return pos
+        return None
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if response.mimetype == "text/html":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.before_request
+    def same_origin_posts_only() -> None:
+        if request.method != "POST":
+            return
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+            abort(403, description="cross-origin form submission refused")
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            abort(403, description="cross-site form submission refused")
+
+    @app.get("/")
+    def index(error: str | None = None, name: str = "", status: int = 200) -> tuple[str, int]:
+        html = render_template(
+            "index.html", raters=store.raters(), total=len(items), blind=blind, error=error, name=name
+        )
+        return html, status
+
+    @app.post("/")
+    def start() -> Any:
+        name = request.form.get("rater", "")
+        try:
+            rater = normalize_rater(name)
+        except UserError as exc:
+            return index(error=str(exc), name=name, status=400)
+        return redirect(url_for("resume", rater=rater), code=303)
+
+    @app.get("/rate/<rater>/")
+    def resume(rater: str) -> Response:
+        rater = rater_or_400(rater)
+        pos = first_unrated(order_for(rater), store.rated_by(rater))
+        if pos is None:
+            return redirect(url_for("done", rater=rater), code=303)
+        return redirect(url_for("rate", rater=rater, pos=pos), code=303)
+
+    @app.get("/rate/<rater>/done")
+    def done(rater: str) -> str:
+        rater = rater_or_400(rater)
+        rated = store.rated_by(rater)
+        n_done = sum((it.record.model, it.record.key) in rated for it in items)
+        return render_template("done.html", rater=rater, n_done=n_done, total=len(items))
+
+    @app.get("/rate/<rater>/<int:pos>")
+    def rate(rater: str, pos: int, error: str | None = None, status: int = 200) -> tuple[str, int]:
+        rater = rater_or_400(rater)
+        order = order_for(rater)
+        if not 0 <= pos < len(order):
+            abort(404, description=f"no item {pos + 1}; there are {len(order)}")
+        item = order[pos]
+        rated = store.rated_by(rater)
+        existing = rated.get((item.record.model, item.record.key))
+        html = render_template(
+            "item.html",
+            rater=rater,
+            pos=pos,
+            total=len(order),
+            n_done=sum((it.record.model, it.record.key) in rated for it in items),
+            item=item,
+            record=item.record,
+            existing=existing,
+            blind=blind,
+            error=error,
+            prev_url=url_for("rate", rater=rater, pos=pos - 1) if pos > 0 else None,
+            next_url=url_for("rate", rater=rater, pos=pos + 1) if pos + 1 < len(order) else None,
+        )
+        return html, status
+
+    @app.post("/rate/<rater>/<int:pos>")
+    def save(rater: str, pos: int) -> Any:
+        rater = rater_or_400(rater)
+        order = order_for(rater)
+        if not 0 <= pos < len(order):
+            abort(404, description=f"no item {pos + 1}; there are {len(order)}")
+        item = order[pos]
+        if request.form.get("token") != item.token:
+            abort(409, description="this page is out of date (the item list changed); reload and rate again")
+        try:
+            store.save(
+                rater,
+                item.record.model,
+                item.record.key,
+                request.form.get("reasoning_score"),
+                request.form.get("prediction_score"),
+                request.form.get("comment", ""),
+                blind=blind,
+            )
+        except UserError as exc:
+            return rate(rater, pos, error=str(exc), status=400)
+        if pos + 1 < len(order):
+            return redirect(url_for("rate", rater=rater, pos=pos + 1), code=303)
+        return redirect(url_for("resume", rater=rater), code=303)
+
+    @app.get("/image/<token>")
+    def image(token: str) -> Response:
+        item = by_token.get(token)
+        if item is None or item.image_path is None:
+            abort(404, description="image not found")
+        path = item.image_path
+        mimetype = DIRECT_IMAGE_TYPES.get(path.suffix.lower())
+        if mimetype:
+            return send_file(path, mimetype=mimetype, max_age=3600)
+        try:
+            data = _png_bytes(str(path), path.stat().st_mtime)
+        except Exception as exc:  # unreadable or unsupported image: say so instead of a 500
+            logger.warning("cannot convert %s to PNG: %s", path, exc)
+            abort(415, description=f"cannot display {path.name}: {exc}")
+        return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
+
+    @app.get("/export.<fmt>")
+    def export(fmt: str) -> Response:
+        if fmt not in ("csv", "jsonl"):
+            abort(404)
+        text = export_text(store.rows(), fmt)
+        mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        return Response(
+            text,
+            mimetype=mimetype,
+            headers={"Content-Disposition": f"attachment; filename=ratings.{fmt}"},
+        )
+
+    return app
+
+
+def create_server(app: Flask, host: str = "127.0.0.1", port: int = 8765) -> BaseWSGIServer:
+    """A threaded WSGI server for ``app``; ``port=0`` picks a free port (see ``server.server_port``).
+
+    Raises :class:`UserError` when the address is taken, and warns when binding beyond loopback because
+    the page shows patient images and ratings to anyone who can reach the port.
+    """
+    if host not in LOOPBACK_HOSTS:
+        logger.warning(
+            "binding to %s: anyone who can reach this port sees the images and can submit ratings", host
+        )
+    try:
+        return make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None

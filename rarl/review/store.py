@@ -1,0 +1,343 @@
+"""Human ratings in SQLite: one row per (rater, model, item), safe against crashes and double submits.
+
+Why SQLite: a radiologist rates hundreds of items over several sittings, often on a laptop that sleeps or
+a browser that is closed mid-session. Every rating is committed in its own transaction before the page
+moves on (WAL journal, ``synchronous=FULL``), so a crash loses nothing already saved. A ``UNIQUE`` constraint
+plus ``INSERT … ON CONFLICT DO UPDATE`` makes a double submit (double click, browser re-POST) update the
+same row instead of creating a second one; every submission is also appended to an ``events`` table so
+a changed mind can be audited. An item is identified by ``(model, PredictionRecord.key)`` because one
+predictions file may hold several models' outputs for the same sample (blind comparisons).
+
+``items`` keeps a copy of what the rater saw (question, answers) so an export is readable on its own,
+without the predictions file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rarl.errors import UserError
+from rarl.eval.records import PredictionRecord
+from rarl.io import atomic_write_text
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    model TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    split TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    reference_answer TEXT NOT NULL,
+    pred_answer TEXT NOT NULL,
+    PRIMARY KEY (model, item_key)
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    rater TEXT NOT NULL,
+    model TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    reasoning_score INTEGER NOT NULL CHECK (reasoning_score IN (0, 1)),
+    prediction_score INTEGER NOT NULL CHECK (prediction_score IN (0, 1)),
+    comment TEXT NOT NULL DEFAULT '',
+    blind INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (rater, model, item_key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rater TEXT NOT NULL,
+    model TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    reasoning_score INTEGER NOT NULL,
+    prediction_score INTEGER NOT NULL,
+    comment TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+EXPORT_FIELDS = [
+    "rater",
+    "model",
+    "item_key",
+    "dataset",
+    "split",
+    "item_id",
+    "question",
+    "reference_answer",
+    "pred_answer",
+    "reasoning_score",
+    "prediction_score",
+    "comment",
+    "blind",
+    "created_at",
+    "updated_at",
+]
+
+_RATER_RE = re.compile(r"^[\w][\w .@-]{0,63}$")
+
+
+def normalize_rater(name: str) -> str:
+    """Return a cleaned rater name, or raise :class:`UserError`.
+
+    Names go into URLs and exports, so they are restricted to letters, digits, spaces and ``._@-``
+    (at most 64 characters); surrounding and repeated whitespace is collapsed.
+    """
+    cleaned = " ".join(str(name).split())
+    if not cleaned or not _RATER_RE.match(cleaned):
+        raise UserError(
+            f"rater name {name!r} is not allowed: use 1-64 letters, digits, spaces or ._@- "
+            "(starting with a letter or digit)"
+        )
+    return cleaned
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _score(value: Any, field: str) -> int:
+    """Accept 0/1 (as int, bool or string); anything else is a user error."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return int(value.strip())
+    raise UserError(f"{field} must be 0 or 1, got {value!r}")
+
+
+class RatingStore:
+    """The ratings database. Cheap to construct; opens one short-lived connection per operation.
+
+    A connection per operation (rather than one shared connection) keeps the store safe to use from the
+    threaded web server without locks of our own: SQLite serialises the writers.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(db_path)
+        if not create and not self.path.exists():
+            raise UserError(f"{self.path}: ratings database not found")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                # WAL must be set outside a transaction; it persists in the file for later connections.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _SCHEMA
+                    + "INSERT OR IGNORE INTO meta(name, value)"
+                    + f" VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                    + "COMMIT;"
+                )
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path}: not a usable ratings database ({exc})") from None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            # FULL: a committed rating survives power loss, not only a process crash.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    # -- items ---------------------------------------------------------------------------------------
+    def register_items(self, records: Iterable[PredictionRecord]) -> None:
+        """Store (or refresh) what each item showed, so exports need no predictions file."""
+        rows = [
+            (
+                r.model,
+                r.key,
+                r.dataset,
+                r.split,
+                r.id,
+                r.question,
+                r.reference_answer,
+                r.pred_answer,
+            )
+            for r in records
+        ]
+        with self._connect() as conn:
+            conn.executemany(
+                "INSERT INTO items(model, item_key, dataset, split, item_id, question, reference_answer,"
+                " pred_answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(model, item_key) DO UPDATE SET dataset=excluded.dataset, split=excluded.split,"
+                " item_id=excluded.item_id, question=excluded.question,"
+                " reference_answer=excluded.reference_answer, pred_answer=excluded.pred_answer",
+                rows,
+            )
+
+    # -- ratings -------------------------------------------------------------------------------------
+    def save(
+        self,
+        rater: str,
+        model: str,
+        item_key: str,
+        reasoning_score: Any,
+        prediction_score: Any,
+        comment: str = "",
+        *,
+        blind: bool = False,
+    ) -> dict[str, Any]:
+        """Insert or update the rating of ``(rater, model, item_key)``; returns the stored row.
+
+        Idempotent: saving the same values twice leaves one row (``created_at`` kept, ``updated_at``
+        refreshed). Returns only after the transaction is committed.
+        """
+        rater = normalize_rater(rater)
+        r_score = _score(reasoning_score, "reasoning_score")
+        p_score = _score(prediction_score, "prediction_score")
+        comment = (comment or "").strip()
+        if len(comment) > 5000:
+            raise UserError("comment is longer than 5000 characters")
+        now = _now()
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO ratings(rater, model, item_key, reasoning_score, prediction_score, comment,"
+                " blind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(rater, model, item_key) DO UPDATE SET"
+                " reasoning_score=excluded.reasoning_score, prediction_score=excluded.prediction_score,"
+                " comment=excluded.comment, blind=excluded.blind, updated_at=excluded.updated_at",
+                (rater, model, item_key, r_score, p_score, comment, int(blind), now, now),
+            )
+            conn.execute(
+                "INSERT INTO events(rater, model, item_key, reasoning_score, prediction_score, comment, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (rater, model, item_key, r_score, p_score, comment, now),
+            )
+            row = conn.execute(
+                "SELECT * FROM ratings WHERE rater=? AND model=? AND item_key=?", (rater, model, item_key)
+            ).fetchone()
+        return dict(row)
+
+    def get(self, rater: str, model: str, item_key: str) -> dict[str, Any] | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT * FROM ratings WHERE rater=? AND model=? AND item_key=?", (rater, model, item_key)
+            ).fetchone()
+        return dict(row) if row else None
+
+    def rated_by(self, rater: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """All of one rater's ratings keyed by ``(model, item_key)``."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM ratings WHERE rater=?", (rater,)).fetchall()
+        return {(row["model"], row["item_key"]): dict(row) for row in rows}
+
+    def raters(self) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT DISTINCT rater FROM ratings ORDER BY rater").fetchall()
+        return [row["rater"] for row in rows]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every rating joined with its item text, in a stable order (rater, model, item)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT r.rater, r.model, r.item_key,"
+                " COALESCE(i.dataset, '') AS dataset, COALESCE(i.split, '') AS split,"
+                " COALESCE(i.item_id, '') AS item_id, COALESCE(i.question, '') AS question,"
+                " COALESCE(i.reference_answer, '') AS reference_answer,"
+                " COALESCE(i.pred_answer, '') AS pred_answer,"
+                " r.reasoning_score, r.prediction_score, r.comment, r.blind, r.created_at, r.updated_at"
+                " FROM ratings r LEFT JOIN items i ON i.model = r.model AND i.item_key = r.item_key"
+                " ORDER BY r.rater, r.model, r.item_key"
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+
+# -- module-level API used by `rarl review export` and `rarl report` ------------------------------------
+def load_ratings(db_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every individual rating (one dict per rater and item); for per-rater agreement analyses."""
+    return RatingStore(db_path, create=False).rows()
+
+
+def human_scores_by_model(db_path: str | os.PathLike[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{model: {PredictionRecord.key: {"reasoning_score", "prediction_score", "n_raters"}}}``."""
+    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    for row in load_ratings(db_path):
+        acc = sums[(row["model"], row["item_key"])]
+        acc[0] += row["reasoning_score"]
+        acc[1] += row["prediction_score"]
+        acc[2] += 1
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for (model, key), (r_sum, p_sum, n) in sums.items():
+        out[model][key] = {"reasoning_score": r_sum / n, "prediction_score": p_sum / n, "n_raters": n}
+    return dict(out)
+
+
+def human_scores(db_path: str | os.PathLike[str], model: str | None = None) -> dict[str, dict[str, float]]:
+    """Mean human scores per item, keyed by ``PredictionRecord.key`` (the "Human" columns of a report).
+
+    ``model`` selects one model's ratings when the database holds several; without it the database must
+    hold ratings of a single model, because averaging two models' outputs for one key would be wrong.
+    """
+    by_model = human_scores_by_model(db_path)
+    if model is not None:
+        return by_model.get(model, {})
+    if len(by_model) > 1:
+        raise UserError(
+            f"{db_path}: ratings cover several models ({', '.join(sorted(by_model))}); "
+            "choose one with model=..."
+        )
+    return next(iter(by_model.values()), {})
+
+
+def _csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a model answer or comment starting with ``=`` (or ``+ - @``)
+    would otherwise be executed by Excel/LibreOffice when a clinician opens the export (CSV injection).
+    Numbers are left alone; the JSONL export keeps text verbatim."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def export_text(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Render rating rows as CSV (spreadsheet-safe) or JSONL text."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
+        return buffer.getvalue()
+    if fmt == "jsonl":
+        return "".join(
+            json.dumps({k: row[k] for k in EXPORT_FIELDS}, ensure_ascii=False) + "\n" for row in rows
+        )
+    raise UserError(f"unknown export format {fmt!r}; use csv or jsonl")
+
+
+def export_ratings(db_path: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> int:
+    """Write every rating to ``out`` as CSV or JSONL (atomically); returns the number of rows."""
+    rows = load_ratings(db_path)
+    atomic_write_text(out, export_text(rows, fmt))
+    return len(rows)
