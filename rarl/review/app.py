@@ -218,7 +218,7 @@ def create_app(
         rater = rater_or_400(rater)
         rated = store.rated_by(rater)
         n_done = sum((it.record.model, it.record.key) in rated for it in items)
-        return render_template("done.html", rater=rater, n_done=n_done, total=len(items))
+        return render_template("done.html", rater=rater, n_done=n_done, total=len(items), blind=blind)
 
     @app.get("/rate/<rater>/<int:pos>")
     def rate(rater: str, pos: int, error: str | None = None, status: int = 200) -> tuple[str, int]:
@@ -290,6 +290,8 @@ def create_app(
     def export(fmt: str) -> Response:
         if fmt not in ("csv", "jsonl"):
             abort(404)
+        if blind:  # the export names the model of every item: not for raters of a blinded study
+            abort(403, description="export is disabled in blind mode; use `rarl review export`")
         text = export_text(store.rows(), fmt)
         mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
         return Response(
@@ -315,3 +317,5 @@ def create_server(app: Flask, host: str = "127.0.0.1", port: int = 8765) -> Base
         return make_server(host, port, app, threaded=True)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    except SystemExit:  # werkzeug prints the reason (e.g. port in use) and exits instead of raising
+        raise UserError(f"cannot listen on {host}:{port} (see the message above)") from None
