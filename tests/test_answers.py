@@ -1,0 +1,198 @@
+"""Answer extraction, normalisation and matching (shared by rewards and metrics), on hand-written outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from rarl.answers import (
+    answers_match,
+    choice_index,
+    completion_text,
+    exact_match,
+    extract_answer,
+    extract_think,
+    infer_question_type,
+    normalize_answer,
+    reference_alternatives,
+    token_f1,
+    token_recall,
+    yes_no,
+)
+
+# --------------------------------------------------------------------------------------------------
+# extraction
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>lungs look clear</think><answer>No</answer>", "No"),
+        ("<answer>first</answer> then <answer> second </answer>", "second"),  # the last block wins
+        ("<think>reasoning</think>\n<answer>left lung", "left lung"),  # unclosed answer tag
+        ("<think>the mass is on the left</think>\nLeft lung", "Left lung"),  # text after </think>
+        ("The image shows a mass.\nAnswer: right kidney\nThanks", "right kidney"),
+        ("Looking closely.\nFinal answer - CT", "CT"),
+        ("The image shows a lesion.\nThe answer is MRI", "MRI"),
+        ("Some words\n\nliver\n", "liver"),  # last non-empty line
+        ("<think>only reasoning, cut off", "only reasoning, cut off"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_extract_answer(text: str | None, expected: str) -> None:
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think> step 1. step 2. </think><answer>x</answer>", "step 1. step 2."),
+        ("<think>a</think><think>b</think><answer>x</answer>", "b"),
+        ("<think>unclosed reasoning <answer>yes</answer>", "unclosed reasoning"),
+        ("opened by the template </think><answer>yes</answer>", "opened by the template"),
+        ("no tags at all", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_extract_think(text: str | None, expected: str) -> None:
+    assert extract_think(text) == expected
+
+
+def test_completion_text_accepts_strings_and_chat_messages() -> None:
+    assert completion_text("plain") == "plain"
+    assert (
+        completion_text([{"role": "assistant", "content": "<answer>yes</answer>"}]) == "<answer>yes</answer>"
+    )
+    parts = [{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+    assert completion_text(parts) == "ab"
+    for malformed in (None, [], {}, [{"role": "assistant"}], [42], 3.5):
+        assert completion_text(malformed) == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# normalisation
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The  Left Lung.", "left lung"),
+        ("Two nodules, 3.5 cm.", "2 nodules 3.5 cm"),
+        ("An MRI!", "mri"),
+        ("2.0", "2"),
+        ("T2-weighted", "t2 weighted"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_normalize_answer(text: str | None, expected: str) -> None:
+    assert normalize_answer(text) == expected
+
+
+def test_infer_question_type_keeps_its_rule() -> None:
+    assert infer_question_type("Yes.") == "closed"
+    assert infer_question_type(" NO ") == "closed"
+    assert infer_question_type("nodule") == "open"
+    assert infer_question_type("yes, left") == "open"
+
+
+# --------------------------------------------------------------------------------------------------
+# closed questions
+
+
+@pytest.mark.parametrize(
+    "pred", ["yes", "Yes.", "YES", "yeah", "Yes, the lung is abnormal", "true", "Correct"]
+)
+def test_yes_variants_match_yes(pred: str) -> None:
+    assert answers_match(pred, "yes", "closed")
+    assert not answers_match(pred, "no", "closed")
+
+
+@pytest.mark.parametrize("pred", ["no", "No.", "nope", "No, there is no fracture", "false", "negative"])
+def test_no_variants_match_no(pred: str) -> None:
+    assert answers_match(pred, "No", "closed")
+    assert not answers_match(pred, "yes", "closed")
+
+
+@pytest.mark.parametrize("pred", ["nodule", "a small nodule", "nothing abnormal", "normal", "know", "eyes"])
+def test_yes_no_are_whole_words_never_substrings(pred: str) -> None:
+    assert yes_no(pred) is None
+    assert not answers_match(pred, "no", "closed")
+    assert not answers_match(pred, "yes", "closed")
+
+
+def test_ambiguous_or_empty_yes_no_does_not_match() -> None:
+    assert yes_no("yes, there is no mass") is None
+    assert not answers_match("yes, there is no mass", "yes", "closed")
+    assert not answers_match("", "yes", "closed")
+    assert not answers_match("yes", "", "closed")
+
+
+def test_closed_non_yes_no_uses_exact_match() -> None:
+    assert answers_match("The CT.", "ct", "closed")
+    assert not answers_match("CT scan", "MRI", "closed")
+
+
+# --------------------------------------------------------------------------------------------------
+# multiple choice
+
+
+CHOICES = ["3", "4", "5", "6"]
+
+
+@pytest.mark.parametrize(
+    ("text", "index"), [("(A)", 0), ("B.", 1), ("C", 2), ("d)", 3), ("(b) 4", 1), ("5", 2)]
+)
+def test_choice_index_letters_and_option_text(text: str, index: int) -> None:
+    assert choice_index(text, CHOICES) == index
+
+
+def test_choice_letter_beyond_the_options_is_rejected() -> None:
+    assert choice_index("(E)", CHOICES) is None
+    assert choice_index("C", ["yes", "no"]) is None
+    assert not answers_match("(E)", "(E)", "choice", CHOICES)  # a bad reference matches nothing
+
+
+def test_option_text_is_not_misread_as_a_letter() -> None:
+    options = ["A dog", "A cat"]
+    assert choice_index("A cat", options) == 1
+    assert choice_index("a cat.", options) == 1
+
+
+def test_answers_match_choice() -> None:
+    assert answers_match("(B)", "(B)", "choice", CHOICES)
+    assert answers_match("B. 4", "(B)", "choice", CHOICES)
+    assert answers_match("4", "(B)", "choice", CHOICES)
+    assert not answers_match("(A)", "(B)", "choice", CHOICES)
+    assert not answers_match("7", "(B)", "choice", CHOICES)
+
+
+# --------------------------------------------------------------------------------------------------
+# VQA-Med references and open-answer metrics
+
+
+def test_vqa_med_alternatives_and_optional_parts() -> None:
+    assert reference_alternatives("ct (with contrast)#mri") == ["ct with contrast", "ct", "mri"]
+    ref = "ct (with contrast)#mri"
+    for pred in ("CT", "ct with contrast", "MRI."):
+        assert exact_match(pred, ref)
+    assert not exact_match("ultrasound", ref)
+    assert answers_match("mri", "ct#mri", "closed")
+
+
+def test_token_f1_and_recall_by_hand() -> None:
+    # pred {left, lung, lobe} vs ref {left, lung}: precision 2/3, recall 1, F1 0.8
+    assert token_f1("left lung lobe", "left lung") == pytest.approx(0.8)
+    assert token_recall("left lung lobe", "left lung") == pytest.approx(1.0)
+    assert token_recall("the lung", "left lung") == pytest.approx(0.5)
+    assert token_f1("kidney", "left lung") == 0.0
+    assert token_f1("", "left lung") == 0.0
+    assert token_f1("mri", "ct#mri") == pytest.approx(1.0)  # best alternative
+
+
+def test_exact_match_normalises_both_sides() -> None:
+    assert exact_match("The Left Lung.", "left lung")
+    assert exact_match("two", "2")
+    assert not exact_match("left", "left lung")
+    assert not exact_match("", "")
