@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import queue
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +300,49 @@ def test_server_binds_loopback_by_default(tmp_path: Path) -> None:
     finally:
         server.server_close()
     assert item_token("m", "k") != item_token("m2", "k")
+
+
+def test_cli_serve_answers_on_loopback(tmp_path: Path) -> None:
+    predictions = make_predictions(tmp_path / "run")
+    db = tmp_path / "ratings.sqlite"
+    command = [sys.executable, "-m", "rarl.cli", "review", "serve", "--predictions", str(predictions)]
+    proc = subprocess.Popen(
+        [*command, "--db", str(db), "--port", "0", "--blind"], stdout=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        url = None
+        while url is None:
+            match = re.search(r"open (http://127\.0\.0\.1:\d+/)", lines.get(timeout=60))
+            url = match and match.group(1)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            page = response.read().decode()
+        assert "3 predictions to rate" in page and "blinded" in page
+        assert db.exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0  # Ctrl+C is a clean stop
+
+
+def test_cli_serve_bad_predictions_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text('{"id": "1"}\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rarl.cli",
+            "review",
+            "serve",
+            "--predictions",
+            str(tmp_path / "p.jsonl"),
+            "--db",
+            str(tmp_path / "r.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "row 1, field 'dataset': missing" in result.stderr.strip()

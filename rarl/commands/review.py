@@ -45,9 +45,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"rarl review: {n_items} items; ratings in {args.db}", flush=True)
     print(f"rarl review: open http://{host}:{server.server_port}/  (Ctrl+C to stop)", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever()  # werkzeug returns from here on Ctrl+C
     finally:
         server.server_close()
+    print(f"rarl review: stopped; every saved rating is in {args.db}", flush=True)
     return 0
 
 

@@ -286,6 +286,10 @@ def create_app(
             abort(415, description=f"cannot display {path.name}: {exc}")
         return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
+
     @app.get("/export.<fmt>")
     def export(fmt: str) -> Response:
         if fmt not in ("csv", "jsonl"):
