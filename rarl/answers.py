@@ -199,10 +199,9 @@ def reference_alternatives(reference: str | None) -> list[str]:
         return [""]
     forms: list[str] = []
     for alternative in str(reference).split("#"):
-        variants = {alternative}
+        variants = [alternative]  # a list, not a set: the order of the forms must be reproducible
         if "(" in alternative and ")" in alternative:
-            variants.add(re.sub(r"\([^)]*\)", " ", alternative))  # without the optional part
-            variants.add(alternative.replace("(", " ").replace(")", " "))  # with it
+            variants.append(re.sub(r"\([^)]*\)", " ", alternative))  # without the optional part
         for variant in variants:
             norm = normalize_answer(variant)
             if norm and norm not in forms:
