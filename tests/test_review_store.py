@@ -164,3 +164,22 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "ratings database not found" in capsys.readouterr().err
     assert main(["review", "export", "--db", str(db), "--out", str(tmp_path / "r.xlsx")]) == 2
     assert "--format" in capsys.readouterr().err
+
+
+def test_concurrent_submits_of_one_item_leave_one_row(tmp_path: Path) -> None:
+    """The threaded server may run two saves of the same item at once (double click): still one row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = RatingStore(tmp_path / "ratings.sqlite")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: store.save("dr a", "m1", "d/s/1", i % 2, 1, f"try {i}"), range(16)))
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0]["comment"].startswith("try ")
+    with sqlite3.connect(tmp_path / "ratings.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 16
+
+
+def test_a_file_that_is_not_sqlite_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "ratings.sqlite").write_text("these are my notes, not a database\n" * 20)
+    with pytest.raises(UserError, match="not a usable ratings database"):
+        RatingStore(tmp_path / "ratings.sqlite")

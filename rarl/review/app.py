@@ -112,19 +112,11 @@ def load_items(predictions_path: str | Path) -> list[ReviewItem]:
 
 @lru_cache(maxsize=64)
 def _png_bytes(path: str, mtime: float) -> bytes:
-    """Convert a non-PNG/JPG image (DICOM, TIFF, …) to PNG once per file version."""
-    try:
-        from rarl.data.images import load_image  # DICOM support lives with the data loaders
-    except ImportError:  # pragma: no cover - only while the data module is absent
-        from PIL import Image
+    """Convert a non-PNG/JPG image (DICOM, TIFF, BMP, …) to PNG, once per file version (``mtime``)."""
+    from rarl.data.images import load_image  # DICOM decoding and windowing live with the data loaders
 
-        def load_image(p: str) -> Any:
-            with Image.open(p) as img:
-                return img.convert("RGB")
-
-    image = load_image(path)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    load_image(path).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
