@@ -41,6 +41,8 @@ def test_upsert_keeps_one_row_per_rater_and_item(tmp_path: Path) -> None:
     again = store.save("dr a", "m1", "vqa_rad/test/1", "1", "0", "first look")  # double submit
     changed = store.save("dr a", "m1", "vqa_rad/test/1", 0, 1, "changed my mind")
     store.save("dr b", "m1", "vqa_rad/test/1", 1, 1)
+    store.save("Dr Mu\u0308ller", "m1", "vqa_rad/test/1", 1, 1)  # combining umlaut
+    store.save("  Dr  M\u00fcller ", "m1", "vqa_rad/test/1", 1, 1)  # composed: the same rater
 
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
@@ -48,8 +50,8 @@ def test_upsert_keeps_one_row_per_rater_and_item(tmp_path: Path) -> None:
         ).fetchall()
         n_events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert rows == [("dr a", 0, 1, "changed my mind"), ("dr b", 1, 1, "")]
-    assert n_events == 4  # every submission is audited even though the rating row is updated in place
+    assert rows == [("Dr M\u00fcller", 1, 1, ""), ("dr a", 0, 1, "changed my mind"), ("dr b", 1, 1, "")]
+    assert n_events == 6  # every submission is audited even though the rating row is updated in place
     assert journal == "wal"
     assert first["created_at"] == again["created_at"] == changed["created_at"]
     assert changed["updated_at"] >= first["updated_at"]

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sqlite3
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -97,7 +98,8 @@ def normalize_rater(name: str) -> str:
     Names go into URLs and exports, so they are restricted to letters, digits, spaces and ``._@-``
     (at most 64 characters); surrounding and repeated whitespace is collapsed.
     """
-    cleaned = " ".join(str(name).split())
+    # NFC: "Müller" typed on two keyboards (composed vs combining umlaut) is one rater, not two
+    cleaned = unicodedata.normalize("NFC", " ".join(str(name).split()))
     if not cleaned or not _RATER_RE.match(cleaned):
         raise UserError(
             f"rater name {name!r} is not allowed: use 1-64 letters, digits, spaces or ._@- "
