@@ -1,0 +1,154 @@
+"""Batched generation of predictions for evaluation.
+
+Why this shape: evaluation must be deterministic (greedy by default) and cheap enough to run on every
+checkpoint, so prompts are batched with left padding (each prompt ends where generation starts), images
+go through the processor's own chat template (the same rendering training used), and the answer and
+reasoning are extracted with :mod:`rarl.answers` — the exact code the rewards use, so metrics and
+rewards can never disagree about what the model answered. ``on_record`` is called after every batch's
+records so a caller can append them to disk immediately (resumable runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rarl.answers import extract_answer, extract_think
+from rarl.data.schema import Sample
+from rarl.eval.records import PredictionRecord
+from rarl.prompts import INFERENCE_SYSTEM_PROMPTS, inference_messages
+
+
+def render_prompt(processor: Any, sample: Sample, prompt: str) -> str:
+    """The chat-templated text of one sample (with the image placeholder the processor expands)."""
+    messages = inference_messages(sample.question, prompt, sample.choices)
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _record(sample: Sample, raw: str, prompt: str, model_name: str) -> PredictionRecord:
+    extra = dict(sample.extra or {})
+    return PredictionRecord(
+        id=str(sample.id),
+        dataset=sample.dataset,
+        split=sample.split,
+        question=sample.question,
+        question_type=sample.question_type,
+        reference_answer=sample.answer,
+        model=model_name,
+        prompt=prompt,
+        raw_output=raw,
+        pred_reasoning=extract_think(raw),
+        pred_answer=extract_answer(raw),
+        reference_reasoning=sample.reasoning,
+        choices=list(sample.choices) if sample.choices else None,
+        image=sample.image_path,
+        modality=sample.modality,
+        extra={k: v for k, v in extra.items() if _is_json_scalar(v)},
+    )
+
+
+def _is_json_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _batches(items: Sequence[Sample], size: int) -> Iterable[Sequence[Sample]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def generate_batch(
+    model: Any,
+    processor: Any,
+    samples: Sequence[Sample],
+    *,
+    prompt: str = "reasoning",
+    max_new_tokens: int = 512,
+    do_sample: bool = False,
+    max_pixels: int | None = None,
+) -> list[str]:
+    """Generate the raw output text for each sample of one batch."""
+    import torch
+
+    from rarl.data.images import load_image
+
+    texts = [render_prompt(processor, sample, prompt) for sample in samples]
+    images = [load_image(sample.image, max_pixels=max_pixels) for sample in samples]
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "left"  # generation continues from the last position of every row
+    inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    device = next(model.parameters()).device
+    inputs = inputs.to(device)
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
+    if not do_sample:
+        # Checkpoints often ship sampling defaults (temperature/top_p); greedy decoding ignores them,
+        # so clear them to keep decoding deterministic and the logs free of warnings.
+        options.update(temperature=None, top_p=None, top_k=None)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode():
+        output = model.generate(**inputs, pad_token_id=pad_id, **options)
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def generate_predictions(
+    model: Any,
+    processor: Any,
+    samples: Sequence[Sample],
+    *,
+    prompt: str = "reasoning",
+    batch_size: int = 8,
+    max_new_tokens: int = 512,
+    model_name: str = "",
+    do_sample: bool = False,
+    on_record: Callable[[PredictionRecord], None] | None = None,
+    max_pixels: int | None = None,
+    progress: bool = True,
+) -> list[PredictionRecord]:
+    """Predict every sample in batches; returns the records in sample order.
+
+    ``on_record`` is called for each record as soon as its batch finishes (e.g. to append it to
+    predictions.jsonl), so an interrupted run keeps everything finished before the interruption.
+    """
+    if prompt not in INFERENCE_SYSTEM_PROMPTS:
+        from rarl.errors import UserError
+
+        raise UserError(
+            f"unknown inference prompt {prompt!r}; valid options: {', '.join(INFERENCE_SYSTEM_PROMPTS)}"
+        )
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    was_training = getattr(model, "training", False)
+    model.eval()
+    records: list[PredictionRecord] = []
+    bar = None
+    if progress and samples:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(samples), desc=f"generate ({prompt})", unit="sample")
+    try:
+        for batch in _batches(list(samples), batch_size):
+            outputs = generate_batch(
+                model,
+                processor,
+                batch,
+                prompt=prompt,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                max_pixels=max_pixels,
+            )
+            for sample, raw in zip(batch, outputs, strict=True):
+                record = _record(sample, raw, prompt, model_name)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+        if was_training:
+            model.train()
+    return records
+
+
+__all__ = ["generate_batch", "generate_predictions", "render_prompt"]

@@ -1,0 +1,157 @@
+"""Rule metrics: closed/choice accuracy, open exact/recall/F1/BERTScore, CV-Bench per task + combined."""
+
+from __future__ import annotations
+
+import pytest
+
+from rarl.eval.metrics import cvbench_scores, dataset_labels, item_scores, rule_correct, rule_metrics
+from rarl.eval.records import PredictionRecord
+
+
+def rec(i, qtype, ref, pred, dataset="ds", split="test", choices=None, **extra):
+    return PredictionRecord(
+        id=str(i),
+        dataset=dataset,
+        split=split,
+        question="q?",
+        question_type=qtype,
+        reference_answer=ref,
+        model="m",
+        prompt="reasoning",
+        raw_output=f"<answer>{pred}</answer>",
+        pred_reasoning="",
+        pred_answer=pred,
+        choices=choices,
+        extra=extra,
+    )
+
+
+class LengthScorer:
+    """A deterministic stand-in for BERTScore: records what it was asked, scores by shared characters."""
+
+    def __init__(self):
+        self.calls = []
+
+    def f1(self, candidates, references):
+        self.calls.append((list(candidates), list(references)))
+        out = []
+        for cand, refs in zip(candidates, references, strict=True):
+            refs = [refs] if isinstance(refs, str) else refs
+            out.append(max(1.0 if cand == r else 0.5 for r in refs) if cand else 0.0)
+        return out
+
+
+def test_closed_accuracy_uses_shared_matching():
+    records = [
+        rec(1, "closed", "yes", "Yes, there is."),
+        rec(2, "closed", "no", "absent"),  # "absent" is not a recognised 'no' synonym unless answers says so
+        rec(3, "closed", "no", "yes"),
+        rec(4, "closed", "yes", ""),
+    ]
+    metrics = rule_metrics(records, bertscore=False)
+    closed = metrics["datasets"]["ds"]["closed"]
+    expected = sum(rule_correct(r) for r in records) / 4
+    assert closed["n"] == 4
+    assert closed["accuracy"] == pytest.approx(expected)
+    assert rule_correct(records[0]) and not rule_correct(records[2]) and not rule_correct(records[3])
+    assert "open" not in metrics["datasets"]["ds"]
+
+
+def test_open_metrics_exact_recall_f1_and_bertscore_only_on_open():
+    records = [
+        rec(1, "open", "left lung", "the left lung"),  # exact after normalisation
+        rec(2, "open", "left lower lobe", "left lobe"),  # recall 2/3, precision 1 -> F1 0.8
+        rec(3, "open", "ct#computed tomography", "computed tomography"),  # '#' alternative
+        rec(4, "open", "brain", ""),  # empty prediction scores zero everywhere
+        rec(5, "closed", "yes", "yes"),
+    ]
+    scorer = LengthScorer()
+    metrics = rule_metrics(records, scorer=scorer)
+    open_ = metrics["datasets"]["ds"]["open"]
+    assert open_["n"] == 4
+    assert open_["exact"] == pytest.approx(2 / 4)
+    assert open_["token_recall"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
+    assert open_["token_f1"] == pytest.approx((1 + 0.8 + 1 + 0) / 4)
+    # BERTScore saw only the 4 open items, with the '#' alternatives split into separate references.
+    ((cands, refs),) = scorer.calls
+    assert cands == ["the left lung", "left lobe", "computed tomography", ""]
+    assert refs[2] == ["ct", "computed tomography"]
+    assert open_["bertscore"] == pytest.approx((0.5 + 0.5 + 1.0 + 0.0) / 4)
+    assert metrics["datasets"]["ds"]["closed"] == {"n": 1, "accuracy": 1.0}
+    assert metrics["datasets"]["ds"]["accuracy"] == pytest.approx(3 / 5)
+
+
+def test_choice_questions_and_dataset_rows_split_when_needed():
+    choices = ["cat", "dog", "bird"]
+    records = [
+        rec(1, "choice", "(B)", "B", dataset="a", choices=choices),
+        rec(2, "choice", "(B)", "dog", dataset="a", choices=choices),
+        rec(3, "choice", "(B)", "(A)", dataset="a", choices=choices),
+        rec(4, "closed", "yes", "yes", dataset="b", split="test"),
+        rec(5, "closed", "yes", "no", dataset="b", split="val"),
+    ]
+    assert dataset_labels(records) == ["a", "a", "a", "b/test", "b/val"]
+    metrics = rule_metrics(records, bertscore=False)
+    assert metrics["datasets"]["a"]["choice"] == {"n": 3, "accuracy": pytest.approx(2 / 3)}
+    assert metrics["datasets"]["b/test"]["closed"]["accuracy"] == 1.0
+    assert metrics["datasets"]["b/val"]["closed"]["accuracy"] == 0.0
+    assert metrics["overall"]["n"] == 5 and metrics["n"] == 5
+
+
+def test_cvbench_per_task_and_official_combined_score():
+    choices = ["1", "2", "3", "4"]
+    records = []
+    # Count: 3/4 right (ADE20K 2/2, COCO 1/2); Relation 1/2 (COCO); Depth 1/1; Distance 0/1
+    plan = [
+        ("Count", "ADE20K", True),
+        ("Count", "ADE20K", True),
+        ("Count", "COCO", True),
+        ("Count", "COCO", False),
+        ("Relation", "COCO", True),
+        ("Relation", "COCO", False),
+        ("Depth", "Omni3D", True),
+        ("Distance", "Omni3D", False),
+    ]
+    for i, (task, source, ok) in enumerate(plan):
+        records.append(
+            rec(
+                i,
+                "choice",
+                "(A)",
+                "(A)" if ok else "(C)",
+                dataset="cvbench",
+                choices=choices,
+                task=task,
+                source=source,
+            )
+        )
+    cv = rule_metrics(records, bertscore=False)["datasets"]["cvbench"]["cvbench"]
+    assert cv["tasks"]["Count"] == {"n": 4, "accuracy": 0.75}
+    assert cv["tasks"]["Relation"]["accuracy"] == 0.5
+    # official: 2D = mean(ADE20K 2/2, COCO 2/4) = 0.75; 3D = 1/2; combined = 0.625
+    assert cv["accuracy_2d"] == pytest.approx(0.75)
+    assert cv["accuracy_3d"] == pytest.approx(0.5)
+    assert cv["combined"] == pytest.approx(0.625)
+    # without sources the 2D score pools Count+Relation: 4/6
+    for r in records:
+        r.extra.pop("source")
+    cv = cvbench_scores(records, [rule_correct(r) for r in records])
+    assert cv["accuracy_2d"] == pytest.approx(4 / 6)
+    assert cv["combined"] == pytest.approx((4 / 6 + 0.5) / 2)
+
+
+def test_no_cvbench_block_without_tasks_and_empty_input():
+    assert "cvbench" not in rule_metrics([rec(1, "closed", "yes", "yes")], bertscore=False)["datasets"]["ds"]
+    assert rule_metrics([], bertscore=False) == {
+        "n": 0,
+        "bertscore_model": None,
+        "overall": {"n": 0},
+        "datasets": {},
+    }
+
+
+def test_real_bertscore_ranks_a_paraphrase_above_an_unrelated_answer():
+    records = [rec(1, "open", "left lung", "left lung"), rec(2, "open", "left lung", "fractured femur")]
+    scores = item_scores(records)
+    assert scores[0]["bertscore"] > scores[1]["bertscore"]
+    assert scores[0]["bertscore"] == pytest.approx(1.0, abs=1e-3)
