@@ -300,6 +300,18 @@ def test_server_binds_loopback_by_default(tmp_path: Path) -> None:
     finally:
         server.server_close()
     assert item_token("m", "k") != item_token("m2", "k")
+    assert item_token("m", "k", "salt") != item_token("m", "k")
+
+
+def test_tokens_are_secret_per_database_and_stable_across_restarts(tmp_path: Path) -> None:
+    predictions = make_predictions(tmp_path / "run")
+    first = create_app(predictions, tmp_path / "a.sqlite").config["REVIEW_ITEMS"]
+    restarted = create_app(predictions, tmp_path / "a.sqlite").config["REVIEW_ITEMS"]
+    other_db = create_app(predictions, tmp_path / "b.sqlite").config["REVIEW_ITEMS"]
+    assert [i.token for i in first] == [i.token for i in restarted]
+    assert {i.token for i in first}.isdisjoint(i.token for i in other_db)
+    # a rater who knows the model names cannot recompute the tokens
+    assert item_token(first[0].record.model, first[0].record.key) != first[0].token
 
 
 def test_cli_serve_answers_on_loopback(tmp_path: Path) -> None:
@@ -346,3 +358,4 @@ def test_cli_serve_bad_predictions_is_one_line_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "row 1, field 'dataset': missing" in result.stderr.strip()
+    assert not (tmp_path / "r.sqlite").exists()  # no empty database left behind for a bad file

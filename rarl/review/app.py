@@ -57,9 +57,10 @@ class ReviewItem:
     image_label: str | None  # the path as written in the predictions file, for "image not found"
 
 
-def item_token(model: str, key: str) -> str:
-    """Stable opaque id of ``(model, key)``: safe to put in URLs, reveals neither model nor position."""
-    return hashlib.sha256(f"{model}\0{key}".encode()).hexdigest()[:20]
+def item_token(model: str, key: str, salt: str = "") -> str:
+    """Stable opaque id of ``(model, key)``: safe to put in URLs; with a secret ``salt`` it reveals
+    neither the model nor the position in the file."""
+    return hashlib.sha256(f"{salt}\0{model}\0{key}".encode()).hexdigest()[:20]
 
 
 def _resolve_image(raw: str | None, base_dir: Path) -> Path | None:
@@ -73,7 +74,7 @@ def _resolve_image(raw: str | None, base_dir: Path) -> Path | None:
     return None
 
 
-def load_items(predictions_path: str | Path) -> list[ReviewItem]:
+def load_items(predictions_path: str | Path, salt: str = "") -> list[ReviewItem]:
     """Read a predictions.jsonl into review items; bad rows raise :class:`DataError` naming row and field."""
     path = Path(predictions_path)
     items: list[ReviewItem] = []
@@ -100,7 +101,7 @@ def load_items(predictions_path: str | Path) -> list[ReviewItem]:
         items.append(
             ReviewItem(
                 record=record,
-                token=item_token(record.model, record.key),
+                token=item_token(record.model, record.key, salt),
                 image_path=_resolve_image(record.image, path.parent),
                 image_label=record.image,
             )
@@ -128,9 +129,10 @@ def create_app(
     seed: int = 0,
 ) -> Flask:
     """Build the Flask app for one predictions file and one ratings database."""
-    items = load_items(predictions)
-    by_token = {item.token: item for item in items}
+    load_items(predictions)  # validate the file before creating a database for it
     store = RatingStore(db_path)
+    items = load_items(predictions, salt=store.token_salt())
+    by_token = {item.token: item for item in items}
     store.register_items(item.record for item in items)
 
     app = Flask(__name__)

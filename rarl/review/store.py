@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import secrets
 import sqlite3
 import unicodedata
 from collections import defaultdict
@@ -170,6 +171,19 @@ class RatingStore:
             conn.execute("COMMIT")
         finally:
             conn.close()
+
+    def token_salt(self) -> str:
+        """A random secret kept in the database, created on first use.
+
+        The page addresses items by ``hash(salt, model, key)``; without a secret a rater in a blinded study
+        could hash the candidate model names and tell which model answered. Stored (not per process) so
+        tokens in pages left open survive a server restart.
+        """
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(name, value) VALUES ('token_salt', ?)", (secrets.token_hex(16),)
+            )
+            return conn.execute("SELECT value FROM meta WHERE name='token_salt'").fetchone()["value"]
 
     # -- items ---------------------------------------------------------------------------------------
     def register_items(self, records: Iterable[PredictionRecord]) -> None:
