@@ -64,6 +64,7 @@ class DatasetSpec:
     skip_bad: bool = False
     num_samples: int = 256  # synthetic only
     tasks: list[str] = field(default_factory=list)  # cvbench only: Count/Relation/Depth/Distance filter
+    image_dir: str | None = None  # where image files live when not the loader's default (relative paths)
 
 
 @dataclass

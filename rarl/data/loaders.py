@@ -1,0 +1,656 @@
+"""One loader per dataset source, all producing :class:`~rarl.data.schema.Sample` lists.
+
+Why: the paper evaluates on benchmarks that each ship in their own official layout (VQA-RAD's single JSON
+with ``phrase_type`` splits, SLAKE's per-split JSON with Chinese rows mixed in, VQA-Med 2019's pipe files
+with ``#`` alternatives, PathVQA pickles or parquet, CV-Bench parquet/JSONL with lettered choices). Each
+loader reads the layout as published, validates every row (:mod:`rarl.data.rows`) and logs its counts,
+so a user can point a config at the unpacked download and get the same samples the paper used.
+
+Every loader takes a :class:`~rarl.config.DatasetSpec` and returns samples in file order; naming,
+subsampling and the final count line are done by :func:`rarl.data.load_dataset_spec`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rarl.data.rows import BadRow, RowCollector, image_file, question_type_of, text
+from rarl.data.schema import Sample
+from rarl.errors import DataError, UserError
+
+if TYPE_CHECKING:
+    from rarl.config import DatasetSpec
+
+log = logging.getLogger("rarl.data")
+
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "validation": ("validation", "validate", "val", "valid", "dev"),
+    "test": ("test", "testing"),
+}
+
+
+def split_names(split: str) -> tuple[str, ...]:
+    """All spellings of a split name that datasets use (SLAKE: ``validate``; HF: ``validation``)."""
+    for names in SPLIT_ALIASES.values():
+        if split.lower() in names:
+            return (split, *[n for n in names if n != split.lower()])
+    return (split,)
+
+
+def _require_path(spec: DatasetSpec) -> Path:
+    if not spec.path:
+        raise UserError(f"data source '{spec.source}' needs a path (data.*.path)")
+    path = Path(spec.path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path}: dataset path not found (source '{spec.source}')")
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            str(path), exc.lineno, None, f"invalid JSON ({exc.msg}, column {exc.colno})"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
+
+
+def _json_list(path: Path) -> list[Any]:
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise DataError(
+            str(path), None, None, f"expected a JSON list of questions, got {type(data).__name__}"
+        )
+    return data
+
+
+def _each_record(
+    collector: RowCollector, rows: Iterable[Any], parse: Callable[[int, dict], Sample | None]
+) -> None:
+    """Run ``parse`` over rows (numbered from 1), routing :class:`BadRow` through the collector."""
+    for number, record in enumerate(rows, start=1):
+        try:
+            if not isinstance(record, dict):
+                raise BadRow(None, f"expected an object, got {type(record).__name__}")
+            sample = parse(number, record)
+        except BadRow as error:
+            collector.bad(number, error)
+            continue
+        if sample is not None:
+            collector.samples.append(sample)
+
+
+def _finish(collector: RowCollector, spec: DatasetSpec, rule_note: str | None = None) -> list[Sample]:
+    name = spec.name or spec.source
+    collector.report(name, spec.split, rule_note)
+    if not collector.samples and not collector.skipped:
+        log.warning("%s/%s: no samples in %s", name, spec.split, collector.path)
+    return collector.samples
+
+
+# --------------------------------------------------------------------------------------------------
+# synthetic
+
+
+def load_synthetic(spec: DatasetSpec) -> list[Sample]:
+    """``spec.num_samples`` synthetic samples of ``spec.split`` seeded by ``spec.seed``."""
+    from rarl.data.synthetic import generate_samples
+
+    return generate_samples(spec.num_samples, seed=spec.seed, split=spec.split)
+
+
+# --------------------------------------------------------------------------------------------------
+# VQA-RAD: one JSON list; split by phrase_type (freeform/para = train, test_freeform/test_para = test)
+
+VQA_RAD_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("freeform", "para"),
+    "test": ("test_freeform", "test_para"),
+}
+VQA_RAD_IMAGE_DIRS = ("VQA_RAD Image Folder", "images", "imgs")
+
+
+def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
+    """VQA-RAD's official ``VQA_RAD Dataset Public.json`` (path: the file or its folder)."""
+    path = _require_path(spec)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.json"))
+        if not candidates:
+            raise UserError(f"{path}: no VQA-RAD JSON file in this folder")
+        path = candidates[0]
+    split = spec.split.lower()
+    if split not in VQA_RAD_SPLITS:
+        raise UserError(f"VQA-RAD has splits train and test (via phrase_type), not '{spec.split}'")
+    image_root = _image_root(spec, path.parent, VQA_RAD_IMAGE_DIRS)
+    collector = RowCollector(str(path), spec.skip_bad)
+
+    def parse(number: int, record: dict) -> Sample | None:
+        phrase = text(record, "phrase_type")
+        if phrase.lower() not in VQA_RAD_SPLITS["train"] + VQA_RAD_SPLITS["test"]:
+            raise BadRow("phrase_type", f"unknown phrase_type {phrase!r}")
+        if phrase.lower() not in VQA_RAD_SPLITS[split]:
+            return None
+        question = text(record, "question")
+        answer = text(record, "answer")
+        answer_type = text(record, "answer_type", required=False)
+        if answer_type is None:
+            collector.inferred_types += 1
+        return Sample(
+            id=str(record.get("qid", number)),
+            image=image_file(image_root, text(record, "image_name"), "image_name"),
+            question=question,
+            answer=answer,
+            question_type=question_type_of(answer_type, answer),  # type: ignore[arg-type]
+            modality=None,
+            split=spec.split,
+            extra={
+                "phrase_type": phrase,
+                "organ": record.get("image_organ"),
+                "category": record.get("question_type"),  # PRES, SIZE, ... (content, not closed/open)
+            },
+        )
+
+    _each_record(collector, _json_list(path), parse)
+    return _finish(collector, spec)
+
+
+def _image_root(spec: DatasetSpec, base: Path, names: Iterable[str]) -> Path:
+    """``spec.image_dir`` if given, else the first of ``names`` that exists under ``base``, else ``base``."""
+    if spec.image_dir:
+        root = Path(spec.image_dir).expanduser()
+        if not root.is_dir():
+            raise UserError(f"{root}: image_dir not found")
+        return root
+    for name in names:
+        if (base / name).is_dir():
+            return base / name
+    return base
+
+
+# --------------------------------------------------------------------------------------------------
+# SLAKE: <root>/{train,validate|validation,test}.json + <root>/imgs/; English rows only (q_lang == "en")
+
+
+def load_slake(spec: DatasetSpec) -> list[Sample]:
+    """SLAKE 1.0 (English subset): per-split JSON with ``q_lang``, ``answer_type`` and ``img_name``."""
+    path = _require_path(spec)
+    if path.is_dir():
+        found = [
+            path / f"{name}.json" for name in split_names(spec.split) if (path / f"{name}.json").is_file()
+        ]
+        if not found:
+            raise UserError(f"{path}: no {spec.split}.json (SLAKE splits: train, validate/validation, test)")
+        path = found[0]
+    image_root = _image_root(spec, path.parent, ("imgs", "images"))
+    collector = RowCollector(str(path), spec.skip_bad)
+
+    def parse(number: int, record: dict) -> Sample | None:
+        language = text(record, "q_lang")
+        if language != "en":
+            collector.filtered[f"q_lang {language!r}, English only"] += 1
+            return None
+        answer = text(record, "answer")
+        answer_type = text(record, "answer_type", required=False)
+        if answer_type is None:
+            collector.inferred_types += 1
+        return Sample(
+            id=str(record.get("qid", number)),
+            image=image_file(image_root, text(record, "img_name"), "img_name"),
+            question=text(record, "question"),
+            answer=answer,
+            question_type=question_type_of(answer_type, answer),  # type: ignore[arg-type]
+            modality=text(record, "modality", required=False),
+            split=spec.split,
+            extra={
+                "location": record.get("location"),
+                "content_type": record.get("content_type"),
+                "base_type": record.get("base_type"),
+            },
+        )
+
+    _each_record(collector, _json_list(path), parse)
+    return _finish(collector, spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# VQA-Med 2019: pipe-separated text. train/val: id|question|answer; test: id|category|question|answer
+
+VQA_MED_FILES: dict[str, tuple[str, ...]] = {
+    "train": ("All_QA_Pairs_train.txt",),
+    "validation": ("All_QA_Pairs_val.txt",),
+    "test": ("VQAMed2019_Test_Questions_w_Ref_Answers.txt",),
+}
+VQA_MED_IMAGE_DIRS: dict[str, tuple[str, ...]] = {
+    "train": ("Train_images",),
+    "validation": ("Val_images",),
+    "test": ("VQAMed2019_Test_Images",),
+}
+VQA_MED_RULE = "closed when the answer (any '#' alternative) is yes/no, otherwise open"
+
+
+def _canonical_split(split: str) -> str:
+    for canonical, names in SPLIT_ALIASES.items():
+        if split.lower() in names:
+            return canonical
+    return split
+
+
+def _find_file(root: Path, names: Iterable[str], kind: str = "file") -> Path | None:
+    for name in names:
+        direct = root / name
+        if direct.is_file() if kind == "file" else direct.is_dir():
+            return direct
+        for found in sorted(root.rglob(name)):
+            if found.is_file() if kind == "file" else found.is_dir():
+                return found
+    return None
+
+
+def load_vqa_med_2019(spec: DatasetSpec) -> list[Sample]:
+    """ImageCLEF VQA-Med 2019 QA files (path: a QA ``.txt`` or the unpacked root folder)."""
+    path = _require_path(spec)
+    split = _canonical_split(spec.split)
+    if path.is_dir():
+        found = _find_file(path, VQA_MED_FILES.get(split, ()))
+        if found is None:
+            raise UserError(
+                f"{path}: no VQA-Med 2019 QA file for split '{spec.split}' "
+                f"(looked for {', '.join(VQA_MED_FILES.get(split, ('?',)))})"
+            )
+        root, path = path, found
+    else:
+        root = path.parent
+    image_root = Path(spec.image_dir) if spec.image_dir else None
+    if image_root is None:
+        image_root = _find_file(root, VQA_MED_IMAGE_DIRS.get(split, ()), kind="dir") or _find_file(
+            path.parent, VQA_MED_IMAGE_DIRS.get(split, ()), kind="dir"
+        )
+    image_root = image_root or path.parent
+    collector = RowCollector(str(path), spec.skip_bad)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
+    from rarl.answers import infer_question_type
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        try:
+            if len(parts) == 3:
+                image_id, question, answer = parts
+                category = None
+            elif len(parts) == 4:
+                image_id, category, question, answer = parts
+            else:
+                raise BadRow(
+                    None, f"expected 'id|question|answer' or 'id|category|question|answer', got {line!r:.80}"
+                )
+            row = {"image_id": image_id, "question": question, "answer": answer}
+            image_id, question, answer = (text(row, key) for key in ("image_id", "question", "answer"))
+            image = image_file(image_root, f"{image_id}.jpg", "image_id")
+        except BadRow as error:
+            collector.bad(number, error)
+            continue
+        closed = any(infer_question_type(alt) == "closed" for alt in answer.split("#"))
+        collector.inferred_types += 1
+        collector.samples.append(
+            Sample(
+                id=f"{image_id}-{number}",
+                image=image,
+                question=question,
+                answer=answer,  # '#' alternatives and '(…)' optional parts kept: answers_match reads them
+                question_type="closed" if closed else "open",
+                split=spec.split,
+                extra={"category": category.strip() if category else None},
+            )
+        )
+    return _finish(collector, spec, VQA_MED_RULE)
+
+
+# --------------------------------------------------------------------------------------------------
+# PathVQA: the official pvqa/qas/<split>/<split>_qa.pkl + pvqa/images/<split>/, or HF-style parquet
+
+
+def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
+    """PathVQA from the official pickles (list of {image, question, answer[, answer_type]}) or parquet."""
+    path = _require_path(spec)
+    split = _canonical_split(spec.split)
+    short = {"validation": "val"}.get(split, split)
+    if path.is_dir():
+        candidates = [path / "qas" / short / f"{short}_qa.pkl", path / f"{short}_qa.pkl"]
+        candidates += sorted(path.glob(f"{short}*.parquet")) + sorted(path.glob(f"data/{short}*.parquet"))
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise UserError(f"{path}: no PathVQA {short}_qa.pkl or {short}*.parquet found")
+        path = found
+    if path.suffix == ".parquet":
+        return _load_table_rows(spec, path, _read_parquet(path), spec.column_map)
+    root = path.parent.parent.parent if path.parent.parent.name == "qas" else path.parent
+    image_root = _image_root(spec, root / "images", (short,))
+    try:
+        with path.open("rb") as handle:
+            rows = pickle.load(handle)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        raise DataError(str(path), None, None, f"not a readable pickle ({exc})") from None
+    if not isinstance(rows, list):
+        raise DataError(
+            str(path), None, None, f"expected a pickled list of questions, got {type(rows).__name__}"
+        )
+    collector = RowCollector(str(path), spec.skip_bad)
+
+    def parse(number: int, record: dict) -> Sample:
+        image_key = "image" if "image" in record else "img_id"
+        image_name = text(record, image_key)
+        if not Path(image_name).suffix:
+            image_name += ".jpg"
+        answer = text(record, "answer")
+        answer_type = text(record, "answer_type", required=False)
+        if answer_type is not None:  # the release spells them 'yes/no' and 'other'
+            answer_type = {"yes/no": "closed", "other": "open", "number": "open"}.get(
+                answer_type.lower(), answer_type
+            )
+        else:
+            collector.inferred_types += 1
+        return Sample(
+            id=str(record.get("id", f"{Path(image_name).stem}-{number}")),
+            image=image_file(image_root, image_name, image_key),
+            question=text(record, "question"),
+            answer=answer,
+            question_type=question_type_of(answer_type, answer),  # type: ignore[arg-type]
+            modality="pathology",
+            split=spec.split,
+        )
+
+    _each_record(collector, rows, parse)
+    return _finish(collector, spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# CV-Bench: test_2d/test_3d parquet (embedded images) or test.jsonl + img/; choices + "(A)" answers
+
+CVBENCH_TASKS = ("Count", "Relation", "Depth", "Distance")
+
+
+def load_cvbench(spec: DatasetSpec) -> list[Sample]:
+    """CV-Bench multiple choice (parquet files or ``test.jsonl``), optionally filtered by ``spec.tasks``."""
+    path = _require_path(spec)
+    unknown = [t for t in spec.tasks if t not in CVBENCH_TASKS]
+    if unknown:
+        raise UserError(f"cvbench tasks: unknown {unknown}; valid options: {', '.join(CVBENCH_TASKS)}")
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet")) or sorted(path.glob("*.jsonl"))
+        if not files:
+            raise UserError(f"{path}: no CV-Bench parquet or jsonl files")
+    else:
+        files = [path]
+    samples: list[Sample] = []
+    for file in files:
+        if file.suffix == ".parquet":
+            rows: list[dict[str, Any]] = _read_parquet(file)
+        else:
+            from rarl.io import read_jsonl
+
+            rows = list(read_jsonl(file))
+        collector = RowCollector(str(file), spec.skip_bad)
+        image_root = _image_root(spec, file.parent, ())
+
+        def parse(
+            number: int, record: dict, collector: RowCollector = collector, root: Path = image_root
+        ) -> Sample | None:
+            task = text(record, "task")
+            if spec.tasks and task not in spec.tasks:
+                collector.filtered[f"task {task!r} not in {spec.tasks}"] += 1
+                return None
+            choices = record.get("choices")
+            if hasattr(choices, "tolist"):
+                choices = choices.tolist()
+            if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+                raise BadRow("choices", f"expected a non-empty list of strings, got {choices!r:.60}")
+            answer = text(record, "answer")
+            letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
+            if answer not in letters:
+                raise BadRow("answer", f"expected one of {' '.join(letters)}, got {answer!r}")
+            image = _table_image(record, "image", root) if record.get("image") is not None else None
+            if image is None:
+                image = image_file(root, text(record, "filename"), "filename")
+            return Sample(
+                id=str(record.get("idx", number)),
+                image=image,
+                question=text(record, "question"),
+                answer=answer,
+                question_type="choice",
+                choices=choices,
+                split=spec.split,
+                extra={"task": task, "type": record.get("type"), "source": record.get("source")},
+            )
+
+        _each_record(collector, rows, parse)
+        samples += _finish(collector, spec)
+    return samples
+
+
+# --------------------------------------------------------------------------------------------------
+# reasoning JSONL (RARL / Silvar-Med style): question, reasoning|explanation, short answer, image
+
+REASONING_KEYS = ("reasoning", "explanation", "rationale", "thinking")
+ANSWER_KEYS = ("answer", "short_answer", "gt_answer")
+IMAGE_KEYS = ("image", "image_path", "img_name", "img_path")
+
+
+def _first_key(record: dict[str, Any], keys: Iterable[str]) -> str:
+    return next((key for key in keys if key in record), next(iter(keys)))
+
+
+def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
+    """Reasoning-annotated JSONL: ``<dir>/<split>.jsonl`` (or one file); image paths relative to the file."""
+    path = _require_path(spec)
+    if path.is_dir():
+        found = [
+            path / f"{name}.jsonl" for name in split_names(spec.split) if (path / f"{name}.jsonl").is_file()
+        ]
+        if not found:
+            raise UserError(f"{path}: no {spec.split}.jsonl in this folder")
+        path = found[0]
+    from rarl.io import read_jsonl
+
+    image_root = _image_root(spec, path.parent, ())
+    collector = RowCollector(str(path), spec.skip_bad)
+    rows = list(read_jsonl(path))
+    has_split = any("split" in row for row in rows)
+
+    def parse(number: int, record: dict) -> Sample | None:
+        record_split = text(record, "split", required=False)
+        if has_split and record_split is not None and record_split not in split_names(spec.split):
+            collector.filtered[f"split {record_split!r}"] += 1
+            return None
+        answer = text(record, _first_key(record, ANSWER_KEYS))
+        choices = record.get("choices")
+        if choices is not None and (
+            not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
+        ):
+            raise BadRow("choices", f"expected a list of strings, got {choices!r:.60}")
+        qtype = text(record, "question_type", required=False)
+        if qtype is None and choices:
+            qtype = "choice"
+        elif qtype is None:
+            collector.inferred_types += 1
+        image_key = _first_key(record, IMAGE_KEYS)
+        extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
+        return Sample(
+            id=str(record.get("id", number)),
+            image=image_file(image_root, text(record, image_key), image_key),
+            question=text(record, "question"),
+            answer=answer,
+            question_type=question_type_of(qtype, answer, "question_type"),  # type: ignore[arg-type]
+            reasoning=text(record, _first_key(record, REASONING_KEYS), required=False),
+            choices=choices or None,
+            modality=text(record, "modality", required=False),
+            split=spec.split,
+            extra=extra,
+        )
+
+    _each_record(collector, rows, parse)
+    return _finish(collector, spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Any HF dataset by name, or local parquet, with column_map {source column: Sample field}
+
+SAMPLE_FIELDS = ("id", "image", "question", "answer", "question_type", "reasoning", "choices", "modality")
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for corrupt files
+        raise DataError(str(path), None, None, f"not a readable parquet file ({exc})") from None
+
+
+def _table_image(record: dict[str, Any], key: str, root: Path) -> Any:
+    """An image cell: a PIL image (HF ``Image`` feature), ``{bytes, path}`` (parquet), or a path string."""
+    from PIL import Image, UnidentifiedImageError
+
+    value = record.get(key)
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            try:
+                return Image.open(io.BytesIO(value["bytes"]))  # lazy: decoded when first used
+            except (UnidentifiedImageError, OSError) as exc:
+                raise BadRow(key, f"embedded image bytes are not an image ({exc})") from None
+        if value.get("path"):
+            return image_file(root, str(value["path"]), key)
+        raise BadRow(key, "image cell has neither bytes nor path")
+    if isinstance(value, str) and value.strip():
+        return image_file(root, value, key)
+    raise BadRow(key, f"expected an image, got {type(value).__name__}")
+
+
+def _load_table_rows(
+    spec: DatasetSpec, origin: Path | str, rows: Iterable[Any], column_map: dict[str, str]
+) -> list[Sample]:
+    """Rows with Sample-named columns (after ``column_map``) → Samples, with the shared validation."""
+    targets = set(column_map.values())
+    bad_targets = sorted(targets - set(SAMPLE_FIELDS))
+    if bad_targets:
+        raise UserError(
+            f"column_map targets {bad_targets} are not Sample fields; valid: {', '.join(SAMPLE_FIELDS)}"
+        )
+    collector = RowCollector(str(origin), spec.skip_bad)
+    root = _image_root(spec, Path(origin).parent if isinstance(origin, Path) else Path.cwd(), ())
+    inverse = {target: source for source, target in column_map.items()}
+
+    def parse(number: int, raw: dict) -> Sample:
+        record = {
+            field: raw.get(inverse.get(field, field))
+            for field in SAMPLE_FIELDS
+            if inverse.get(field, field) in raw
+        }
+        for field in ("image", "question", "answer"):
+            if field not in record:
+                source = inverse.get(field, field)
+                raise BadRow(source, f"missing (columns: {', '.join(map(str, raw))}; map it with column_map)")
+        try:
+            answer = text(record, "answer")
+            question = text(record, "question")
+        except BadRow as error:
+            raise BadRow(inverse.get(error.field or "", error.field), error.problem) from None
+        choices = record.get("choices")
+        if hasattr(choices, "tolist"):
+            choices = choices.tolist()
+        if choices is not None and (
+            not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
+        ):
+            raise BadRow(
+                inverse.get("choices", "choices"), f"expected a list of strings, got {choices!r:.60}"
+            )
+        qtype = text(record, "question_type", required=False)
+        if qtype is None and choices:
+            qtype = "choice"
+        elif qtype is None:
+            collector.inferred_types += 1
+        try:
+            image = _table_image(record, "image", root)
+        except BadRow as error:
+            raise BadRow(inverse.get("image", "image"), error.problem) from None
+        return Sample(
+            id=str(record.get("id") if record.get("id") is not None else number),
+            image=image,
+            question=question,
+            answer=answer,
+            question_type=question_type_of(qtype, answer, inverse.get("question_type", "question_type")),  # type: ignore[arg-type]
+            reasoning=text(record, "reasoning", required=False),
+            choices=choices or None,
+            modality=text(record, "modality", required=False),
+            split=spec.split,
+        )
+
+    _each_record(collector, rows, parse)
+    return _finish(collector, spec)
+
+
+def load_parquet(spec: DatasetSpec) -> list[Sample]:
+    """A local parquet file (or a folder of ``<split>*.parquet``) with ``column_map`` to Sample fields."""
+    path = _require_path(spec)
+    files = [path]
+    if path.is_dir():
+        files = [f for name in split_names(spec.split) for f in sorted(path.rglob(f"{name}*.parquet"))]
+        if not files:
+            raise UserError(f"{path}: no {spec.split}*.parquet files")
+    samples: list[Sample] = []
+    for file in files:
+        samples += _load_table_rows(spec, file, _read_parquet(file), spec.column_map)
+    return samples
+
+
+def load_hf(spec: DatasetSpec) -> list[Sample]:
+    """Any dataset ``datasets.load_dataset`` can open (hub name, local folder), mapped by ``column_map``."""
+    if not spec.path:
+        raise UserError("data source 'hf' needs path: a dataset name or local folder")
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(spec.path, split=spec.split)
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
+        raise UserError(f"{spec.path}: cannot load dataset split '{spec.split}' ({exc})") from None
+    except Exception as exc:  # hub/offline errors come in many types; report them in one line
+        raise UserError(f"{spec.path}: cannot load dataset ({type(exc).__name__}: {exc})") from None
+    return _load_table_rows(spec, f"{spec.path}[{spec.split}]", dataset, spec.column_map)
+
+
+LOADERS: dict[str, Callable[[DatasetSpec], list[Sample]]] = {
+    "synthetic": load_synthetic,
+    "vqa_rad": load_vqa_rad,
+    "slake": load_slake,
+    "vqa_med_2019": load_vqa_med_2019,
+    "pathvqa": load_pathvqa,
+    "cvbench": load_cvbench,
+    "reasoning_jsonl": load_reasoning_jsonl,
+    "parquet": load_parquet,
+    "hf": load_hf,
+}
+
+
+def load_source(spec: DatasetSpec) -> list[Sample]:
+    """Dispatch on ``spec.source``."""
+    try:
+        loader = LOADERS[spec.source]
+    except KeyError:
+        raise UserError(f"unknown data source '{spec.source}'; valid options: {', '.join(LOADERS)}") from None
+    return loader(spec)
+
+
+__all__ = ["CVBENCH_TASKS", "LOADERS", "load_source", "split_names"]
