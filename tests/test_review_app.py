@@ -131,8 +131,21 @@ def test_security_headers_and_cross_origin_posts(client_for) -> None:
     data = {**_form(page.text), "reasoning_score": "1", "prediction_score": "1"}
     evil = client.post("/rate/alice/0", data=data, headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403
+    sandboxed = client.post("/rate/alice/0", data=data, headers={"Origin": "null"})
+    assert sandboxed.status_code == 403
     ok = client.post("/rate/alice/0", data=data, headers={"Origin": "http://localhost"})
     assert ok.status_code == 303
+
+
+def test_dns_rebinding_is_refused_when_bound_to_loopback(client_for, tmp_path: Path) -> None:
+    _, client = client_for()
+    for host in ("127.0.0.1:8765", "localhost", "[::1]:8765"):
+        assert client.get("/", headers={"Host": host}).status_code == 200
+    rebound = client.get("/rate/alice/0", headers={"Host": "evil.example:8765"})
+    assert rebound.status_code == 403 and "Is there a pleural effusion?" not in rebound.text
+    # bound to all interfaces on purpose (--host 0.0.0.0): any host name is accepted
+    app = create_app(make_predictions(tmp_path / "lan"), tmp_path / "lan.sqlite", host="0.0.0.0")
+    assert app.test_client().get("/", headers={"Host": "ward-pc.hospital.local:8765"}).status_code == 200
 
 
 def test_save_redirects_to_next_and_double_submit_is_one_row(client_for, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from rarl.review.app import create_app, create_server
 
-    app = create_app(args.predictions, args.db, blind=args.blind, seed=args.seed)
+    app = create_app(args.predictions, args.db, blind=args.blind, seed=args.seed, host=args.host)
     server = create_server(app, args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     n_items = len(app.config["REVIEW_ITEMS"])

@@ -38,6 +38,7 @@ from rarl.review.store import RatingStore, export_text, normalize_rater
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}  # as they appear in a Host header
 DIRECT_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
 
@@ -61,6 +62,14 @@ def item_token(model: str, key: str, salt: str = "") -> str:
     """Stable opaque id of ``(model, key)``: safe to put in URLs; with a secret ``salt`` it reveals
     neither the model nor the position in the file."""
     return hashlib.sha256(f"{salt}\0{model}\0{key}".encode()).hexdigest()[:20]
+
+
+def _host_name(host_header: str) -> str:
+    """The Host header without its port (``[::1]:8765`` → ``[::1]``), lower-cased."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if ":" in host else host
 
 
 def _resolve_image(raw: str | None, base_dir: Path) -> Path | None:
@@ -127,8 +136,15 @@ def create_app(
     *,
     blind: bool = False,
     seed: int = 0,
+    host: str = "127.0.0.1",
 ) -> Flask:
-    """Build the Flask app for one predictions file and one ratings database."""
+    """Build the Flask app for one predictions file and one ratings database.
+
+    ``host`` is the address the server will bind; when it is a loopback address, requests must also name
+    a loopback host, which defeats DNS rebinding (a web page whose domain resolves to 127.0.0.1 would
+    otherwise be "same origin" with this server and could read images and post ratings).
+    """
+    local_only = host in LOOPBACK_HOSTS
     load_items(predictions)  # validate the file before creating a database for it
     store = RatingStore(db_path)
     items = load_items(predictions, salt=store.token_salt())
@@ -168,17 +184,26 @@ def create_app(
     def security_headers(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # not "no-referrer": Chrome would then send "Origin: null" on our own form posts
+        response.headers["Referrer-Policy"] = "same-origin"
         if response.mimetype == "text/html":
             response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.before_request
+    def loopback_host_only() -> None:
+        if local_only and _host_name(request.host) not in LOOPBACK_NAMES:
+            abort(
+                403, description=f"host {request.host!r} refused: open the page at http://127.0.0.1:<port>/"
+            )
 
     @app.before_request
     def same_origin_posts_only() -> None:
         if request.method != "POST":
             return
         origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        # "null" is what sandboxed frames and file:// pages send: never this page itself
+        if origin and (origin == "null" or urlsplit(origin).netloc != request.host):
             abort(403, description="cross-origin form submission refused")
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             abort(403, description="cross-site form submission refused")
