@@ -284,6 +284,8 @@ def test_export_links(client_for) -> None:
         (lambda rows: rows[1].pop("pred_answer"), "row 2, field 'pred_answer': missing"),
         (lambda rows: rows[2].update(question=["a"]), "row 3, field 'question': expected text"),
         (lambda rows: rows.append(dict(rows[0])), "row 4, field 'id': duplicate item synthetic/test/1"),
+        (lambda rows: rows[0].update(choices="A, B"), "row 1, field 'choices': expected a list"),
+        (lambda rows: rows[0].update(image=3), "row 1, field 'image': expected text"),
     ],
 )
 def test_bad_prediction_files_name_row_and_field(tmp_path: Path, mutate, message: str) -> None:

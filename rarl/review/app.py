@@ -96,7 +96,13 @@ def load_items(predictions_path: str | Path, salt: str = "") -> list[ReviewItem]
                 raise DataError(str(path), number, field, f"expected text, got {type(row[field]).__name__}")
             row[field] = str(row[field])
         for field in ("pred_reasoning", "raw_output", "prompt", "question_type"):
-            row.setdefault(field, "")
+            if row.get(field) is None:
+                row[field] = ""
+        for field in ("pred_reasoning", "raw_output", "reference_reasoning", "image", "modality"):
+            if row.get(field) is not None and not isinstance(row[field], str):
+                raise DataError(str(path), number, field, f"expected text, got {type(row[field]).__name__}")
+        if row.get("choices") is not None and not isinstance(row["choices"], list):
+            raise DataError(str(path), number, "choices", "expected a list of options")
         record = PredictionRecord.from_dict(row)
         ident = (record.model, record.key)
         if ident in seen:
