@@ -38,6 +38,19 @@ def count_types(samples: list[Sample]) -> dict[str, int]:
     return {qtype: counts.get(qtype, 0) for qtype in QUESTION_TYPES}
 
 
+def _make_ids_unique(samples: list[Sample], name: str, split: str) -> None:
+    """Suffix repeated ids (``id#2``…): predictions and ratings are keyed by dataset/split/id."""
+    seen: Counter[str] = Counter()
+    renamed = 0
+    for sample in samples:
+        seen[sample.id] += 1
+        if seen[sample.id] > 1:
+            sample.id = f"{sample.id}#{seen[sample.id]}"
+            renamed += 1
+    if renamed:
+        log.warning("%s/%s: %d repeated ids made unique with a '#n' suffix", name, split, renamed)
+
+
 def load_dataset_spec(spec: DatasetSpec) -> list[Sample]:
     """Load one configured dataset as Samples: dispatch by source, then the seeded ``limit`` subsample."""
     from rarl.data.loaders import load_source
@@ -46,6 +59,7 @@ def load_dataset_spec(spec: DatasetSpec) -> list[Sample]:
     name = spec.name or spec.source
     for sample in samples:
         sample.dataset = name
+    _make_ids_unique(samples, name, spec.split)
     total = len(samples)
     samples = subsample(samples, spec.limit, spec.seed)
     if len(samples) != total:

@@ -552,6 +552,7 @@ def _load_table_rows(
     collector = RowCollector(str(origin), spec.skip_bad)
     root = _image_root(spec, Path(origin).parent if isinstance(origin, Path) else Path.cwd(), ())
     inverse = {target: source for source, target in column_map.items()}
+    stem = Path(str(origin)).stem  # default ids: unique across the files of one split
 
     def parse(number: int, raw: dict) -> Sample:
         record = {
@@ -587,7 +588,7 @@ def _load_table_rows(
         except BadRow as error:
             raise BadRow(inverse.get("image", "image"), error.problem) from None
         return Sample(
-            id=str(record.get("id") if record.get("id") is not None else number),
+            id=str(record["id"]) if record.get("id") is not None else f"{stem}-{number}",
             image=image,
             question=question,
             answer=answer,
