@@ -72,7 +72,9 @@ class DataConfig:
     """Training and evaluation data plus prompting."""
 
     train: list[DatasetSpec] = field(default_factory=lambda: [DatasetSpec()])
-    eval: list[DatasetSpec] = field(default_factory=lambda: [DatasetSpec(split="test", seed=1, num_samples=64)])
+    eval: list[DatasetSpec] = field(
+        default_factory=lambda: [DatasetSpec(split="test", seed=1, num_samples=64)]
+    )
     prompt_diversity: bool = True  # RARL: mix the three training templates per sample
     template_ratios: dict[str, float] = field(
         default_factory=lambda: {"explanation": 1.0, "short": 1.0, "open_ended": 1.0}
@@ -115,6 +117,7 @@ class TrainConfig:
     seed: int = 42
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     min_completion_length: int = 0  # bench only: force fixed-length rollouts from random weights
+    log_completions: bool = False  # TRL: keep sampled completions (with images) in the logs/TensorBoard
 
 
 @dataclass

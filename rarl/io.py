@@ -50,7 +50,9 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
             handle.flush()
 
 
-def read_jsonl(path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False) -> Iterator[dict[str, Any]]:
+def read_jsonl(
+    path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False
+) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file.
 
     A malformed line raises :class:`DataError` naming the line, except a truncated *last* line when

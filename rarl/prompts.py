@@ -38,7 +38,8 @@ INFERENCE_SYSTEM_PROMPTS: dict[str, str] = {
         "then provides the answer to the User."
     ),
     "non_reasoning": (
-        "A conversation between a User and a Medical Assistant. The Assistant provides the answer to the User."
+        "A conversation between a User and a Medical Assistant. "
+        "The Assistant provides the answer to the User."
     ),
 }
 
@@ -49,7 +50,10 @@ REASONING_FORMAT_HINT = (
 
 
 def choose_template(
-    sample_index: int, seed: int, ratios: dict[str, float] | None = None, diversity: bool = True,
+    sample_index: int,
+    seed: int,
+    ratios: dict[str, float] | None = None,
+    diversity: bool = True,
     single: str = "explanation",
 ) -> str:
     """Pick a training template name for one sample: seeded by (seed, index), weighted by ``ratios``.

@@ -28,8 +28,10 @@ def test_defaults_follow_the_paper() -> None:
 
 def test_yaml_merges_over_defaults_and_overrides_win(tmp_path: Path) -> None:
     path = write(tmp_path, "train:\n  beta: 0.1\n  max_steps: 7\nlora:\n  r: 16\n")
-    config = load_config(path, ["train.beta=0.02", "lora.enabled=false", "reward.names=[format,accuracy]",
-                                "reward.weights=[1,2]"])
+    config = load_config(
+        path,
+        ["train.beta=0.02", "lora.enabled=false", "reward.names=[format,accuracy]", "reward.weights=[1,2]"],
+    )
     assert config.train.beta == 0.02
     assert config.train.max_steps == 7  # from YAML
     assert config.lora.r == 16
@@ -87,7 +89,7 @@ def test_bad_yaml_and_missing_file_are_user_errors(tmp_path: Path) -> None:
     bad = write(tmp_path, "train:\n  beta: [0.1\n")
     with pytest.raises(UserError, match=r"invalid YAML \(line \d+, column \d+\)"):
         load_config(bad)
-    with pytest.raises(UserError, match="must look like key.path=value"):
+    with pytest.raises(UserError, match=r"must look like key\.path=value"):
         load_config(None, ["train.beta"])
 
 

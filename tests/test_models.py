@@ -27,7 +27,9 @@ def scan_image() -> Image.Image:
 
 
 def model_inputs(processor, question: str = "Is there an opacity in the left lung?"):
-    text = processor.apply_chat_template(inference_messages(question), add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        inference_messages(question), add_generation_prompt=True, tokenize=False
+    )
     return processor(text=[text], images=[scan_image()], return_tensors="pt", padding=True)
 
 
@@ -101,7 +103,9 @@ def test_lora_attaches_only_to_language_model_and_vision_stays_frozen(tiny_model
     vision_after = vision_tower(peft_model).state_dict()
     assert all(torch.equal(vision_before[k], vision_after[k]) for k in vision_before)
     assert all(not p.requires_grad for p in vision_tower(peft_model).parameters())
-    changed = [n for n, p in peft_model.named_parameters() if n in lora_before and not torch.equal(lora_before[n], p)]
+    changed = [
+        n for n, p in peft_model.named_parameters() if n in lora_before and not torch.equal(lora_before[n], p)
+    ]
     assert changed, "an optimiser step must move the LoRA weights"
 
 
