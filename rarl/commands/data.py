@@ -1,17 +1,169 @@
-"""`rarl data`: placeholder until its issue lands."""
+"""`rarl data`: inspect datasets (counts per split and question type, rendered prompts); write synthetic data.
+
+``rarl data inspect configs/x.yaml`` loads the config's train and eval datasets exactly as training and
+evaluation will; ``rarl data inspect PATH [--source S] [--split S]`` inspects a dataset folder or file;
+``rarl data synthetic OUT_DIR`` writes the synthetic demo set as PNG images + reasoning JSONL.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from rarl.commands._common import not_implemented
+HELP = "Inspect datasets (counts per split and question type, rendered prompts); write synthetic data"
 
-HELP = "Inspect datasets: counts per split and question type, rendered prompts"
+SOURCES = (
+    "synthetic",
+    "reasoning_jsonl",
+    "vqa_rad",
+    "slake",
+    "vqa_med_2019",
+    "pathvqa",
+    "cvbench",
+    "hf",
+    "parquet",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="counts per split and question type, plus a few rendered prompts",
+        description="Load a config's datasets (or a dataset path) and show counts and rendered prompts.",
+    )
+    inspect.add_argument(
+        "target", help="a run config (.yaml), a dataset file/folder, an HF dataset name, or 'synthetic'"
+    )
+    inspect.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (with a .yaml target)"
+    )
+    inspect.add_argument(
+        "--source", choices=SOURCES, help="dataset format (default: guessed from file names)"
+    )
+    inspect.add_argument(
+        "--split", action="append", help="split(s) to load (repeatable; default: the usual ones)"
+    )
+    inspect.add_argument("--limit", type=int, default=None, help="seeded subsample size")
+    inspect.add_argument("--seed", type=int, default=0, help="subsample / synthetic seed")
+    inspect.add_argument("--num-samples", type=int, default=64, help="synthetic only: samples per split")
+    inspect.add_argument("--image-dir", default=None, help="images folder when not the format's default")
+    inspect.add_argument(
+        "--column-map", action="append", default=[], metavar="SRC=FIELD", help="hf/parquet column"
+    )
+    inspect.add_argument(
+        "--skip-bad", action="store_true", help="skip bad rows (counted in the log) instead of failing"
+    )
+    inspect.add_argument("--show", type=int, default=2, help="rendered prompts per split (default 2)")
+    inspect.add_argument(
+        "--prompt", choices=("training", "reasoning", "non_reasoning"), default=None,
+        help="how to render prompts (default: training templates for train data, eval.prompt for eval data)",
+    )  # fmt: skip
+    inspect.add_argument(
+        "--processor", default=None, help="render with this model's chat template (path or 'tiny')"
+    )
+
+    synthetic = sub.add_parser(
+        "synthetic",
+        help="write the synthetic demo dataset (PNG + reasoning JSONL)",
+        description="Write seeded synthetic medical-style VQA samples as PNG images and <split>.jsonl files.",
+    )
+    synthetic.add_argument("out_dir", help="output folder (readable with source=reasoning_jsonl)")
+    synthetic.add_argument("--num-samples", type=int, default=256, help="samples per split (default 256)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--split", action="append", help="split(s) to write (default: train and test)")
+
+
+def _column_map(pairs: list[str]) -> dict[str, str]:
+    from rarl.errors import UserError
+
+    mapping = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--column-map '{pair}' must look like SOURCE_COLUMN=field")
+        source, target = pair.split("=", 1)
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rarl.config import DataConfig, load_config
+    from rarl.data.inspect import Inspected, load_all, print_report, specs_for_path
+    from rarl.errors import UserError
+
+    target = str(args.target)
+    data = DataConfig()
+    eval_prompt = "reasoning"
+    processor = None
+    if target.endswith((".yaml", ".yml")):
+        config = load_config(target, list(args.overrides or []))
+        data, eval_prompt = config.data, config.eval.prompt
+        items = [Inspected(spec, "train") for spec in config.data.train]
+        items += [Inspected(spec, "eval") for spec in config.data.eval]
+        if args.split:
+            items = [Inspected(replace(i.spec, split=s), i.role) for i in items for s in args.split]
+        if args.limit is not None:
+            items = [Inspected(replace(i.spec, limit=args.limit), i.role) for i in items]
+        if args.skip_bad:
+            items = [Inspected(replace(i.spec, skip_bad=True), i.role) for i in items]
+        load_all(items, tolerate_missing=False)
+    else:
+        if args.overrides:
+            raise UserError("KEY=VALUE overrides need a config .yaml target")
+        source = args.source or ("hf" if _looks_like_hub_name(target) else None)
+        specs = specs_for_path(
+            target,
+            source,
+            args.split,
+            limit=args.limit,
+            seed=args.seed,
+            num_samples=args.num_samples,
+            image_dir=args.image_dir,
+            column_map=_column_map(args.column_map),
+            skip_bad=args.skip_bad,
+        )
+        role = "train" if args.prompt == "training" else "eval"
+        items = [Inspected(spec, role) for spec in specs]
+        load_all(items, tolerate_missing=not args.split)
+        if all(item.samples is None for item in items):
+            raise UserError("; ".join(item.error or "" for item in items))
+    if args.prompt == "training":
+        items = [Inspected(i.spec, "train", i.samples, i.error) for i in items]
+    elif args.prompt is not None:
+        eval_prompt = args.prompt
+        items = [Inspected(i.spec, "eval", i.samples, i.error) for i in items]
+    if args.processor:
+        from rarl.config import ModelConfig
+        from rarl.models import load_processor
+
+        processor = load_processor(ModelConfig(name_or_path=args.processor))
+    print_report(items, data, eval_prompt, args.show, processor)
+    return 0
+
+
+def _looks_like_hub_name(target: str) -> bool:
+    """``owner/name`` that is not a local path: an HF hub dataset."""
+    from pathlib import Path
+
+    return target.count("/") == 1 and not Path(target).exists() and not target.startswith((".", "/"))
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from rarl.data.synthetic import CHANCE_LEVEL, generate_samples, write_reasoning_jsonl
+
+    samples = []
+    for index, split in enumerate(args.split or ["train", "test"]):
+        samples += generate_samples(args.num_samples, seed=args.seed + index, split=split)
+    written = write_reasoning_jsonl(samples, args.out_dir)
+    for split, path in written.items():
+        print(f"rarl data: wrote {sum(1 for s in samples if s.split == split)} samples to {path}")
+    print(f"rarl data: chance level {CHANCE_LEVEL['overall']:.3f} overall (closed 0.5, open 1/3)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("data")
+    if args.data_command == "inspect":
+        return _inspect(args)
+    return _synthetic(args)

@@ -44,6 +44,19 @@ def split_names(split: str) -> tuple[str, ...]:
     return (split,)
 
 
+def split_files(root: Path, split: str, suffix: str) -> list[Path]:
+    """Files under ``root`` named for a split or its alias: ``train.parquet``, ``val-00000-of-00001.parquet``.
+
+    The split name must be followed by a separator or the suffix, so ``val`` does not match ``validation``
+    twice and ``test`` does not match ``testing_notes``.
+    """
+    import re
+
+    names = "|".join(re.escape(name) for name in split_names(split))
+    pattern = re.compile(rf"^({names})([-_.][^/]*)?{re.escape(suffix)}$", re.IGNORECASE)
+    return sorted({p for p in root.rglob(f"*{suffix}") if pattern.match(p.name)})
+
+
 def _require_path(spec: DatasetSpec) -> Path:
     if not spec.path:
         raise UserError(f"data source '{spec.source}' needs a path (data.*.path)")
@@ -327,12 +340,18 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
     split = _canonical_split(spec.split)
     short = {"validation": "val"}.get(split, split)
     if path.is_dir():
-        candidates = [path / "qas" / short / f"{short}_qa.pkl", path / f"{short}_qa.pkl"]
-        candidates += sorted(path.glob(f"{short}*.parquet")) + sorted(path.glob(f"data/{short}*.parquet"))
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
+        pickles = [
+            c for c in (path / "qas" / short / f"{short}_qa.pkl", path / f"{short}_qa.pkl") if c.is_file()
+        ]
+        parquets = split_files(path, spec.split, ".parquet")
+        if not pickles and not parquets:
             raise UserError(f"{path}: no PathVQA {short}_qa.pkl or {short}*.parquet found")
-        path = found
+        if not pickles:
+            samples: list[Sample] = []
+            for file in parquets:
+                samples += _load_table_rows(spec, file, _read_parquet(file), spec.column_map)
+            return samples
+        path = pickles[0]
     if path.suffix == ".parquet":
         return _load_table_rows(spec, path, _read_parquet(path), spec.column_map)
     root = path.parent.parent.parent if path.parent.parent.name == "qas" else path.parent
@@ -608,7 +627,7 @@ def load_parquet(spec: DatasetSpec) -> list[Sample]:
     path = _require_path(spec)
     files = [path]
     if path.is_dir():
-        files = [f for name in split_names(spec.split) for f in sorted(path.rglob(f"{name}*.parquet"))]
+        files = split_files(path, spec.split, ".parquet")
         if not files:
             raise UserError(f"{path}: no {spec.split}*.parquet files")
     samples: list[Sample] = []

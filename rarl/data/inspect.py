@@ -1,0 +1,194 @@
+"""``rarl data inspect``: what a config (or a dataset path) will feed the model, before any GPU time is spent.
+
+Why: most failed fine-tuning runs are data problems — the wrong split, Chinese rows in an English set, every
+question typed "open", a template that never shows the choices. Inspect loads exactly what training and
+evaluation would load (through :func:`rarl.data.load_dataset_spec`), prints counts per split and question
+type, and renders a few prompts through :mod:`rarl.prompts` the way the model will see them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rarl.config import DataConfig, DatasetSpec
+from rarl.data import count_types, load_dataset_spec
+from rarl.data.schema import Sample
+from rarl.errors import UserError
+
+# splits tried when inspecting a path without --split (missing ones are reported, not fatal)
+DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("train", "test"),
+    "vqa_rad": ("train", "test"),
+    "slake": ("train", "validation", "test"),
+    "vqa_med_2019": ("train", "validation", "test"),
+    "pathvqa": ("train", "validation", "test"),
+    "cvbench": ("test",),
+    "reasoning_jsonl": ("train", "validation", "test"),
+    "parquet": ("train", "validation", "test"),
+    "hf": ("train", "validation", "test"),
+}
+
+
+def guess_source(path: str) -> str:
+    """The loader a path most likely needs, from official file names; UserError when it cannot tell."""
+    if path == "synthetic":
+        return "synthetic"
+    target = Path(path)
+    if not target.exists():
+        raise UserError(f"{target}: not found (give a config .yaml, a dataset path, or 'synthetic')")
+    names = {p.name for p in target.iterdir()} if target.is_dir() else {target.name}
+    joined = " ".join(sorted(names))
+    if "VQA_RAD" in joined:
+        return "vqa_rad"
+    if "All_QA_Pairs" in joined or "VQAMed2019" in joined or "ImageClef-2019" in joined:
+        return "vqa_med_2019"
+    if "pvqa" in names or "_qa.pkl" in joined or {"qas", "images"} <= names:
+        return "pathvqa"
+    if "test_2d.parquet" in names or "test_3d.parquet" in names:
+        return "cvbench"
+    if target.is_dir() and "imgs" in names and ({"train.json", "test.json"} & names):
+        return "slake"
+    jsonl = (
+        [target] if target.suffix == ".jsonl" else sorted(target.glob("*.jsonl")) if target.is_dir() else []
+    )
+    if jsonl:
+        return "cvbench" if _looks_like_cvbench(jsonl[0]) else "reasoning_jsonl"
+    if target.suffix == ".parquet" or (target.is_dir() and next(target.rglob("*.parquet"), None)):
+        return "parquet"
+    raise UserError(
+        f"{target}: cannot tell the dataset format; pass --source (one of {', '.join(DEFAULT_SPLITS)})"
+    )
+
+
+def _looks_like_cvbench(path: Path) -> bool:
+    """CV-Bench JSONL rows carry ``task`` and ``choices``; reasoning JSONL rows do not have ``task``."""
+    import json
+
+    with path.open(encoding="utf-8") as handle:
+        first = handle.readline()
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and "task" in row and "choices" in row
+
+
+@dataclass
+class Inspected:
+    """One loaded split (or the error that stopped it) and how its prompts are rendered."""
+
+    spec: DatasetSpec
+    role: str  # "train" (training templates) or "eval" (inference prompt)
+    samples: list[Sample] | None = None
+    error: str | None = None
+
+
+def specs_for_path(
+    path: str, source: str | None, splits: list[str] | None, **fields: Any
+) -> list[DatasetSpec]:
+    """DatasetSpecs for inspecting a bare path: the given splits, or the source's usual ones."""
+    chosen = source or guess_source(path)
+    names = splits or list(DEFAULT_SPLITS.get(chosen, ("train",)))
+    base = DatasetSpec(source=chosen, path=None if chosen == "synthetic" else path, **fields)  # type: ignore[arg-type]
+    return [replace(base, split=name) for name in names]
+
+
+def load_all(items: list[Inspected], tolerate_missing: bool) -> None:
+    """Load every split; with ``tolerate_missing`` a split that cannot be loaded is reported, not fatal."""
+    for item in items:
+        try:
+            item.samples = load_dataset_spec(item.spec)
+        except UserError as exc:
+            if not tolerate_missing:
+                raise
+            item.error = str(exc)
+
+
+def render_messages(messages: list[dict[str, Any]], processor: Any = None) -> str:
+    """Messages as the model sees them: the processor's chat template when given, else readable text."""
+    if processor is not None:
+        return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    lines = []
+    for message in messages:
+        parts = [part["text"] if part["type"] == "text" else "<image>" for part in message["content"]]
+        lines.append(f"[{message['role']}] " + " ".join(parts))
+    return "\n".join(lines)
+
+
+def sample_messages(
+    sample: Sample, index: int, role: str, data: DataConfig, prompt: str
+) -> list[dict[str, Any]]:
+    """The chat messages for one sample: a training template (seeded choice) or the inference prompt."""
+    from rarl import prompts
+
+    if role == "train":
+        template = prompts.choose_template(
+            index, data.seed, data.template_ratios, data.prompt_diversity, data.single_template
+        )
+        return prompts.training_messages(sample.question, template, sample.choices)
+    return prompts.inference_messages(sample.question, prompt, sample.choices)
+
+
+def print_report(
+    items: list[Inspected],
+    data: DataConfig,
+    prompt: str,
+    show: int,
+    processor: Any = None,
+    console: Any = None,
+) -> None:
+    """Counts table plus ``show`` rendered prompts per loaded split."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        import shutil
+
+        console = Console(width=max(100, shutil.get_terminal_size((120, 24)).columns))
+    table = Table(title="datasets", show_lines=False)
+    for column in ("role", "dataset", "source", "split", "samples", "closed", "open", "choice", "reasoning"):
+        table.add_column(
+            column, justify="right" if column in ("samples", "closed", "open", "choice") else "left"
+        )
+    for item in items:
+        name = item.spec.name or item.spec.source
+        if item.samples is None:
+            table.add_row(
+                item.role, name, item.spec.source, item.spec.split, "-", "-", "-", "-", item.error or ""
+            )
+            continue
+        counts = count_types(item.samples)
+        with_reasoning = sum(1 for s in item.samples if s.reasoning)
+        table.add_row(
+            item.role, name, item.spec.source, item.spec.split, str(len(item.samples)),
+            *(str(counts[t]) for t in ("closed", "open", "choice")), str(with_reasoning),
+        )  # fmt: skip
+    console.print(table)
+    for item in items:
+        if not item.samples or show <= 0:
+            continue
+        name = item.spec.name or item.spec.source
+        for index, sample in enumerate(item.samples[:show]):
+            text = render_messages(sample_messages(sample, index, item.role, data, prompt), processor)
+            console.rule(f"{name}/{item.spec.split} #{index} id={sample.id} ({sample.question_type})")
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+            image = sample.image_path or f"<in-memory {type(sample.image).__name__}>"
+            console.print(f"image: {image}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"reference answer: {sample.answer}", markup=False, highlight=False, soft_wrap=True)
+            if sample.reasoning:
+                console.print(
+                    f"reference reasoning: {sample.reasoning}", markup=False, highlight=False, soft_wrap=True
+                )
+
+
+__all__ = [
+    "DEFAULT_SPLITS",
+    "Inspected",
+    "guess_source",
+    "load_all",
+    "print_report",
+    "render_messages",
+    "specs_for_path",
+]
