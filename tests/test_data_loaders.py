@@ -300,3 +300,35 @@ def test_limit_subsample_and_unique_ids(tmp_path):
     row = {"id": "same", "question": "q", "answer": "yes", "image": "a.jpg"}
     (tmp_path / "train.jsonl").write_text((json.dumps(row) + "\n") * 3)
     assert [s.id for s in load("reasoning_jsonl", tmp_path, "train")] == ["same", "same#2", "same#3"]
+
+
+def test_jsonl_encoding_and_syntax_errors_name_the_file(tmp_path):
+    (tmp_path / "train.jsonl").write_bytes(b'{"question": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl: not UTF-8 text"):
+        load("reasoning_jsonl", tmp_path, "train")
+    (tmp_path / "train.jsonl").write_text('{"question": "q"}\n{oops\n{"question": "r"}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl, row 2: invalid JSON"):
+        load("reasoning_jsonl", tmp_path, "train")
+
+
+def test_reasoning_jsonl_with_dicom_image_and_pandas_pickle(tmp_path):
+    import pandas as pd
+    from pydicom.data import get_testdata_file
+
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "scan.dcm")
+    row = {
+        "question": "Is the study a CT?",
+        "reasoning": "Axial slice in HU.",
+        "answer": "yes",
+        "image": "scan.dcm",
+    }
+    (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
+    (sample,) = load("reasoning_jsonl", tmp_path, "train")
+    assert load_image(sample.image, max_pixels=64 * 64).size == (64, 64)
+    root = tmp_path / "pvqa"
+    shutil.copytree(FIXTURES / "pathvqa" / "pvqa", root)
+    frame = pd.DataFrame(
+        [{"image": "test_0002", "question": "How is the cell arranged?", "answer": "in sheets"}]
+    )
+    frame.to_pickle(root / "qas" / "test" / "test_qa.pkl")
+    assert [s.answer for s in load("pathvqa", root, "test")] == ["in sheets"]

@@ -131,3 +131,26 @@ def test_load_dataset_spec_synthetic_limit_is_seeded_subsample(caplog):
     assert "subsample" in caplog.text and "10 out of 40" in caplog.text
     full = load_dataset_spec(DatasetSpec(num_samples=40, seed=5))
     assert {s.id for s in a} < {s.id for s in full}
+
+
+def test_answers_linearly_decodable_from_vision_patches():
+    """Learnability: a ridge probe on 14x14-pixel patch means (Qwen2-VL's patch size) answers held-out
+    samples far above chance, so a tiny VLM's vision tower has what it needs."""
+
+    def features(sample):
+        pixels = np.asarray(sample.image, dtype=float) / 255.0
+        return np.concatenate([pixels.reshape(8, 14, 8, 14, 3).mean(axis=(1, 3)).ravel(), [1.0]])
+
+    train, test = generate_samples(240, seed=0, split="train"), generate_samples(120, seed=0, split="test")
+    correct = 0
+    for kind in KINDS:
+        x_train = np.array([features(s) for s in train if s.extra["kind"] == kind])
+        y_train = [s.answer for s in train if s.extra["kind"] == kind]
+        labels = sorted(set(y_train))
+        targets = np.array([[y == label for label in labels] for y in y_train], dtype=float)
+        weights = np.linalg.solve(x_train.T @ x_train + 0.1 * np.eye(x_train.shape[1]), x_train.T @ targets)
+        held_out = [s for s in test if s.extra["kind"] == kind]
+        scores = np.array([features(s) for s in held_out]) @ weights
+        correct += sum(labels[i] == s.answer for i, s in zip(scores.argmax(axis=1), held_out, strict=True))
+    accuracy = correct / len(test)
+    assert accuracy > 0.9 > CHANCE_LEVEL["overall"] + 0.4, accuracy

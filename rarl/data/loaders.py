@@ -77,6 +77,16 @@ def _read_json(path: Path) -> Any:
         raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
 
 
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """All objects of a JSONL file; invalid lines and non-UTF-8 bytes become a DataError naming the file."""
+    from rarl.io import read_jsonl
+
+    try:
+        return list(read_jsonl(path))
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
+
+
 def _json_list(path: Path) -> list[Any]:
     data = _read_json(path)
     if not isinstance(data, list):
@@ -361,6 +371,8 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
             rows = pickle.load(handle)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
         raise DataError(str(path), None, None, f"not a readable pickle ({exc})") from None
+    if hasattr(rows, "to_dict"):  # some redistributions pickle a pandas DataFrame instead of a list
+        rows = rows.to_dict("records")
     if not isinstance(rows, list):
         raise DataError(
             str(path), None, None, f"expected a pickled list of questions, got {type(rows).__name__}"
@@ -417,9 +429,7 @@ def load_cvbench(spec: DatasetSpec) -> list[Sample]:
         if file.suffix == ".parquet":
             rows: list[dict[str, Any]] = _read_parquet(file)
         else:
-            from rarl.io import read_jsonl
-
-            rows = list(read_jsonl(file))
+            rows = _jsonl_rows(file)
         collector = RowCollector(str(file), spec.skip_bad)
         image_root = _image_root(spec, file.parent, ())
 
@@ -480,11 +490,9 @@ def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
         if not found:
             raise UserError(f"{path}: no {spec.split}.jsonl in this folder")
         path = found[0]
-    from rarl.io import read_jsonl
-
     image_root = _image_root(spec, path.parent, ())
     collector = RowCollector(str(path), spec.skip_bad)
-    rows = list(read_jsonl(path))
+    rows = _jsonl_rows(path)
     has_split = any("split" in row for row in rows)
 
     def parse(number: int, record: dict) -> Sample | None:
