@@ -1,0 +1,100 @@
+"""`rarl bench grpo`: real GRPO steps on the tiny Qwen2-VL (CPU), the timing split, forced lengths, FLOPs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rarl import cli
+from rarl.bench import grpo
+
+
+@pytest.fixture()
+def tiny_dir(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Path:
+    """Use the session's tiny model instead of building one under ./outputs."""
+    monkeypatch.setattr(grpo, "tiny_model_dir", lambda: str(tiny_model_dir))
+    return tiny_model_dir
+
+
+def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench" / "grpo.json"
+    length, generations = 6, 2
+    argv = ["bench", "grpo", "--arch", "tiny", "--device", "cpu", "--configs", "rarl_preset,full"]
+    argv += ["--num-generations", str(generations), "--max-completion-length", str(length)]
+    argv += ["--image-size", "56", "--steps", "1", "--warmup-steps", "1", "--rewards", "format,length"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+
+    report = json.loads(out.read_text())
+    assert report["settings"]["device"] == "cpu" and report["environment"]["torch"]
+    assert "--max-completion-length 6" in report["command"]
+    rows = {row["config"]: row for row in report["results"]}
+    assert list(rows) == ["rarl_preset", "full"]
+    for row in rows.values():
+        assert row["status"] == "ok"
+        seconds = row["seconds_per_step"]
+        for phase in ("generation", "reward", "logprob", "forward_backward", "optimizer", "total"):
+            assert seconds[phase] > 0, (row["config"], phase, seconds)
+        measured = sum(seconds[p] for p in grpo.PHASES if p != "other")
+        assert measured <= seconds["total"] + 1e-6  # the parts are disjoint slices of the step
+        assert seconds["other"] >= -1e-6 and seconds["other"] < 0.5 * seconds["total"]
+        assert sum(seconds[p] for p in grpo.PHASES) == pytest.approx(seconds["total"])
+        # Random weights must not stop early: every completion is exactly the forced length.
+        assert row["completion_length_min"] == row["completion_length_max"] == length
+        assert row["generated_tokens_per_step"] == generations * length
+        assert row["generated_tokens_per_s"] == pytest.approx(generations * length / seconds["generation"])
+        assert row["samples_per_s"] == pytest.approx(generations / seconds["total"])
+        assert row["peak_memory_gib"] > 0 and row["memory_kind"].startswith("process peak RSS")
+        assert row["flops_per_step"] > 0 and row["achieved_tflops"] > 0
+        assert row["mfu"] is None  # no peak FLOP/s is known for a CPU unless --peak-tflops is given
+        assert row["prompt_tokens_mean"] > row["image_patches"] // 4  # the image tokens are in the prompt
+    # LoRA trains a sliver of what full fine-tuning trains.
+    assert rows["rarl_preset"]["trainable_parameters"] < rows["full"]["trainable_parameters"] / 5
+
+    table = out.with_suffix(".md").read_text()
+    assert table.count("\n| rarl_preset | ") == 1 and table.count("\n| full | ") == 1
+    assert "CPU" in table and report["command"] in table
+
+
+def test_unavailable_configurations_are_reported_not_run() -> None:
+    settings = {"device": "cpu"}
+    row = grpo.run_config(grpo.CONFIGS["qlora"], settings)
+    assert row["status"] == "unavailable" and "GPU" in row["reason"]
+    assert "unavailable" in grpo.markdown_line(row)
+
+
+def test_bad_arguments_are_one_line_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "grpo", "--device", "cpu", "--configs", "rarl_preset,warp_drive"]) == 2
+    assert "warp_drive" in capsys.readouterr().err
+    assert cli.main(["bench", "grpo", "--device", "cpu", "--num-generations", "1"]) == 2
+    assert "--num-generations" in capsys.readouterr().err
+
+
+def test_flops_formula_counts_weight_gradients_only_when_weights_train() -> None:
+    counts = {"n_lm": 1000, "n_head": 100, "n_vis": 10}
+    lora = grpo.step_flops(counts, grpo.CONFIGS["rarl_preset"], g=2, prompt=30, length=10, patches=16)
+    full = grpo.step_flops(counts, grpo.CONFIGS["trl_default"], g=2, prompt=30, length=10, patches=16)
+    forward = 2 * (2 * 1000 * 40 + 2 * 100 * 10 + 2 * 10 * 16)
+    assert lora["generation"] == full["generation"] == forward
+    assert lora["reference"] == forward and full["reference"] == 0  # TRL's default beta=0: no reference model
+    assert lora["train"] == 2 * (4 * 1000 * 40 + 4 * 100 * 10 + 2 * 10 * 16)
+    assert full["train"] == 2 * (6 * 1000 * 40 + 6 * 100 * 10 + 6 * 10 * 16)
+
+
+def test_real_2b_architecture_parameter_counts_and_token_ids(tiny_dir: Path) -> None:
+    """The 2B model built on the meta device has Qwen2-VL-2B's 2.21 B parameters and our tokenizer's ids."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    processor = grpo.build_processor({"image_size": 448})
+    arch = grpo.arch_for_tokenizer(processor.tokenizer, "sdpa")
+    assert arch["image_token_id"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert arch["text_config"]["vocab_size"] == 151936  # the real embedding/LM-head cost is kept
+    with torch.device("meta"):
+        model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**arch))
+    counts = grpo.parameter_counts(model)
+    assert counts["n_head"] == 151936 * 1536
+    assert 2.18e9 < sum(counts.values()) < 2.24e9
+    assert 0.66e9 < counts["n_vis"] < 0.68e9
+    assert grpo.image_patches(processor, 448) == 32 * 32
