@@ -19,7 +19,7 @@ def test_rgb_conversion_of_common_modes(tmp_path):
     grey.save(tmp_path / "grey.png")
     rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))  # fully transparent red → black
     rgba.save(tmp_path / "alpha.png")
-    deep = Image.fromarray((np.arange(100, dtype=np.uint16).reshape(10, 10) * 600))
+    deep = Image.fromarray(np.arange(100, dtype=np.uint16).reshape(10, 10) * 600)
     deep.save(tmp_path / "deep.png")
     for name in ("grey.png", "alpha.png", "deep.png"):
         image = load_image(tmp_path / name)
