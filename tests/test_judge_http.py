@@ -43,7 +43,8 @@ class JudgeServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 text = body["messages"][-1]["content"]
-                case = re.search(r"\[case:(\w+)\]", text).group(1)
+                marker = re.search(r"\[case:(\w+)\]", text)
+                case = marker.group(1) if marker else "auto"
                 with server.lock:
                     server.requests[case] += 1
                     attempt = server.requests[case]
@@ -53,6 +54,7 @@ class JudgeServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     time.sleep(0.03)
+                    self.last_text = text
                     server.respond(self, self.path, case, attempt)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout case)
@@ -99,6 +101,16 @@ class JudgeServer:
     def respond(self, handler, path, case, attempt):
         assert path == "/v1/chat/completions"
         error = {"error": {"message": "scripted failure", "type": "server_error"}}
+        if case == "auto":  # grade like a (very literal) judge: is the reference in the final answer?
+            text = handler.last_text
+            reference = re.search(r"Ground-truth answer: (.*)", text).group(1).strip().lower()
+            response = text.split("final answer):", 1)[1].split("Give two binary scores", 1)[0].lower()
+            answer = response.split("<answer>")[-1]
+            scores = {
+                "reasoning_score": int("<think>" in response),
+                "prediction_score": int(reference in answer),
+            }
+            return self.completion(handler, json.dumps({"evaluation": "auto", **scores}))
         if case == "good":
             return self.completion(handler, json.dumps(GOOD))
         if case == "fenced":

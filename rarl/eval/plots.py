@@ -1,0 +1,144 @@
+"""PNG plots for reports: training reward curves and per-dataset scores.
+
+Why: a table says where a run ended; the reward curve says whether GRPO learned at all (a flat total
+reward, or a component stuck at 0, is the first thing to look at). matplotlib runs headless (Agg).
+Training logs are read from a run's ``metrics.jsonl`` (written by rarl's trainer callback) or, for any
+HF/TRL run, from ``trainer_state.json``'s ``log_history`` (the run directory or its latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rarl.errors import UserError
+from rarl.io import read_jsonl
+
+_COMPONENT = re.compile(r"^rewards/(.+)/mean$")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _checkpoint_number(path: Path) -> int:
+    match = re.search(r"checkpoint-(\d+)$", path.parent.name)
+    return int(match.group(1)) if match else -1
+
+
+def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Log events of a training run: ``metrics.jsonl`` if present, else the newest ``trainer_state.json``."""
+    run = Path(run_dir)
+    if run.is_file():
+        candidates = [run]
+    else:
+        candidates = [run / "metrics.jsonl"] if (run / "metrics.jsonl").is_file() else []
+        if not candidates:
+            states = [run / "trainer_state.json"] if (run / "trainer_state.json").is_file() else []
+            states += sorted(
+                run.glob("checkpoint-*/trainer_state.json"), key=_checkpoint_number, reverse=True
+            )
+            candidates = states[:1]
+    if not candidates:
+        raise UserError(f"{run}: no metrics.jsonl or trainer_state.json (is this a training output dir?)")
+    source = candidates[0]
+    if source.suffix == ".jsonl":
+        return list(read_jsonl(source, tolerate_truncated_tail=True))
+    try:
+        state = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{source}: invalid JSON ({exc.msg})") from None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        raise UserError(f"{source}: no log_history list")
+    return [event for event in history if isinstance(event, dict)]
+
+
+def reward_series(events: Sequence[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """``{"reward": (steps, values), "<component>": ...}`` from GRPO log events (NaN/None skipped)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for event in events:
+        step = event.get("step")
+        if not isinstance(step, (int, float)):
+            continue
+        for key, value in event.items():
+            match = _COMPONENT.match(key)
+            name = "reward" if key == "reward" else (match.group(1) if match else None)
+            if name is None or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                continue
+            xs, ys = series.setdefault(name, ([], []))
+            xs.append(float(step))
+            ys.append(float(value))
+    return series
+
+
+def plot_reward_curves(runs: dict[str, str | Path], out_path: str | Path) -> Path:
+    """Total reward (left) and each reward component (right) against the training step, one line per run."""
+    plt = _pyplot()
+    fig, (ax_total, ax_parts) = plt.subplots(1, 2, figsize=(12, 4.5))
+    plotted = 0
+    for label, run_dir in runs.items():
+        series = reward_series(read_training_log(run_dir))
+        if "reward" in series:
+            ax_total.plot(*series["reward"], marker=".", label=label)
+            plotted += 1
+        for name, (xs, ys) in sorted(series.items()):
+            if name != "reward":
+                ax_parts.plot(xs, ys, marker=".", label=f"{label}: {name}" if len(runs) > 1 else name)
+                plotted += 1
+    if not plotted:
+        plt.close(fig)
+        raise UserError(f"no reward values in the training logs of {', '.join(map(str, runs.values()))}")
+    ax_total.set(title="Total reward", xlabel="step", ylabel="mean reward")
+    ax_parts.set(title="Reward components", xlabel="step", ylabel="mean reward")
+    for ax in (ax_total, ax_parts):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_dataset_scores(
+    datasets: Sequence[str],
+    bars: dict[str, Sequence[float | None]],
+    out_path: str | Path,
+    title: str,
+    ylabel: str = "%",
+) -> Path:
+    """Grouped bars: one group per dataset, one bar per series (e.g. "run · judge Final %")."""
+    plt = _pyplot()
+    width = 0.8 / max(1, len(bars))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(datasets) * max(1, len(bars)) ** 0.5 + 3), 4.5))
+    for index, (name, values) in enumerate(bars.items()):
+        xs = [i + (index - (len(bars) - 1) / 2) * width for i in range(len(datasets))]
+        ys = [v if v is not None else 0.0 for v in values]
+        ax.bar(xs, ys, width=width, label=name)
+    ax.set_xticks(range(len(datasets)), list(datasets), rotation=20, ha="right")
+    ax.set(title=title, ylabel=ylabel)
+    ax.set_ylim(0, 100 if ylabel == "%" else None)
+    ax.grid(axis="y", alpha=0.3)
+    if bars:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["plot_dataset_scores", "plot_reward_curves", "read_training_log", "reward_series"]

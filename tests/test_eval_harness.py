@@ -1,0 +1,128 @@
+"""`rarl eval`, `rarl judge` and `rarl report` end to end on the tiny model; resuming an interrupted eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from test_judge_http import JudgeServer
+
+import rarl.eval.generate as generate_module
+from rarl.cli import main
+from rarl.config import load_config
+from rarl.errors import UserError
+from rarl.eval.harness import read_predictions, run_evaluation
+
+
+def write_config(tmp_path, model_dir, judges=(), **eval_overrides):
+    data = {
+        "model": {"name_or_path": str(model_dir), "dtype": "float32", "max_pixels": 112 * 112},
+        "data": {"eval": [{"source": "synthetic", "split": "test", "num_samples": 6, "seed": 5}]},
+        "eval": {
+            "output_dir": str(tmp_path / "eval"),
+            "batch_size": 4,
+            "max_new_tokens": 8,
+            **eval_overrides,
+        },
+        "judges": list(judges),
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def count_generated(monkeypatch):
+    """Counts samples that really went through model.generate."""
+    seen: list[str] = []
+    original = generate_module.generate_batch
+
+    def counting(model, processor, samples, **kwargs):
+        seen.extend(s.id for s in samples)
+        return original(model, processor, samples, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_batch", counting)
+    return seen
+
+
+def test_interrupted_eval_resumes_without_redoing_finished_items(
+    tmp_path, tiny_model_dir, count_generated, monkeypatch
+):
+    config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
+    first = run_evaluation(config, progress=False)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    lines = path.read_text().splitlines()
+    assert first["n"] == 6 and len(lines) == 6 and len(count_generated) == 6
+    # Simulate a crash after 3 items, in the middle of writing the 4th line.
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
+    count_generated.clear()
+    second = run_evaluation(config, progress=False)
+    assert second["generation"] == {
+        "resumed": 3,
+        "generated": 3,
+        "generate_s": second["generation"]["generate_s"],
+    }
+    assert len(count_generated) == 3
+    again = read_predictions(path)
+    original = [json.loads(line) for line in lines]
+    assert [r.key for r in again] == [f"{d['dataset']}/{d['split']}/{d['id']}" for d in original]
+    assert path.read_text().splitlines()[:3] == lines[:3] and len(again) == 6
+    # Greedy decoding: the regenerated items equal the first run's.
+    assert [r.raw_output for r in again] == [json.loads(line)["raw_output"] for line in lines]
+    # A finished run loads no model at all.
+    import rarl.models
+
+    monkeypatch.setattr(rarl.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    count_generated.clear()
+    third = run_evaluation(config, progress=False)
+    assert third["generation"]["generated"] == 0 and not count_generated
+    assert third["rule_metrics"] == second["rule_metrics"]
+    # Predictions from another prompt are never mixed in.
+    other = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False, prompt="non_reasoning"))
+    with pytest.raises(UserError, match="prompt='reasoning'"):
+        run_evaluation(other, progress=False)
+
+
+def test_cli_eval_then_judge_then_report(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    server = JudgeServer()
+    server.thread.start()
+    try:
+        monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-local")
+        judges = [
+            {
+                "name": name,
+                "model": name,
+                "base_url": server.base_url,
+                "api_key_env": "RARL_TEST_JUDGE_KEY",
+                "timeout_s": 2.0,
+                "backoff_s": 0.01,
+                "cache_path": str(tmp_path / "cache.jsonl"),
+            }
+            for name in ("judge_a", "judge_b")
+        ]
+        config = write_config(tmp_path, tiny_model_dir, judges=judges)
+        assert main(["eval", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "judge_a Reasoning %" in out and "judge_b Final %" in out and "BERTScore %" in out
+        results = json.loads((tmp_path / "eval" / "results.json").read_text())
+        for name in ("judge_a", "judge_b"):
+            stats = results["judges"][name]["stats"]
+            assert stats["n"] == 6 and stats["ok"] == 6 and stats["requests"] == 6
+            assert len((tmp_path / "eval" / "judgements" / f"{name}.jsonl").read_text().splitlines()) == 6
+        assert sum(server.requests.values()) == 12
+
+        # Re-judging the same predictions is answered from the cache: no request reaches the server.
+        monkeypatch.delenv("RARL_TEST_JUDGE_KEY")
+        assert main(["judge", "--config", str(config)]) == 0
+        assert "cached=6 requests=0" in capsys.readouterr().out
+        assert sum(server.requests.values()) == 12
+
+        assert main(["report", str(tmp_path / "eval"), "--out", str(tmp_path / "report")]) == 0
+        report = (tmp_path / "report" / "report.md").read_text()
+        assert "Agreement between judges" in report and (tmp_path / "report" / "dataset_scores.png").exists()
+        assert main(["eval", "--config", str(config), "eval.prompt=chatty"]) == 2
+        assert "valid options" in capsys.readouterr().err
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

@@ -1,0 +1,193 @@
+"""`rarl report`: paper-shaped tables, kappa, human columns, CSV and PNG plots from fabricated runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from rarl.cli import main
+from rarl.eval.harness import write_results
+from rarl.eval.judge import Judgement, summarize, write_judgements
+from rarl.eval.metrics import dataset_labels, rule_metrics
+from rarl.eval.records import PredictionRecord
+from rarl.eval.report import build_report, cohen_kappa
+
+
+def test_cohen_kappa_known_values():
+    assert cohen_kappa([1, 1, 0, 0], [1, 0, 0, 0]) == pytest.approx(0.5)
+    assert cohen_kappa([1, 0, 1, 0], [1, 0, 1, 0]) == pytest.approx(1.0)
+    assert cohen_kappa([1, 0, 1, 0], [0, 1, 0, 1]) == pytest.approx(-1.0)
+    assert cohen_kappa([1, 1, 1], [1, 1, 1]) is None  # undefined: chance agreement is 1
+    assert cohen_kappa([], []) is None
+
+
+def make_run(tmp_path, name, model, preds, judge_scores, prompt="reasoning"):
+    """An eval directory as `rarl eval` leaves it, from (dataset, reference, prediction) triples."""
+    records = [
+        PredictionRecord(
+            id=str(i),
+            dataset=ds,
+            split="test",
+            question=f"q{i}?",
+            question_type="closed",
+            reference_answer=ref,
+            model=model,
+            prompt=prompt,
+            raw_output=f"<think>t</think><answer>{p}</answer>",
+            pred_reasoning="t",
+            pred_answer=p,
+        )
+        for i, (ds, ref, p) in enumerate(preds)
+    ]
+    out = tmp_path / name
+    out.mkdir()
+    (out / "predictions.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
+    judges = {}
+    for judge, scores in judge_scores.items():
+        judgements = [
+            Judgement(
+                key=r.key,
+                judge=judge,
+                model=f"{judge}-model",
+                status="ok" if s else "api_error",
+                reasoning_score=s[0] if s else None,
+                prediction_score=s[1] if s else None,
+            )
+            for r, s in zip(records, scores, strict=True)
+        ]
+        write_judgements(out / "judgements" / f"{judge}.jsonl", judgements)
+        judges[judge] = {
+            "model": f"{judge}-model",
+            "prompt_version": "v",
+            "stats": {"n": len(records)},
+            "summary": summarize(records, judgements, dataset_labels(records)),
+        }
+    results = {
+        "model": model,
+        "prompt": prompt,
+        "n": len(records),
+        "datasets": list(dict.fromkeys(dataset_labels(records))),
+        "rule_metrics": rule_metrics(records, bertscore=False),
+        "judges": judges,
+    }
+    write_results(out, results)
+    return out, records
+
+
+PREDS = [("vqa_rad", "yes", "yes"), ("vqa_rad", "no", "yes"), ("slake", "yes", "yes"), ("slake", "no", "no")]
+
+
+def test_report_tables_numbers_csv_and_plots(tmp_path):
+    base, _ = make_run(
+        tmp_path,
+        "base",
+        "base-model",
+        PREDS,
+        {"gpt": [(1, 1), (0, 1), (1, 1), (0, 0)], "gemini": [(1, 1), (1, 0), None, (0, 1)]},
+    )
+    rarl, _ = make_run(tmp_path, "rarl", "rarl-model", PREDS, {"gpt": [(1, 1), (1, 0), (1, 1), (1, 1)]})
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "reward": 0.1 * s, "rewards/accuracy_reward/mean": 0.05 * s}) + "\n"
+            for s in range(1, 6)
+        )
+        + '{"step": 6, "rew'
+    )  # a torn last line is tolerated
+
+    written = build_report([base, rarl], tmp_path / "report", labels=["Base", "RARL"], train_runs=[train])
+    report = written["report.md"].read_text()
+    rows = list(csv.reader(written["judges.csv"].open()))
+    assert rows[0] == [
+        "Dataset",
+        "Base · gpt Reasoning %",
+        "Base · gpt Final %",
+        "Base · gemini Reasoning %",
+        "Base · gemini Final %",
+        "RARL · gpt Reasoning %",
+        "RARL · gpt Final %",
+    ]
+    table = {row[0]: [float(v) if v else None for v in row[1:]] for row in rows[1:]}
+    assert table["vqa_rad"] == [50.0, 100.0, 100.0, 50.0, 100.0, 50.0]
+    # gemini failed on one slake item: it stays in the denominator as 0
+    assert table["slake"] == [50.0, 50.0, 0.0, 50.0, 100.0, 100.0]
+    assert table["All"] == [50.0, 75.0, 50.0, 50.0, 100.0, 75.0]
+
+    rule = {row[0]: row for row in csv.reader(written["rule_metrics.csv"].open())}
+    assert rule["vqa_rad"][1] == "50.0" and rule["slake"][1] == "100.0"
+
+    agreement = list(csv.DictReader(written["agreement.csv"].open()))
+    pair = next(
+        r
+        for r in agreement
+        if r["Run"] == "Base"
+        and r["Score"] == "prediction_score"
+        and {r["Rater A"], r["Rater B"]} == {"gpt", "Rule"}
+    )
+    # gpt prediction [1,1,1,0] vs rule [1,0,1,1]: po = 0.5, pe = 0.75*0.75 + 0.25*0.25 = 0.625 -> kappa -1/3
+    assert int(pair["n"]) == 4 and float(pair["Agreement %"]) == 50.0
+    assert float(pair["Cohen's kappa"]) == pytest.approx(-1 / 3, abs=1e-3)
+    gg = next(
+        r
+        for r in agreement
+        if r["Run"] == "Base"
+        and r["Score"] == "reasoning_score"
+        and {r["Rater A"], r["Rater B"]} == {"gpt", "gemini"}
+    )
+    assert int(gg["n"]) == 3  # the failed item is left out of the pair
+
+    assert "Every sample is in the denominator" in report
+    for png in ("dataset_scores.png", "reward_curves.png"):
+        assert f"![{png}]({png})" in report
+        with Image.open(written[png]) as image:
+            assert image.format == "PNG" and image.width > 300
+
+
+def test_human_ratings_become_columns_and_kappa(tmp_path):
+    from rarl.review.store import RatingStore
+
+    run, records = make_run(tmp_path, "rarl", "rarl-model", PREDS, {"gpt": [(1, 1), (0, 0), (1, 1), (0, 1)]})
+    store = RatingStore(tmp_path / "ratings.sqlite")
+    store.register_items(records)
+    for rater, scores in {"ann": [(1, 1), (0, 0), (1, 1)], "bob": [(1, 1), (1, 0), (0, 1)]}.items():
+        for record, (rs, ps) in zip(records, scores, strict=False):
+            store.save(rater, "rarl-model", record.key, rs, ps)
+    written = build_report([run], tmp_path / "out", human_db=tmp_path / "ratings.sqlite")
+    rows = {row[0]: row for row in csv.reader(written["judges.csv"].open())}
+    assert rows["Dataset"][3:] == ["Human Reasoning %", "Human Final %"]
+    # vqa_rad: item0 means (1,1), item1 means (0.5, 0) -> reasoning 75, final 50; slake: item2 (0.5, 1)
+    assert [float(v) for v in rows["vqa_rad"][3:]] == [75.0, 50.0]
+    assert [float(v) for v in rows["slake"][3:]] == [50.0, 100.0]
+    assert "3 rated items only" in written["report.md"].read_text()
+    agreement = list(csv.DictReader(written["agreement.csv"].open()))
+    assert any({r["Rater A"], r["Rater B"]} == {"gpt", "Human"} and r["n"] == "3" for r in agreement)
+
+
+def test_report_cli_and_user_errors(tmp_path, capsys):
+    run, _ = make_run(tmp_path, "run1", "m", PREDS, {})
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "Rule metrics per dataset" in out and (tmp_path / "rep" / "rule_metrics.csv").exists()
+    assert not (tmp_path / "rep" / "judges.csv").exists()  # no judges, no judge table
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "rep")]) == 2
+    assert "no results.json" in capsys.readouterr().err
+    assert main(["report", str(run), "--train-run", str(tmp_path), "--out", str(tmp_path / "rep")]) == 2
+    assert "no metrics.jsonl or trainer_state.json" in capsys.readouterr().err
+
+
+def test_training_log_from_latest_checkpoint_trainer_state(tmp_path):
+    from rarl.eval.plots import read_training_log, reward_series
+
+    for step, rewards in ((2, [0.1, 0.2]), (10, [0.1, 0.2, 0.4, float("nan")])):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        history = [{"step": i + 1, "reward": r, "rewards/format/mean": r / 2} for i, r in enumerate(rewards)]
+        history.append({"step": len(rewards), "train_runtime": 1.0})
+        (ckpt / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    series = reward_series(read_training_log(tmp_path))
+    assert series["reward"] == ([1.0, 2.0, 3.0], [0.1, 0.2, 0.4])  # checkpoint-10 (not -2); NaN skipped
+    assert series["format"][1] == [0.05, 0.1, 0.2]
