@@ -13,6 +13,7 @@ Outputs: ``--out`` (default ``outputs/bench/rewards.json``) and a one-row markdo
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import time
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     seconds = {reward_name(func): 0.0 for func in funcs}
     means: dict[str, float] = {}
+    cpu_start = time.process_time()  # CPU seconds of this process: less sensitive to a busy shared machine
     for _ in tqdm(range(args.repeats), desc="reward batches", unit="batch"):
         for func in funcs:
             t0 = time.perf_counter()
@@ -132,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             seconds[reward_name(func)] += time.perf_counter() - t0
             means[reward_name(func)] = sum(s for s in scores if s is not None) / len(scores)
     n, repeats = args.num_completions, args.repeats
+    cpu_total = (time.process_time() - cpu_start) / repeats
     total = sum(seconds.values()) / repeats
     result = {
         "benchmark": "rewards",
@@ -147,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         "model_load_s": round(load_s, 3),
         "seconds_per_batch": round(total, 4),
         "completions_per_s": round(n / total, 1),
+        "cpu_seconds_per_batch": round(cpu_total, 4),
+        "completions_per_cpu_s": round(n / cpu_total, 1) if cpu_total > 0 else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "per_reward": {
             name: {
                 "seconds_per_batch": round(s / repeats, 4),
@@ -160,11 +166,13 @@ def run(args: argparse.Namespace) -> int:
         f"{name.removesuffix('_reward')} {v['completions_per_s']}/s"
         for name, v in result["per_reward"].items()
     )
+    busy = f", load avg {result['load_average'][0]:.1f}" if result["load_average"] else ""
     line = (
         f"| rewards | {n} open-ended (groups of {args.group_size}) | {args.model} (bs {args.batch_size}) | "
         f"{args.device}, "
-        f"{result['torch_threads']} threads | **{result['completions_per_s']} completions/s** (all four) | "
-        f"{per} | load {result['model_load_s']} s |"
+        f"{result['torch_threads']} threads{busy} | **{result['completions_per_s']} completions/s** "
+        f"(all four; {result['completions_per_cpu_s']} per CPU-second) | {per} | "
+        f"load {result['model_load_s']} s |"
     )
     out = Path(args.out)
     atomic_write_json(out, result)
