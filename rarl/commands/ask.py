@@ -1,17 +1,81 @@
-"""`rarl ask`: placeholder until its issue lands."""
+"""`rarl ask`: one question about one image (PNG/JPG/DICOM), answered with reasoning.
+
+``rarl ask --model Qwen/Qwen2-VL-2B-Instruct --adapter outputs/run --image scan.dcm "Is the lung healthy?"``
+prints the model's reasoning and its answer (``--json`` for a machine-readable record). It uses the same
+inference prompt, image loading and answer extraction as ``rarl eval``, so what you see here is what the
+benchmarks score.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from rarl.commands._common import not_implemented
-
 HELP = "Answer one question about one image (PNG/JPG/DICOM) with reasoning"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("question", help='the question, e.g. "Is there a pleural effusion?"')
+    parser.add_argument("--image", required=True, help="image file: PNG, JPG or DICOM (.dcm)")
+    parser.add_argument("--model", required=True, help="hub id, local checkpoint directory, or 'tiny'")
+    parser.add_argument("--adapter", help="trained LoRA adapter directory (e.g. a rarl train output)")
+    parser.add_argument("--choices", nargs="+", help="options of a multiple-choice question")
+    parser.add_argument("--prompt", choices=["reasoning", "non_reasoning"], default="reasoning")
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument(
+        "--max-pixels", type=int, default=448 * 448, help="image pixel budget (default 448*448)"
+    )
+    parser.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--json", action="store_true", help="print the prediction record as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("ask")
+    import json
+
+    from rarl.config import ModelConfig
+    from rarl.data.images import load_image
+    from rarl.data.schema import Sample
+    from rarl.errors import UserError
+    from rarl.eval.generate import generate_predictions
+    from rarl.models import load_model, load_processor
+
+    if not args.question.strip():
+        raise UserError("the question is empty")
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
+    image = load_image(args.image, max_pixels=args.max_pixels)  # fail on a bad image before loading a model
+    config = ModelConfig(
+        name_or_path=args.model, adapter_path=args.adapter, dtype=args.dtype, max_pixels=args.max_pixels
+    )
+    processor = load_processor(config)
+    model = load_model(config, device=args.device)
+    sample = Sample(
+        id="ask",
+        image=image,
+        question=args.question.strip(),
+        answer="",
+        question_type="choice" if args.choices else "open",
+        choices=args.choices,
+        dataset="ask",
+        split="",
+    )
+    (record,) = generate_predictions(
+        model,
+        processor,
+        [sample],
+        prompt=args.prompt,
+        batch_size=1,
+        max_new_tokens=args.max_new_tokens,
+        model_name=f"{args.model}+{args.adapter}" if args.adapter else args.model,
+        progress=False,
+    )
+    record.image = str(args.image)
+    if args.json:
+        data = record.to_dict()
+        for unused in ("reference_answer", "reference_reasoning", "split", "dataset", "id"):
+            data.pop(unused, None)
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(f"Reasoning: {record.pred_reasoning or '(none given)'}")
+        print(f"Answer: {record.pred_answer or '(none given)'}")
+    return 0
