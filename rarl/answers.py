@@ -44,7 +44,7 @@ _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
 _ANY_TAG = re.compile(r"</?(?:think|answer)>", re.IGNORECASE)
 # "Answer: X", "Final answer - X", "the answer is X" (the last such phrase wins).
-_ANSWER_COLON = re.compile(r"(?:final\s+answer|answer)\s*(?::|-|is\b)\s*(.+)", re.IGNORECASE)
+_ANSWER_COLON = re.compile(r"\banswer\s*(?:is\b\s*[:\-]?|:|-(?=\s))\s*(.+)", re.IGNORECASE)
 # Punctuation except a decimal point between digits ("3.5 cm" keeps its point, "cm." loses it).
 _PUNCT = re.compile(r"(?!(?<=\d)\.(?=\d))[^\w\s]|_")
 _CHOICE_LETTER = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Za-z])[.):](?=\s|$)|([A-Za-z])\s*$)")

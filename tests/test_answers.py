@@ -33,6 +33,10 @@ from rarl.answers import (
         ("The image shows a mass.\nAnswer: right kidney\nThanks", "right kidney"),
         ("Looking closely.\nFinal answer - CT", "CT"),
         ("The image shows a lesion.\nThe answer is MRI", "MRI"),
+        ("The answer is: left lung.", "left lung."),
+        ("Answer:\nleft lung", "left lung"),
+        ("The question is unanswerable: maybe\nliver", "liver"),  # "answer" inside a word is not a cue
+        ("see the answer-key\nspleen", "spleen"),
         ("Some words\n\nliver\n", "liver"),  # last non-empty line
         ("<think>only reasoning, cut off", "only reasoning, cut off"),
         ("", ""),
