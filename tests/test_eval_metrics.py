@@ -127,6 +127,7 @@ def test_cvbench_per_task_and_official_combined_score():
         )
     cv = rule_metrics(records, bertscore=False)["datasets"]["cvbench"]["cvbench"]
     assert cv["tasks"]["Count"] == {"n": 4, "accuracy": 0.75}
+    assert list(cv["tasks"]) == ["Count", "Relation", "Depth", "Distance"]
     assert cv["tasks"]["Relation"]["accuracy"] == 0.5
     # official: 2D = mean(ADE20K 2/2, COCO 2/4) = 0.75; 3D = 1/2; combined = 0.625
     assert cv["accuracy_2d"] == pytest.approx(0.75)

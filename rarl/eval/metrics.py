@@ -117,7 +117,10 @@ def cvbench_scores(records: Sequence[PredictionRecord], correct: Sequence[bool])
             sources_2d[source].append(ok)
     if not tasks:
         return None
-    per_task = {name: {"n": len(v), "accuracy": _mean(map(float, v))} for name, v in sorted(tasks.items())}
+    order = [t for t in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS if t in tasks] + sorted(
+        t for t in tasks if t not in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
+    )
+    per_task = {name: {"n": len(tasks[name]), "accuracy": _mean(map(float, tasks[name]))} for name in order}
     pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
     pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
     known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
