@@ -209,6 +209,24 @@ def reference_alternatives(reference: str | None) -> list[str]:
     return forms or [""]
 
 
+def reference_texts(reference: str | None) -> list[str]:
+    """The accepted forms of a reference as natural text (not normalised), for BERTScore.
+
+    Same expansion as :func:`reference_alternatives` (``#`` alternatives; ``(…)`` parts optional), keeping
+    case, articles and punctuation so that the embedding model sees ordinary text.
+    """
+    forms: list[str] = []
+    for alternative in str(reference or "").split("#"):
+        variants = [alternative]
+        if "(" in alternative and ")" in alternative:  # with the optional part, then without it
+            variants = [re.sub(r"[()]", " ", alternative), re.sub(r"\([^)]*\)", " ", alternative)]
+        for variant in variants:
+            variant = " ".join(variant.split())
+            if variant and variant not in forms:
+                forms.append(variant)
+    return forms or [str(reference or "")]
+
+
 def yes_no(text: str | None) -> str | None:
     """``"yes"``/``"no"`` when the text's whole words say one of them unambiguously, else ``None``.
 
@@ -316,6 +334,7 @@ __all__ = [
     "infer_question_type",
     "normalize_answer",
     "reference_alternatives",
+    "reference_texts",
     "token_f1",
     "token_recall",
     "yes_no",

@@ -33,6 +33,7 @@ from rarl.answers import (
     extract_answer,
     extract_think,
     infer_question_type,
+    reference_texts,
 )
 from rarl.bertscore import PACKAGED_MINILM, get_scorer
 from rarl.errors import UserError
@@ -111,20 +112,6 @@ def _question_type(value: Any, answer: str) -> str:
     return str(value)
 
 
-def _reference_forms(reference: str) -> list[str]:
-    """Raw accepted forms of an open reference for BERTScore: VQA-Med ``#`` alternatives, ``(…)`` optional."""
-    forms: list[str] = []
-    for alternative in reference.split("#"):
-        variants = [alternative]
-        if "(" in alternative and ")" in alternative:
-            variants += [re.sub(r"\([^)]*\)", " ", alternative), re.sub(r"[()]", " ", alternative)]
-        for variant in variants:
-            variant = " ".join(variant.split())
-            if variant and variant not in forms:
-                forms.append(variant)
-    return forms or [reference]
-
-
 def accuracy_reward(
     completions: Sequence[Any],
     answer: Sequence[str] | None = None,
@@ -165,7 +152,7 @@ def accuracy_reward(
         by_type[qtype].append(float(scores[i] or 0.0))
     if open_rows:
         scorer = get_scorer(bertscore_model, batch_size=bertscore_batch_size, device=bertscore_device)
-        f1 = scorer.f1([preds[i] for i in open_rows], [_reference_forms(str(answers[i])) for i in open_rows])
+        f1 = scorer.f1([preds[i] for i in open_rows], [reference_texts(str(answers[i])) for i in open_rows])
         for i, value in zip(open_rows, f1, strict=True):
             scores[i] = max(0.0, min(1.0, value))
             by_type["open"].append(scores[i])

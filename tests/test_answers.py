@@ -14,6 +14,7 @@ from rarl.answers import (
     infer_question_type,
     normalize_answer,
     reference_alternatives,
+    reference_texts,
     token_f1,
     token_recall,
     yes_no,
@@ -178,6 +179,8 @@ def test_answers_match_choice() -> None:
 
 def test_vqa_med_alternatives_and_optional_parts() -> None:
     assert reference_alternatives("ct (with contrast)#mri") == ["ct with contrast", "ct", "mri"]
+    assert reference_texts("CT (with contrast)#MRI") == ["CT with contrast", "CT", "MRI"]
+    assert reference_texts("left lung") == ["left lung"]
     ref = "ct (with contrast)#mri"
     for pred in ("CT", "ct with contrast", "MRI."):
         assert exact_match(pred, ref)
