@@ -16,6 +16,7 @@ from rarl.eval.harness import read_predictions, run_evaluation
 
 
 def write_config(tmp_path, model_dir, judges=(), **eval_overrides):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = {
         "model": {"name_or_path": str(model_dir), "dtype": "float32", "max_pixels": 112 * 112},
         "data": {"eval": [{"source": "synthetic", "split": "test", "num_samples": 6, "seed": 5}]},
@@ -126,3 +127,35 @@ def test_cli_eval_then_judge_then_report(tmp_path, tiny_model_dir, monkeypatch, 
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+def test_eval_with_a_lora_adapter_uses_it(tmp_path, tiny_model_dir, tiny_model_config):
+    import torch
+    from peft import get_peft_model
+
+    from rarl.config import LoraSettings
+    from rarl.models import load_model, lora_config
+
+    model = load_model(tiny_model_config, device="cpu")
+    peft_model = get_peft_model(model, lora_config(LoraSettings(r=4, alpha=64)))
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained-looking adapter: LoRA B starts at zero, which would change nothing
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+
+    base = run_evaluation(
+        load_config(write_config(tmp_path / "b", tiny_model_dir, bertscore=False)), progress=False
+    )
+    config = load_config(
+        write_config(tmp_path / "a", tiny_model_dir, bertscore=False),
+        [f"model.adapter_path={tmp_path / 'adapter'}"],
+    )
+    adapted = run_evaluation(config, progress=False)
+    assert adapted["model"] == f"{tiny_model_dir}+{tmp_path / 'adapter'}" and base["model"] == str(
+        tiny_model_dir
+    )
+    base_out = [r.raw_output for r in read_predictions(tmp_path / "b" / "eval" / "predictions.jsonl")]
+    adapted_out = [r.raw_output for r in read_predictions(tmp_path / "a" / "eval" / "predictions.jsonl")]
+    assert base_out != adapted_out
