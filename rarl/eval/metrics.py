@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rarl.answers import answers_match, exact_match, reference_alternatives, token_f1, token_recall
+from rarl.answers import answers_match, exact_match, reference_texts, token_f1, token_recall
 from rarl.eval.records import PredictionRecord
 
 CVBENCH_2D_TASKS = ("Count", "Relation")
@@ -87,12 +87,9 @@ def item_scores(
 
             scorer = get_scorer(bertscore_model)
         candidates = [records[i].pred_answer for i in open_indices]
-        # Raw reference strings (with VQA-Med '#' alternatives split) so BERTScore sees natural text.
-        references = [
-            [alt for alt in str(records[i].reference_answer or "").split("#") if alt.strip()]
-            or reference_alternatives(records[i].reference_answer)
-            for i in open_indices
-        ]
+        # Natural-text reference forms ('#' alternatives, optional parts), exactly as the accuracy reward
+        # scores them, so eval BERTScore and training reward agree.
+        references = [reference_texts(records[i].reference_answer) for i in open_indices]
         for index, value in zip(open_indices, scorer.f1(candidates, references), strict=True):
             scores[index]["bertscore"] = float(value)
     return scores
