@@ -159,3 +159,27 @@ def test_eval_with_a_lora_adapter_uses_it(tmp_path, tiny_model_dir, tiny_model_c
     base_out = [r.raw_output for r in read_predictions(tmp_path / "b" / "eval" / "predictions.jsonl")]
     adapted_out = [r.raw_output for r in read_predictions(tmp_path / "a" / "eval" / "predictions.jsonl")]
     assert base_out != adapted_out
+
+
+def test_a_real_interruption_keeps_finished_batches(tmp_path, tiny_model_dir, monkeypatch):
+    original = generate_module.generate_batch
+    calls = []
+
+    def interrupted(model, processor, samples, **kwargs):
+        calls.append(len(samples))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl+C during the second batch
+        return original(model, processor, samples, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_batch", interrupted)
+    config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False, batch_size=4))
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(config, progress=False)
+    assert len(read_predictions(tmp_path / "eval" / "predictions.jsonl")) == 4
+    assert not (tmp_path / "eval" / "results.json").exists()
+    calls.clear()
+    monkeypatch.setattr(
+        generate_module, "generate_batch", lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    )
+    results = run_evaluation(config, progress=False)
+    assert results["generation"]["resumed"] == 4 and results["generation"]["generated"] == 2 and calls == [1]
