@@ -103,6 +103,11 @@ def test_cli_eval_then_judge_then_report(tmp_path, tiny_model_dir, monkeypatch, 
             for name in ("judge_a", "judge_b")
         ]
         config = write_config(tmp_path, tiny_model_dir, judges=judges)
+        monkeypatch.delenv("RARL_TEST_JUDGE_KEY")
+        assert main(["eval", "--config", str(config)]) == 2  # refused before any generation
+        assert "RARL_TEST_JUDGE_KEY is not set" in capsys.readouterr().err
+        assert not (tmp_path / "eval" / "predictions.jsonl").exists()
+        monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-local")
         assert main(["eval", "--config", str(config)]) == 0
         out = capsys.readouterr().out
         assert "judge_a Reasoning %" in out and "judge_b Final %" in out and "BERTScore %" in out

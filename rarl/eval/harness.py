@@ -176,6 +176,18 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_text(out_dir / RESULTS_MD, results_markdown(results))
 
 
+def _check_judge_keys(judges: list[JudgeConfig]) -> None:
+    """Fail before hours of generation, not after, when a judge's API key is missing."""
+    import os
+
+    for judge in judges:
+        if judge.api_key_env and not os.environ.get(judge.api_key_env):
+            raise UserError(
+                f"judge '{judge.name}': environment variable {judge.api_key_env} is not set "
+                "(set it, pass --no-judges, or set api_key_env to '' for a local server without keys)"
+            )
+
+
 def run_evaluation(
     config: RunConfig,
     *,
@@ -192,6 +204,8 @@ def run_evaluation(
     out_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:
         (out_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
+    if judges:
+        _check_judge_keys(config.judges)
     save_config(config, out_dir)
     samples = load_eval_samples(config)
     records, info = generate_missing(

@@ -41,7 +41,12 @@ class Table:
 
     def markdown(self) -> str:
         lines = [f"### {self.title}", "", "| " + " | ".join(self.headers) + " |"]
-        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(self.headers))) + "|")
+        numeric = [
+            all(isinstance(row[i], (int, float)) for row in self.rows if row[i] is not None)
+            and any(row[i] is not None for row in self.rows)
+            for i in range(len(self.headers))
+        ]
+        lines.append("|" + "|".join("---:" if right else "---" for right in numeric) + "|")
         lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in self.rows]
         lines += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(lines).rstrip() + "\n"
