@@ -101,7 +101,7 @@ def render_image(modality: str, side: str, rng: Any, size: int = 112) -> Image.I
     for cx, cy in centers.values():
         lung = ((xx - cx) / radii[0]) ** 2 + ((yy - cy) / radii[1]) ** 2 < 1.0
         grey[lung] = 45.0
-    grey[(np.abs(xx - 0.5) < 0.05) & body] = 170.0
+    grey[(np.abs(xx - 0.5) < 0.05) & body] = 140.0
 
     # texture that identifies the modality beyond colour
     if look["texture"] == "rings":
@@ -113,10 +113,10 @@ def render_image(modality: str, side: str, rng: Any, size: int = 112) -> Image.I
     # the finding: a bright disc inside the chosen lung field
     if side != "none":
         cx, cy = centers[side]
-        ox, oy = rng.uniform(-0.05, 0.05), rng.uniform(-0.12, 0.12)
-        radius = rng.uniform(0.07, 0.1)
+        ox, oy = rng.uniform(-0.03, 0.03), rng.uniform(-0.1, 0.1)
+        radius = rng.uniform(0.15, 0.18)
         dist = ((xx - cx - ox) ** 2 + (yy - cy - oy) ** 2) ** 0.5
-        grey = np.where(dist < radius, 225.0, grey)
+        grey = np.where(dist < radius, 245.0, grey)
         grey = np.where((dist >= radius) & (dist < radius * 1.3), np.maximum(grey, 150.0), grey)
 
     grey = grey * rng.uniform(0.9, 1.1) + rng.normal(0.0, 7.0, size=grey.shape)
