@@ -70,3 +70,27 @@ def test_unknown_prompt_is_a_user_error(model_and_processor):
     model, processor = model_and_processor
     with pytest.raises(UserError, match="valid options"):
         generate_predictions(model, processor, [], prompt="chatty")
+
+
+def test_custom_messages_replace_the_inference_prompt(model_and_processor):
+    from rarl.prompts import TRAINING_TEMPLATES, training_messages
+
+    model, processor = model_and_processor
+    samples = generate_samples(2, seed=0, split="test")
+
+    def messages(sample):
+        return training_messages(sample.question, "short", sample.choices)
+
+    rendered = render_prompt(processor, samples[0], "training:short", messages)
+    assert TRAINING_TEMPLATES["short"].split("{question}")[0] in rendered
+    assert INFERENCE_SYSTEM_PROMPTS["reasoning"] not in rendered
+    records = generate_predictions(
+        model,
+        processor,
+        samples,
+        prompt="training:short",
+        messages_fn=messages,
+        max_new_tokens=4,
+        progress=False,
+    )
+    assert [r.prompt for r in records] == ["training:short"] * 2 and all(r.raw_output for r in records)

@@ -18,10 +18,19 @@ from rarl.data.schema import Sample
 from rarl.eval.records import PredictionRecord
 from rarl.prompts import INFERENCE_SYSTEM_PROMPTS, inference_messages
 
+MessagesFn = Callable[[Sample], list[dict[str, Any]]]
 
-def render_prompt(processor: Any, sample: Sample, prompt: str) -> str:
-    """The chat-templated text of one sample (with the image placeholder the processor expands)."""
-    messages = inference_messages(sample.question, prompt, sample.choices)
+
+def render_prompt(processor: Any, sample: Sample, prompt: str, messages_fn: MessagesFn | None = None) -> str:
+    """The chat-templated text of one sample (with the image placeholder the processor expands).
+
+    ``messages_fn`` replaces the inference prompt with custom chat messages (e.g. a training template,
+    to measure a model on the prompt wording it was trained with).
+    """
+    if messages_fn is not None:
+        messages = messages_fn(sample)
+    else:
+        messages = inference_messages(sample.question, prompt, sample.choices)
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -65,13 +74,14 @@ def generate_batch(
     max_new_tokens: int = 512,
     do_sample: bool = False,
     max_pixels: int | None = None,
+    messages_fn: MessagesFn | None = None,
 ) -> list[str]:
     """Generate the raw output text for each sample of one batch."""
     import torch
 
     from rarl.data.images import load_image
 
-    texts = [render_prompt(processor, sample, prompt) for sample in samples]
+    texts = [render_prompt(processor, sample, prompt, messages_fn) for sample in samples]
     images = [load_image(sample.image, max_pixels=max_pixels) for sample in samples]
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues from the last position of every row
@@ -103,13 +113,15 @@ def generate_predictions(
     on_record: Callable[[PredictionRecord], None] | None = None,
     max_pixels: int | None = None,
     progress: bool = True,
+    messages_fn: MessagesFn | None = None,
 ) -> list[PredictionRecord]:
     """Predict every sample in batches; returns the records in sample order.
 
     ``on_record`` is called for each record as soon as its batch finishes (e.g. to append it to
     predictions.jsonl), so an interrupted run keeps everything finished before the interruption.
+    ``messages_fn(sample)`` replaces the inference prompt (``prompt`` is then only the label recorded).
     """
-    if prompt not in INFERENCE_SYSTEM_PROMPTS:
+    if messages_fn is None and prompt not in INFERENCE_SYSTEM_PROMPTS:
         from rarl.errors import UserError
 
         raise UserError(
@@ -135,6 +147,7 @@ def generate_predictions(
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
                 max_pixels=max_pixels,
+                messages_fn=messages_fn,
             )
             for sample, raw in zip(batch, outputs, strict=True):
                 record = _record(sample, raw, prompt, model_name)
