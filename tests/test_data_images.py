@@ -9,6 +9,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
 
 from rarl.data.images import cap_pixels, is_dicom, load_image, window_to_uint8
 from rarl.errors import UserError
@@ -96,3 +97,17 @@ def test_monochrome1_is_inverted(tmp_path):
 
 def test_window_flat_image_does_not_divide_by_zero():
     assert window_to_uint8(np.full((4, 4), 7.0)).max() == 0
+
+
+def test_colour_multiframe_and_non_image_dicom():
+    rgb = np.asarray(load_image(get_testdata_file("SC_rgb_rle.dcm")))
+    assert rgb.shape == (100, 100, 3)
+    assert (rgb[..., 0] != rgb[..., 1]).any()  # colour stays colour
+    path = get_testdata_file("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    frames = int(ds.NumberOfFrames)
+    middle = np.asarray(load_image(path))[..., 0]
+    values = apply_modality_lut(ds.pixel_array[frames // 2], ds)  # the middle of the 15 frames
+    assert np.array_equal(middle, window_to_uint8(values))
+    with pytest.raises(UserError, match="no pixel data"):
+        load_image(get_testdata_file("rtplan.dcm"))
