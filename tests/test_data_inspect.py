@@ -143,3 +143,26 @@ def test_parquet_folder_validation_split_loads_each_file_once(split):
         DatasetSpec(source="parquet", path=str(FIXTURES / "pathvqa_parquet"), split=split)
     )
     assert [s.answer for s in samples] == ["granuloma"]
+
+
+def test_inspect_parquet_with_column_map_and_skip_bad(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image = (FIXTURES / "slake" / "imgs" / "xmlab1" / "source.jpg").read_bytes()
+    table = pa.table(
+        {
+            "img": [{"bytes": image, "path": None}] * 3,
+            "q": ["Is it normal?", "Which organ?", "Empty answer?"],
+            "a": ["yes", "liver", ""],
+        }
+    )
+    pq.write_table(table, tmp_path / "train.parquet")
+    args = ["data", "inspect", str(tmp_path / "train.parquet"), "--split", "train", "--show", "0"]
+    maps = ["--column-map", "img=image", "--column-map", "q=question", "--column-map", "a=answer"]
+    assert main([*args, *maps]) == 2
+    assert "row 3, field 'a': is empty" in capsys.readouterr().err
+    assert main([*args, *maps, "--skip-bad"]) == 0
+    assert row_counts(capsys.readouterr().out, "parquet", "train") == ["2", "1", "1", "0", "0"]
+    assert main([*args, "--column-map", "img"]) == 2
+    assert "must look like SOURCE_COLUMN=field" in capsys.readouterr().err

@@ -206,13 +206,15 @@ def write_reasoning_jsonl(samples: list[Sample], directory: str | Path) -> dict[
     """
     import json
 
+    from tqdm import tqdm
+
     from rarl.data.images import load_image
     from rarl.io import atomic_write_text
 
     target = Path(directory)
     (target / "images").mkdir(parents=True, exist_ok=True)
     lines: dict[str, list[str]] = {}
-    for sample in samples:
+    for sample in tqdm(samples, desc="writing images", unit="img", disable=len(samples) < 500):
         split = sample.split or "train"
         image_rel = Path("images") / f"{_safe_name(sample.id)}.png"
         image_abs = target / image_rel
