@@ -131,8 +131,8 @@ def plot_dataset_scores(
     ax.set(title=title, ylabel=ylabel)
     ax.set_ylim(0, 100 if ylabel == "%" else None)
     ax.grid(axis="y", alpha=0.3)
-    if bars:
-        ax.legend(fontsize=8)
+    if bars:  # beside the axes, so it never hides a bar
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
