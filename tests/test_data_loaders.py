@@ -332,3 +332,9 @@ def test_reasoning_jsonl_with_dicom_image_and_pandas_pickle(tmp_path):
     )
     frame.to_pickle(root / "qas" / "test" / "test_qa.pkl")
     assert [s.answer for s in load("pathvqa", root, "test")] == ["in sheets"]
+
+
+def test_vqa_med_single_file_finds_its_own_images_folder():
+    qa = FIXTURES / "vqa_med_2019" / "VQAMed2019Test" / "VQAMed2019_Test_Questions_w_Ref_Answers.txt"
+    samples = load("vqa_med_2019", qa)  # spec.split left at its default "train"
+    assert len(samples) == 6 and all("VQAMed2019_Test_Images" in s.image for s in samples)

@@ -291,6 +291,8 @@ def load_vqa_med_2019(spec: DatasetSpec) -> list[Sample]:
         root, path = path, found
     else:
         root = path.parent
+        # a QA file names its own split (the images folder follows it, whatever spec.split says)
+        split = next((key for key, names in VQA_MED_FILES.items() if path.name in names), split)
     image_root = Path(spec.image_dir) if spec.image_dir else None
     if image_root is None:
         image_root = _find_file(root, VQA_MED_IMAGE_DIRS.get(split, ()), kind="dir") or _find_file(
