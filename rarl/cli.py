@@ -48,14 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbose: bool) -> None:
-    """Rich console logging; libraries stay at WARNING unless --verbose."""
+    """Rich logging to stderr (stdout stays for command output); libraries at WARNING unless --verbose."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True, markup=False)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=True, markup=False)],
+        handlers=[handler],
         force=True,
     )
     for noisy in ("httpx", "urllib3", "PIL", "matplotlib", "filelock", "huggingface_hub", "openai"):

@@ -62,7 +62,10 @@ def read_jsonl(
     source = Path(path)
     if not source.exists():
         raise UserError(f"{source}: file not found")
-    lines = source.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(str(source), None, None, f"not UTF-8 text (byte {exc.start})") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
