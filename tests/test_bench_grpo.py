@@ -21,7 +21,7 @@ def tiny_dir(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Path:
 def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench" / "grpo.json"
     length, generations = 6, 2
-    argv = ["bench", "grpo", "--arch", "tiny", "--device", "cpu", "--configs", "rarl_preset,full"]
+    argv = ["bench", "grpo", "--arch", "tiny", "--device", "cpu", "--configs", "rarl_preset,trl_default"]
     argv += ["--num-generations", str(generations), "--max-completion-length", str(length)]
     argv += ["--image-size", "56", "--steps", "1", "--warmup-steps", "1", "--rewards", "format,length"]
     assert cli.main([*argv, "--out", str(out)]) == 0
@@ -30,7 +30,7 @@ def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: 
     assert report["settings"]["device"] == "cpu" and report["environment"]["torch"]
     assert "--max-completion-length 6" in report["command"]
     rows = {row["config"]: row for row in report["results"]}
-    assert list(rows) == ["rarl_preset", "full"]
+    assert list(rows) == ["rarl_preset", "trl_default"]
     for row in rows.values():
         assert row["status"] == "ok"
         seconds = row["seconds_per_step"]
@@ -49,11 +49,16 @@ def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: 
         assert row["flops_per_step"] > 0 and row["achieved_tflops"] > 0
         assert row["mfu"] is None  # no peak FLOP/s is known for a CPU unless --peak-tflops is given
         assert row["prompt_tokens_mean"] > row["image_patches"] // 4  # the image tokens are in the prompt
-    # LoRA trains a sliver of what full fine-tuning trains.
-    assert rows["rarl_preset"]["trainable_parameters"] < rows["full"]["trainable_parameters"] / 5
+    # The preset goes through rarl's own trainer builder with RunConfig's KL weight; LoRA needs no reference
+    # copy (the adapter is switched off instead). The TRL row is GRPOConfig as shipped: beta=0, full FT.
+    preset, trl_default = rows["rarl_preset"], rows["trl_default"]
+    assert preset["trainer"] == "rarl.train.grpo.build_grpo_trainer" and preset["beta"] == 0.04
+    assert preset["reference_model"] is False and preset["flops_split"]["reference"] > 0
+    assert trl_default["beta"] == 0.0 and trl_default["flops_split"]["reference"] == 0
+    assert preset["trainable_parameters"] < trl_default["trainable_parameters"] / 5
 
     table = out.with_suffix(".md").read_text()
-    assert table.count("\n| rarl_preset | ") == 1 and table.count("\n| full | ") == 1
+    assert table.count("\n| rarl_preset | ") == 1 and table.count("\n| trl_default | ") == 1
     assert "CPU" in table and report["command"] in table
 
 
@@ -73,8 +78,12 @@ def test_bad_arguments_are_one_line_user_errors(capsys: pytest.CaptureFixture[st
 
 def test_flops_formula_counts_weight_gradients_only_when_weights_train() -> None:
     counts = {"n_lm": 1000, "n_head": 100, "n_vis": 10}
-    lora = grpo.step_flops(counts, grpo.CONFIGS["rarl_preset"], g=2, prompt=30, length=10, patches=16)
-    full = grpo.step_flops(counts, grpo.CONFIGS["trl_default"], g=2, prompt=30, length=10, patches=16)
+    lora = grpo.step_flops(
+        counts, grpo.CONFIGS["rarl_preset"], g=2, prompt=30, length=10, patches=16, beta=0.04
+    )
+    full = grpo.step_flops(
+        counts, grpo.CONFIGS["trl_default"], g=2, prompt=30, length=10, patches=16, beta=0.0
+    )
     forward = 2 * (2 * 1000 * 40 + 2 * 100 * 10 + 2 * 10 * 16)
     assert lora["generation"] == full["generation"] == forward
     assert lora["reference"] == forward and full["reference"] == 0  # TRL's default beta=0: no reference model
@@ -98,3 +107,17 @@ def test_real_2b_architecture_parameter_counts_and_token_ids(tiny_dir: Path) -> 
     assert 2.18e9 < sum(counts.values()) < 2.24e9
     assert 0.66e9 < counts["n_vis"] < 0.68e9
     assert grpo.image_patches(processor, 448) == 32 * 32
+
+
+def test_a_failing_configuration_becomes_an_error_row(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One broken variant (say a cache implementation a model rejects) must not end a long GPU run."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("static cache not supported\nmore detail")
+
+    monkeypatch.setattr(grpo, "build_model", broken)
+    settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny"}
+    row = grpo.run_config(grpo.CONFIGS["static_cache"], settings)
+    assert row["status"] == "error" and row["reason"] == "RuntimeError: static cache not supported"

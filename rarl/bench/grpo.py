@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import copy
 import gc
+import logging
 import platform
 import tempfile
 import threading
@@ -41,6 +42,8 @@ from typing import Any
 
 from rarl.errors import UserError
 from rarl.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 HELP = "GRPO step cost: seconds split into generation/reward/forward-backward, tokens/s, peak memory, MFU"
 
@@ -56,13 +59,11 @@ class BenchConfig:
     lora: bool = True
     freeze_vision: bool = True
     weights: str = "auto"  # auto | float32 | bfloat16
-    autocast_bf16: bool = False  # GRPOConfig.bf16: mixed precision on top of the weight dtype (GPU only)
     gradient_checkpointing: bool = False
     attn: str = "sdpa"
-    beta: float = 0.04
-    learning_rate: float = 1e-5
     cache_implementation: str | None = None
     quantize_4bit: bool = False
+    trl_defaults: bool = False  # GRPOConfig's defaults for everything but the step's shape (not rarl's)
 
 
 # The preset mirrors rarl's RunConfig defaults (configs/*.yaml): LoRA r=8 on the language model's q/k/v/o,
@@ -78,10 +79,8 @@ CONFIGS: dict[str, BenchConfig] = {
             lora=False,
             freeze_vision=False,
             weights="float32",
-            autocast_bf16=True,
             gradient_checkpointing=True,
-            beta=0.0,
-            learning_rate=1e-6,
+            trl_defaults=True,
         ),
         BenchConfig(
             "rarl_preset",
@@ -415,7 +414,7 @@ def build_model(config: BenchConfig, settings: dict[str, Any], processor: Any, w
     # TRL builds the reference model (full fine-tuning with beta > 0) from the policy's path, and bitsandbytes
     # quantises while loading: both need the random weights saved as a checkpoint first.
     saved = workdir / "random_weights"
-    if settings["arch"] != "tiny" and not config.lora and config.beta > 0:
+    if settings["arch"] != "tiny" and not config.lora and effective_beta(config) > 0:
         model.save_pretrained(saved)
         model.config._name_or_path = str(saved)
     if config.quantize_4bit:
@@ -454,68 +453,120 @@ def build_processor(settings: dict[str, Any]) -> Any:
     )
 
 
-def train_dataset(settings: dict[str, Any]) -> Any:
-    """Synthetic medical-style samples at ``--image-size``, as TRL rows (prompt, image, reward columns)."""
-    from rarl.config import DataConfig
+def train_samples(settings: dict[str, Any]) -> list[Any]:
+    """Synthetic medical-style samples with ``--image-size`` images (enough for every step)."""
     from rarl.data.synthetic import generate_samples
-    from rarl.train.dataset import build_train_dataset
 
     steps = settings["steps"] + settings["warmup_steps"]
-    samples = generate_samples(max(8, steps), seed=settings["seed"], image_size=settings["image_size"])
-    return build_train_dataset(samples, DataConfig())
+    return generate_samples(max(8, steps), seed=settings["seed"], image_size=settings["image_size"])
 
 
-def grpo_args(config: BenchConfig, settings: dict[str, Any], output_dir: Path) -> Any:
-    """The GRPOConfig of one configuration: one prompt x G completions per step, all exactly L tokens."""
-    from trl import GRPOConfig
+def bench_run_config(config: BenchConfig, settings: dict[str, Any], output_dir: Path) -> Any:
+    """One configuration as a RunConfig: rarl's defaults, one prompt x G completions per step, L tokens each.
 
+    Hyper-parameters that are not about the step's shape (learning rate, beta, LoRA rank, ...) stay at
+    RunConfig's defaults, so the preset measured is the preset ``rarl train`` runs.
+    """
+    from rarl.config import RunConfig
+
+    run = RunConfig()
+    side = settings["image_size"]
+    run.model.name_or_path = tiny_model_dir()  # unused: the model and processor are passed in
+    run.model.max_pixels = side * side
+    run.model.min_pixels = min(run.model.min_pixels, side * side)
+    run.model.attn_implementation = config.attn  # type: ignore[assignment]
+    run.model.freeze_vision = config.freeze_vision
+    run.model.gradient_checkpointing = config.gradient_checkpointing
+    run.lora.enabled = config.lora
+    run.reward.names = list(settings["rewards"])
+    run.reward.weights = [1.0] * len(settings["rewards"])
     g, length = settings["num_generations"], settings["max_completion_length"]
-    on_gpu = settings["device"] == "cuda"
-    return GRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=settings["steps"] + settings["warmup_steps"],
-        per_device_train_batch_size=g,
-        gradient_accumulation_steps=1,
-        num_generations=g,
-        max_completion_length=length,
-        # Random weights emit EOS anywhere: forbid it until the length is reached, so every rollout is L long.
-        generation_kwargs={"min_new_tokens": length},
-        cache_implementation=config.cache_implementation,
-        gradient_checkpointing=config.gradient_checkpointing,
-        bf16=config.autocast_bf16 and on_gpu,
-        beta=config.beta,
-        learning_rate=config.learning_rate,
-        use_cpu=not on_gpu,
-        reward_weights=[1.0] * len(settings["rewards"]),
-        logging_steps=1,
+    train = run.train
+    train.output_dir = str(output_dir)
+    train.max_steps = settings["steps"] + settings["warmup_steps"]
+    train.per_device_train_batch_size = g
+    train.gradient_accumulation_steps = 1
+    train.num_generations = g
+    train.max_completion_length = length
+    train.min_completion_length = length  # random weights emit EOS anywhere: forbid it until L tokens
+    train.save_steps = 10**9  # no checkpoints inside a benchmark
+    train.logging_steps = 1
+    train.report_to = []
+    train.seed = settings["seed"]
+    return run.validate()
+
+
+@contextlib.contextmanager
+def extra_grpo_args(**fields: Any) -> Iterator[None]:
+    """Set GRPOConfig fields that RunConfig does not expose (e.g. ``cache_implementation``) on the arguments
+    :func:`rarl.train.grpo.build_grpo_trainer` builds, so every variant still goes through that one setup."""
+    import rarl.train.grpo as train_grpo
+
+    original = train_grpo.grpo_args
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        grpo_config = original(*args, **kwargs)
+        for name, value in fields.items():
+            setattr(grpo_config, name, value)
+        return grpo_config
+
+    train_grpo.grpo_args = patched  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        train_grpo.grpo_args = original  # type: ignore[assignment]
+
+
+def trl_default_trainer(settings: dict[str, Any], model: Any, processor: Any, run: Any) -> Any:
+    """``trl.GRPOTrainer`` as shipped: GRPOConfig's own defaults (not rarl's), only the step shape set."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rarl.rewards import build_reward_functions
+    from rarl.train.dataset import build_train_dataset
+
+    train = run.train
+    funcs, weights = build_reward_functions(run.reward, device=settings["device"])
+    args = GRPOConfig(
+        output_dir=train.output_dir,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        num_generations=train.num_generations,
+        max_completion_length=train.max_completion_length,
+        generation_kwargs={"min_new_tokens": train.min_completion_length},
+        reward_weights=weights,
+        bf16=settings["device"] == "cuda",  # GRPOConfig's default, which a CPU cannot run
+        use_cpu=settings["device"] == "cpu",
         save_strategy="no",
         report_to=[],
-        disable_tqdm=True,
-        seed=settings["seed"],
-        dataloader_num_workers=0,
+        logging_steps=1,
+        seed=train.seed,
     )
+    dataset = build_train_dataset(train_samples(settings), run.data, max_pixels=run.model.max_pixels)
+    return GRPOTrainer(
+        model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=processor
+    )
+
+
+def effective_beta(config: BenchConfig) -> float:
+    """The KL weight a configuration trains with: TRL's default 0 or rarl's RunConfig default."""
+    from rarl.config import TrainConfig
+
+    return 0.0 if config.trl_defaults else TrainConfig().beta
 
 
 def build_trainer(
-    config: BenchConfig, settings: dict[str, Any], model: Any, processor: Any, dataset: Any, workdir: Path
+    config: BenchConfig, settings: dict[str, Any], model: Any, processor: Any, workdir: Path
 ) -> Any:
-    """A ``trl.GRPOTrainer`` with the real rewards (and LoRA on the language model when ``config.lora``)."""
-    from trl import GRPOTrainer
+    """The trainer of one configuration: rarl's :func:`~rarl.train.grpo.build_grpo_trainer` for every rarl
+    variant (with the real rewards, LoRA from the config), TRL's own defaults for the ``trl_default`` row."""
+    from rarl.train.grpo import build_grpo_trainer
 
-    from rarl.config import LoraSettings, RewardConfig
-    from rarl.models import lora_config
-    from rarl.rewards import build_reward_functions
-
-    reward_config = RewardConfig(names=settings["rewards"], weights=[1.0] * len(settings["rewards"]))
-    funcs, _ = build_reward_functions(reward_config, device=settings["device"])
-    return GRPOTrainer(
-        model=model,
-        reward_funcs=funcs,
-        args=grpo_args(config, settings, workdir / "trainer"),
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora_config(LoraSettings()) if config.lora else None,
-    )
+    run = bench_run_config(config, settings, workdir / "trainer")
+    if config.trl_defaults:
+        return trl_default_trainer(settings, model, processor, run)
+    extra = {"cache_implementation": config.cache_implementation} if config.cache_implementation else {}
+    with extra_grpo_args(**extra):
+        return build_grpo_trainer(run, train_samples(settings), model=model, processor=processor)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -690,7 +741,13 @@ def _numel(parameter: Any) -> int:
 
 
 def step_flops(
-    counts: dict[str, int], config: BenchConfig, g: int, prompt: float, length: float, patches: int
+    counts: dict[str, int],
+    config: BenchConfig,
+    g: int,
+    prompt: float,
+    length: float,
+    patches: int,
+    beta: float,
 ) -> dict[str, float]:
     """Model FLOPs of one GRPO step (see :data:`FORMULAS`)."""
     n_lm, n_head, n_vis = counts["n_lm"], counts["n_head"], counts["n_vis"]
@@ -698,7 +755,7 @@ def step_flops(
     k = 4 if config.lora or config.quantize_4bit else 6
     kv = 2 if config.freeze_vision else 6
     train = g * (k * n_lm * (prompt + length) + k * n_head * length + kv * n_vis * patches)
-    return {"generation": forward, "reference": forward if config.beta > 0 else 0.0, "train": train}
+    return {"generation": forward, "reference": forward if beta > 0 else 0.0, "train": train}
 
 
 def image_patches(processor: Any, size: int) -> int:
@@ -739,7 +796,14 @@ def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
             processor = build_processor(settings)
             model = build_model(config, settings, processor, workdir)
             counts = parameter_counts(model)
-            trainer = build_trainer(config, settings, model, processor, train_dataset(settings), workdir)
+            trainer = build_trainer(config, settings, model, processor, workdir)
+            row["beta"] = float(trainer.beta)
+            row["trainer"] = (
+                "trl.GRPOTrainer (GRPOConfig defaults)"
+                if config.trl_defaults
+                else ("rarl.train.grpo.build_grpo_trainer")
+            )
+            row["reference_model"] = trainer.ref_model is not None
             row["trainable_parameters"] = sum(
                 p.numel() for p in trainer.model.parameters() if p.requires_grad
             )
@@ -749,12 +813,18 @@ def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
             trainer.train()
             del trainer, model
     except torch.OutOfMemoryError as exc:
-        return {**row, "status": "oom", "reason": str(exc).splitlines()[0][:200], **_memory(device, None)}
+        return {**row, "status": "oom", "reason": _first_line(exc), **_memory(device, None)}
+    except UserError:
+        raise
+    except Exception as exc:  # one broken variant (e.g. a static cache a model rejects) must not end the run
+        logger.exception("configuration %s failed", config.name)
+        return {**row, "status": "error", "reason": f"{type(exc).__name__}: {_first_line(exc)}"}
     finally:
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
-    row.update(summarise(timer, settings, config, counts, image_patches(processor, settings["image_size"])))
+    patches = image_patches(processor, settings["image_size"])
+    row.update(summarise(timer, settings, config, counts, patches, row["beta"]))
     row["weight_bytes"] = weight_bytes
     flops_peak, bandwidth_peak, source = peaks(device, settings)
     row["peak_source"] = source
@@ -767,6 +837,11 @@ def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
     row.update(_memory(device, rss))
     row["status"] = "ok"
     return row
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _memory(device: str, rss: PeakRSS | None) -> dict[str, Any]:
@@ -788,7 +863,12 @@ def _memory(device: str, rss: PeakRSS | None) -> dict[str, Any]:
 
 
 def summarise(
-    timer: StepTimer, settings: dict[str, Any], config: BenchConfig, counts: dict[str, int], patches: int
+    timer: StepTimer,
+    settings: dict[str, Any],
+    config: BenchConfig,
+    counts: dict[str, int],
+    patches: int,
+    beta: float,
 ) -> dict[str, Any]:
     """Average the measured steps (after warm-up) and derive throughput and FLOPs."""
     measured = timer.steps[settings["warmup_steps"] :]
@@ -798,7 +878,7 @@ def summarise(
     mean = {k: sum(s[k] for s in measured) / len(measured) for k in keys}
     g, length = settings["num_generations"], settings["max_completion_length"]
     prompt = sum(timer.prompt_lengths) / len(timer.prompt_lengths)
-    flops = step_flops(counts, config, g, prompt, length, patches)
+    flops = step_flops(counts, config, g, prompt, length, patches, beta)
     return {
         "steps_measured": len(measured),
         "seconds_per_step": mean,
@@ -824,13 +904,14 @@ def markdown_line(row: dict[str, Any]) -> str:
     """One table row: the numbers a reader compares across configurations."""
     if row["status"] != "ok":
         return f"| {row['config']} | {row['status']}: {row.get('reason', '')} |" + " |" * 12
-    s = row["seconds_per_step"]
+    s, each = row["seconds_per_step"], row["seconds_per_step_each"]
     mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") is not None else "n/a"
     bw = row.get("rollout_bandwidth_util")
     bw_text = f"{100 * bw:.0f}%" if bw is not None else "n/a"
     cells = [
         row["config"],
-        *(f"{s[k]:.3f}" for k in ("total", "generation", "reward", "logprob", "forward_backward")),
+        f"{s['total']:.3f} ({min(each):.2f}-{max(each):.2f})",
+        *(f"{s[k]:.3f}" for k in ("generation", "reward", "logprob", "forward_backward")),
         f"{s['optimizer'] + s['other']:.3f}",
         f"{row['generated_tokens_per_s']:.1f}",
         f"{row['samples_per_s']:.2f}",
@@ -844,8 +925,8 @@ def markdown_line(row: dict[str, Any]) -> str:
 
 
 TABLE_HEADER = (
-    "| config | s/step | generation s | reward s | ref logprob s | fwd+bwd s | optim+other s | gen tok/s "
-    "| samples/s | peak mem GiB | TFLOP/s | MFU | rollout BW | gen len |\n"
+    "| config | s/step (min-max) | generation s | reward s | ref logprob s | fwd+bwd s | optim+other s "
+    "| gen tok/s | samples/s | peak mem GiB | TFLOP/s | MFU | rollout BW | gen len |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
