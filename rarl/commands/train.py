@@ -1,17 +1,37 @@
-"""`rarl train`: placeholder until its issue lands."""
+"""`rarl train`: GRPO (+LoRA) or SFT from a run config.
+
+``rarl train --config configs/rarl_qwen2vl_2b.yaml [train.max_steps=200 lora.r=16 ...] [--resume]``
+writes checkpoints every ``train.save_steps`` steps, ``metrics.jsonl``, TensorBoard events under
+``runs/``, ``resolved_config.yaml`` and the final adapter (or full model) into ``train.output_dir``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from rarl.commands._common import not_implemented
+from rarl.commands._common import add_config_arguments, config_from_args
 
 HELP = "Fine-tune with GRPO (+LoRA) or SFT from a run config"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint-* in train.output_dir"
+    )
+    parser.add_argument(
+        "--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint directory instead"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("train")
+    from rarl.train.run import run_training
+
+    config = config_from_args(args)
+    summary = run_training(config, resume=args.resume_from or args.resume)
+    resumed = f" (resumed from {summary['resumed_from']})" if summary["resumed_from"] else ""
+    print(
+        f"{summary['method']}: {summary['global_step']} steps in {summary['runtime_s']:.1f}s{resumed}; "
+        f"final model and metrics.jsonl in {summary['output_dir']}/"
+    )
+    return 0

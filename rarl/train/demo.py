@@ -1,0 +1,264 @@
+"""The offline demo: tiny Qwen2-VL + synthetic data, SFT warm-up then GRPO, held-out accuracy before/after.
+
+Why it exists: to show on a laptop CPU, in minutes, that the training code *learns* — held-out accuracy
+rises above chance after SFT and further after GRPO, and the mean GRPO reward rises — rather than merely
+that it runs. Everything is the real code path (``rarl.train.run.run_training`` with TRL's SFT and GRPO
+trainers, the real reward functions); only the model is tiny and the data synthetic.
+
+Honest choices, stated in the output too:
+
+* the tiny model is trained from random weights, so it fully fine-tunes its language model (LoRA on a
+  64-wide 2-layer model has too little capacity to learn a task from scratch); the vision tower stays frozen
+  (random but fixed features: colour, texture and bright spots survive a random projection);
+* held-out questions are asked with the *training* templates (seeded per sample, as in training). A model
+  this small never generalises to prompt wording it has not seen, so evaluating it with the inference
+  system prompt would measure prompt mismatch, not learning. Real models are evaluated with ``rarl eval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rarl.config import RunConfig
+from rarl.data.schema import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoSettings:
+    """Sizes and hyper-parameters of the demo (tuned so it learns within minutes on 2 CPU cores)."""
+
+    output_dir: str = "outputs/demo"
+    seed: int = 0
+    n_train: int = 512
+    n_test: int = 96
+    sft_steps: int = 60
+    sft_lr: float = 3e-3
+    sft_batch: int = 8
+    grpo_steps: int = 100
+    grpo_lr: float = 1e-3
+    grpo_prompts_per_step: int = 4
+    num_generations: int = 8
+    max_completion_length: int = 56
+    beta: float = 0.0
+    eval_batch: int = 32
+    threads: int = 2
+
+
+def tiny_texts() -> list[str]:
+    """Tokenizer corpus: every prompt and every synthetic question/reasoning/answer text."""
+    from rarl import prompts
+    from rarl.data.synthetic import synthetic_texts
+
+    texts = list(prompts.TRAINING_TEMPLATES.values()) + list(prompts.INFERENCE_SYSTEM_PROMPTS.values())
+    return [*texts, prompts.REASONING_FORMAT_HINT, *synthetic_texts()]
+
+
+def demo_config(settings: DemoSettings, model_path: str, method: str) -> RunConfig:
+    """The run config of one demo stage (``sft`` or ``grpo``); also written beside its outputs."""
+    config = RunConfig()
+    config.model.name_or_path = model_path
+    config.model.dtype = "float32"
+    config.model.max_pixels = 112 * 112
+    config.lora.enabled = False
+    config.data.seed = settings.seed
+    config.reward.names = ["format", "accuracy", "reasoning"]
+    config.reward.weights = [0.5, 2.0, 0.5]
+    train = config.train
+    train.method = method  # type: ignore[assignment]
+    train.output_dir = str(Path(settings.output_dir) / method)
+    train.seed = settings.seed
+    train.logging_steps = 1
+    train.report_to = ["tensorboard"]
+    train.max_completion_length = settings.max_completion_length
+    if method == "sft":
+        train.max_steps = settings.sft_steps
+        train.learning_rate = settings.sft_lr
+        train.per_device_train_batch_size = settings.sft_batch
+        train.save_steps = settings.sft_steps
+    else:
+        train.max_steps = settings.grpo_steps
+        train.learning_rate = settings.grpo_lr
+        train.num_generations = settings.num_generations
+        train.per_device_train_batch_size = settings.grpo_prompts_per_step * settings.num_generations
+        train.beta = settings.beta
+        train.temperature = 1.0
+        train.save_steps = settings.grpo_steps
+    return config.validate()
+
+
+def _with_image(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The user turn as TRL renders it for a VLM: the image first, then the templated text."""
+    text = prompt[0]["content"]
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def heldout_accuracy(
+    model: Any, processor: Any, samples: list[Sample], config: RunConfig, batch_size: int
+) -> dict[str, Any]:
+    """Greedy answers on held-out samples, asked with their seeded training template; accuracy by type."""
+    import torch
+
+    from rarl.answers import answers_match, extract_answer
+    from rarl.train.dataset import build_rows
+
+    rows = build_rows(samples, config.data, max_pixels=config.model.max_pixels)
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    correct: dict[str, list[float]] = {}
+    examples: list[str] = []
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            texts = [
+                processor.apply_chat_template(
+                    _with_image(r["prompt"]), tokenize=False, add_generation_prompt=True
+                )
+                for r in batch
+            ]
+            inputs = processor(
+                text=texts, images=[r["image"] for r in batch], return_tensors="pt", padding=True
+            )
+            with torch.inference_mode():
+                out = model.generate(
+                    **inputs.to(next(model.parameters()).device),
+                    max_new_tokens=config.train.max_completion_length + 8,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            decoded = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            for offset, (row, text) in enumerate(zip(batch, decoded, strict=True)):
+                hit = answers_match(extract_answer(text), row["answer"], row["question_type"], row["choices"])
+                kind = (samples[start + offset].extra or {}).get("kind")
+                for key in ("overall", row["question_type"], f"kind/{kind}" if kind else None):
+                    if key:
+                        correct.setdefault(key, []).append(float(hit))
+                if len(examples) < 3:
+                    examples.append(text.strip())
+    finally:
+        if was_training:
+            model.train()
+    result: dict[str, Any] = {key: sum(v) / len(v) for key, v in sorted(correct.items())}
+    result["n"] = len(rows)
+    result["examples"] = examples
+    return result
+
+
+def mean_reward_trend(metrics_path: Path, window: int = 10) -> dict[str, float]:
+    """Mean GRPO reward over the first and the last ``window`` logged steps."""
+    from rarl.io import read_jsonl
+
+    rewards = [
+        r["reward"]
+        for r in read_jsonl(metrics_path, tolerate_truncated_tail=True)
+        if r.get("reward") is not None
+    ]
+    if not rewards:
+        return {"first": float("nan"), "last": float("nan"), "window": window}
+    window = max(1, min(window, len(rewards) // 2 or 1))
+    return {
+        "first": sum(rewards[:window]) / window,
+        "last": sum(rewards[-window:]) / window,
+        "window": window,
+    }
+
+
+def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
+    """Build, train (SFT then GRPO), evaluate; write ``results.json``; return the results."""
+    import torch
+
+    from rarl.data.synthetic import CHANCE_LEVEL, generate_samples
+    from rarl.io import atomic_write_json
+    from rarl.models import build_tiny_model, load_model, load_processor
+    from rarl.train.run import run_training
+
+    settings = settings or DemoSettings()
+    torch.set_num_threads(settings.threads)
+    out = Path(settings.output_dir)
+    for stage in ("sft", "grpo"):
+        shutil.rmtree(out / stage, ignore_errors=True)  # the demo always starts from scratch
+    started = time.time()
+    timings: dict[str, float] = {}
+
+    model_path = str(build_tiny_model(out / "tiny_model", seed=settings.seed, texts=tiny_texts()))
+    sft_config = demo_config(settings, model_path, "sft")
+    grpo_config = demo_config(settings, model_path, "grpo")
+    train_samples = generate_samples(settings.n_train, seed=settings.seed, split="train")
+    test_samples = generate_samples(settings.n_test, seed=settings.seed, split="test")
+    torch.manual_seed(settings.seed)
+    model = load_model(sft_config.model, model_path)
+    processor = load_processor(sft_config.model, model_path)
+
+    def evaluate(stage: str) -> dict[str, Any]:
+        t = time.time()
+        result = heldout_accuracy(model, processor, test_samples, sft_config, settings.eval_batch)
+        timings[f"eval_{stage}_s"] = round(time.time() - t, 1)
+        log.info("held-out accuracy %s: %.3f", stage, result["overall"])
+        return result
+
+    accuracy = {"untrained": evaluate("untrained")}
+    t = time.time()
+    run_training(sft_config, samples=train_samples, model=model, processor=processor)
+    timings["sft_s"] = round(time.time() - t, 1)
+    accuracy["sft"] = evaluate("sft")
+    t = time.time()
+    run_training(grpo_config, samples=train_samples, model=model, processor=processor)
+    timings["grpo_s"] = round(time.time() - t, 1)
+    accuracy["sft_grpo"] = evaluate("sft_grpo")
+    reward = mean_reward_trend(Path(grpo_config.train.output_dir) / "metrics.jsonl")
+
+    results = {
+        "accuracy": {stage: {k: v for k, v in r.items() if k != "examples"} for stage, r in accuracy.items()},
+        "chance": {
+            "overall": CHANCE_LEVEL["overall"],
+            "closed": CHANCE_LEVEL["closed"],
+            "open": CHANCE_LEVEL["open"],
+        },
+        "grpo_mean_reward": reward,
+        "examples_after_grpo": accuracy["sft_grpo"]["examples"],
+        "learned": {
+            "grpo_beats_sft": accuracy["sft_grpo"]["overall"] > accuracy["sft"]["overall"],
+            "far_above_chance": accuracy["sft_grpo"]["overall"] >= CHANCE_LEVEL["overall"] + 0.2,
+            "reward_rises": reward["last"] > reward["first"],
+        },
+        "setup": {
+            **asdict(settings),
+            "model": "tiny Qwen2-VL (2 layers, 64 wide); full fine-tuning of the language model; "
+            "vision tower frozen",
+            "eval_prompt": "training templates (seeded per held-out sample), greedy decoding",
+            "rewards": dict(zip(grpo_config.reward.names, grpo_config.reward.weights, strict=True)),
+        },
+        "timings_s": {**timings, "total_s": round(time.time() - started, 1)},
+    }
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """A small plain-text table of the results (what ``rarl demo`` prints)."""
+    chance = results["chance"]
+    lines = [
+        f"{'stage':<22}{'overall':>9}{'closed':>9}{'open':>9}",
+        f"{'chance':<22}{chance['overall']:>9.3f}{chance['closed']:>9.3f}{chance['open']:>9.3f}",
+    ]
+    names = {"untrained": "untrained", "sft": "SFT warm-up", "sft_grpo": "SFT + GRPO"}
+    for stage, acc in results["accuracy"].items():
+        cells = "".join(f"{acc.get(key, 0.0):>9.3f}" for key in ("overall", "closed", "open"))
+        lines.append(f"{names.get(stage, stage):<22}{cells}")
+    reward = results["grpo_mean_reward"]
+    lines.append(
+        f"GRPO mean reward: first {reward['window']} steps {reward['first']:.3f} -> "
+        f"last {reward['window']} steps {reward['last']:.3f}"
+    )
+    return "\n".join(lines)

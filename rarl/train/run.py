@@ -1,0 +1,76 @@
+"""One training run from a :class:`~rarl.config.RunConfig`: what ``rarl train`` does.
+
+Why a function rather than CLI code: the demo, the tests and users' notebooks run the same sequence —
+load data, build the GRPO or SFT trainer, save the resolved config, train (optionally resuming from the
+last checkpoint), save the final adapter (or full model) and processor in ``train.output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rarl.config import save_config
+from rarl.train.common import check_fresh_output_dir, load_train_samples, resume_target, trainable_summary
+
+if TYPE_CHECKING:
+    from rarl.config import RunConfig
+    from rarl.data.schema import Sample
+
+log = logging.getLogger(__name__)
+
+
+def build_trainer(
+    config: RunConfig,
+    samples: list[Sample],
+    model: Any = None,
+    processor: Any = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """The TRL trainer for ``config.train.method`` (``grpo`` or ``sft``)."""
+    if config.train.method == "sft":
+        from rarl.train.sft import build_sft_trainer
+
+        return build_sft_trainer(config, samples, model, processor, callbacks)
+    from rarl.train.grpo import build_grpo_trainer
+
+    return build_grpo_trainer(config, samples, model, processor, callbacks)
+
+
+def run_training(
+    config: RunConfig,
+    *,
+    resume: bool | str = False,
+    samples: list[Sample] | None = None,
+    model: Any = None,
+    processor: Any = None,
+) -> dict[str, Any]:
+    """Train and save; returns a small summary (steps, runtime, final directory, resumed-from)."""
+    output_dir = Path(config.train.output_dir)
+    check_fresh_output_dir(output_dir, resume)
+    checkpoint = resume_target(output_dir, resume)
+    samples = samples if samples is not None else load_train_samples(config)
+    trainer = build_trainer(config, samples, model, processor)
+    log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, output_dir)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir))  # adapter files with LoRA, full weights without
+    trainer.processing_class.save_pretrained(str(output_dir))
+    return {
+        "method": config.train.method,
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "runtime_s": round(time.time() - start, 2),
+        "output_dir": str(output_dir),
+        "resumed_from": checkpoint,
+        "trainer": trainer,
+    }
+
+
+__all__ = ["build_trainer", "run_training"]
