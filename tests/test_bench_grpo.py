@@ -74,6 +74,8 @@ def test_bad_arguments_are_one_line_user_errors(capsys: pytest.CaptureFixture[st
     assert "warp_drive" in capsys.readouterr().err
     assert cli.main(["bench", "grpo", "--device", "cpu", "--num-generations", "1"]) == 2
     assert "--num-generations" in capsys.readouterr().err
+    assert cli.main(["bench", "grpo", "--device", "cpu", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_flops_formula_counts_weight_gradients_only_when_weights_train() -> None:

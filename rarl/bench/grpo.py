@@ -182,6 +182,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peak-bandwidth-gbs", type=float, default=None, help="peak memory GB/s for the rollout bound"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is steadier on a busy shared CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", default="outputs/bench/grpo.json", help="JSON result path (.md written beside)"
@@ -202,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         "formulas": FORMULAS,
         "results": [],
     }
+    preload_rewards(settings)
     for index, name in enumerate(names, 1):
         console.print(f"[bold]\\[{index}/{len(names)}][/bold] {name}: {CONFIGS[name].description}")
         row = run_config(CONFIGS[name], settings)
@@ -224,6 +231,8 @@ def command_line(settings: dict[str, Any], names: list[str], out: Path) -> str:
         f"--warmup-steps {settings['warmup_steps']} --rewards {','.join(settings['rewards'])}",
         f"--seed {settings['seed']} --out {out}",
     ]
+    if settings.get("threads"):
+        parts.append(f"--threads {settings['threads']}")
     if settings["peak_flops"]:
         parts.append(f"--peak-tflops {settings['peak_flops'] / 1e12:g}")
     if settings["peak_bandwidth"]:
@@ -246,6 +255,10 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     ]:
         if value < low:
             raise UserError(f"{flag} must be >= {low}, got {value}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
     from rarl.rewards import REWARD_FUNCTIONS
 
@@ -266,6 +279,7 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "peak_flops": args.peak_tflops * 1e12 if args.peak_tflops else None,
         "peak_bandwidth": args.peak_bandwidth_gbs * 1e9 if args.peak_bandwidth_gbs else None,
         "seed": args.seed,
+        "threads": args.threads,
     }
 
 
@@ -517,6 +531,24 @@ def extra_grpo_args(**fields: Any) -> Iterator[None]:
         train_grpo.grpo_args = original  # type: ignore[assignment]
 
 
+def reward_device(settings: dict[str, Any]) -> str:
+    """Where BERTScore runs: the model's device as build_grpo_trainer names it (so one cached scorer)."""
+    return "cuda:0" if settings["device"] == "cuda" else "cpu"
+
+
+def preload_rewards(settings: dict[str, Any]) -> None:
+    """Load the BERTScore model before any configuration is measured, so the first one is not charged for
+    it (it is loaded once per process and shared by every configuration, as in a training run)."""
+    from rarl.bertscore import get_scorer
+    from rarl.config import RewardConfig
+
+    if {"accuracy", "reasoning"} & set(settings["rewards"]):
+        reward = RewardConfig()
+        get_scorer(
+            reward.bertscore_model, batch_size=reward.bertscore_batch_size, device=reward_device(settings)
+        )
+
+
 def trl_default_trainer(settings: dict[str, Any], model: Any, processor: Any, run: Any) -> Any:
     """``trl.GRPOTrainer`` as shipped: GRPOConfig's own defaults (not rarl's), only the step shape set."""
     from trl import GRPOConfig, GRPOTrainer
@@ -525,7 +557,7 @@ def trl_default_trainer(settings: dict[str, Any], model: Any, processor: Any, ru
     from rarl.train.dataset import build_train_dataset
 
     train = run.train
-    funcs, weights = build_reward_functions(run.reward, device=settings["device"])
+    funcs, weights = build_reward_functions(run.reward, device=reward_device(settings))
     args = GRPOConfig(
         output_dir=train.output_dir,
         max_steps=train.max_steps,
@@ -900,6 +932,13 @@ def summarise(
 # output
 
 
+def _memory_cell(row: dict[str, Any]) -> str:
+    """Peak memory; on CPU also the growth over the process's memory before the configuration started."""
+    above = row.get("peak_memory_above_baseline_gib")
+    text = f"{row['peak_memory_gib']:.2f}"
+    return f"{text} (+{above:.2f})" if above is not None else text
+
+
 def markdown_line(row: dict[str, Any]) -> str:
     """One table row: the numbers a reader compares across configurations."""
     if row["status"] != "ok":
@@ -915,7 +954,7 @@ def markdown_line(row: dict[str, Any]) -> str:
         f"{s['optimizer'] + s['other']:.3f}",
         f"{row['generated_tokens_per_s']:.1f}",
         f"{row['samples_per_s']:.2f}",
-        f"{row['peak_memory_gib']:.2f}",
+        _memory_cell(row),
         f"{row['achieved_tflops']:.3g}",
         mfu,
         bw_text,
@@ -934,7 +973,8 @@ TABLE_HEADER = (
 def markdown(report: dict[str, Any]) -> str:
     """The results as a markdown section: hardware, settings, table, configuration legend, formulas."""
     env, st = report["environment"], report["settings"]
-    hardware = env.get("gpu") or f"CPU ({env['cpu']}, {env['cpu_threads']} torch threads)"
+    threads = env["cpu_threads"]
+    hardware = env.get("gpu") or f"CPU ({env['cpu']}, {threads} torch thread{'s' if threads != 1 else ''})"
     memory_kind = next((r.get("memory_kind") for r in report["results"] if r.get("memory_kind")), "")
     lines = [
         f"# GRPO step cost: {st['arch']} on {hardware}",
@@ -955,9 +995,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *[f"- `{r['config']}`: {r['description']}" for r in report["results"]],
         "",
-        "MFU and rollout bandwidth use "
-        + (report["results"][0].get("peak_source", "n/a") if report["results"] else "n/a")
-        + "; formulas in the JSON (`formulas`).",
+        "Peak FLOP/s and bandwidth for MFU and rollout BW: "
+        + next((r["peak_source"] for r in report["results"] if r.get("peak_source")), "n/a")
+        + ". Formulas: docs/benchmarks.md and the JSON's `formulas`.",
         "",
     ]
     return "\n".join(lines)
