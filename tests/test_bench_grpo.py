@@ -47,6 +47,7 @@ def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: 
         assert row["samples_per_s"] == pytest.approx(generations / seconds["total"])
         assert row["peak_memory_gib"] > 0 and row["memory_kind"].startswith("process peak RSS")
         assert row["flops_per_step"] > 0 and row["achieved_tflops"] > 0
+        assert 0 < row["decode_weight_bytes"] < row["weight_bytes"]  # the vision tower is not read per token
         assert row["mfu"] is None  # no peak FLOP/s is known for a CPU unless --peak-tflops is given
         assert row["prompt_tokens_mean"] > row["image_patches"] // 4  # the image tokens are in the prompt
     # The preset goes through rarl's own trainer builder with RunConfig's KL weight; LoRA needs no reference
