@@ -124,3 +124,19 @@ def test_a_failing_configuration_becomes_an_error_row(
     settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny"}
     row = grpo.run_config(grpo.CONFIGS["static_cache"], settings)
     assert row["status"] == "error" and row["reason"] == "RuntimeError: static cache not supported"
+
+
+def test_static_cache_reaches_trl_through_rarls_trainer_builder(tiny_dir: Path, tmp_path: Path) -> None:
+    """A GRPOConfig field RunConfig lacks reaches the arguments build_grpo_trainer makes (one GRPO setup)."""
+    settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny", "rewards": ["format"]}
+    settings |= {"num_generations": 2, "max_completion_length": 4, "steps": 1, "warmup_steps": 0}
+    config = grpo.CONFIGS["static_cache"]
+    processor = grpo.build_processor(settings)
+    model = grpo.build_model(config, settings, processor, tmp_path)
+    trainer = grpo.build_trainer(config, settings, model, processor, tmp_path)
+    assert trainer.args.cache_implementation == "static"
+    assert trainer.generation_config.cache_implementation == "static"
+    assert trainer.generation_config.min_new_tokens == 4 == trainer.generation_config.max_new_tokens
+    import rarl.train.grpo as train_grpo
+
+    assert train_grpo.grpo_args.__name__ == "grpo_args"  # the patch is undone afterwards
