@@ -350,6 +350,7 @@ def build_model_from_arch(arch: dict[str, Any], dtype: torch.dtype, device: str,
 
     torch.manual_seed(seed)
     config = Qwen2VLConfig(**arch)
+    # Built directly in the target dtype: an fp32 build then cast would briefly need twice the memory.
     with torch.device(device):
-        model = Qwen2VLForConditionalGeneration(config)
+        model = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype)
     return model.to(dtype)
