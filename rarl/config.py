@@ -118,6 +118,7 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     min_completion_length: int = 0  # bench only: force fixed-length rollouts from random weights
     log_completions: bool = False  # TRL: keep sampled completions (with images) in the logs/TensorBoard
+    scale_rewards: Literal["group", "batch", "none"] = "group"  # TRL: advantage scaling (group std = GRPO)
 
 
 @dataclass

@@ -45,7 +45,10 @@ class DemoSettings:
     grpo_lr: float = 1e-3
     grpo_prompts_per_step: int = 4
     num_generations: int = 8
-    max_completion_length: int = 56
+    max_completion_length: int = 72
+    temperature: float = 0.8
+    scale_rewards: str = "batch"
+    reasoning_weight: float = 0.5
     beta: float = 0.0
     eval_batch: int = 32
     threads: int = 2
@@ -68,8 +71,11 @@ def demo_config(settings: DemoSettings, model_path: str, method: str) -> RunConf
     config.model.max_pixels = 112 * 112
     config.lora.enabled = False
     config.data.seed = settings.seed
-    config.reward.names = ["format", "accuracy", "reasoning"]
-    config.reward.weights = [0.5, 2.0, 0.5]
+    config.reward.names = ["format", "accuracy"]
+    config.reward.weights = [0.5, 2.0]
+    if settings.reasoning_weight > 0:
+        config.reward.names.append("reasoning")
+        config.reward.weights.append(settings.reasoning_weight)
     train = config.train
     train.method = method  # type: ignore[assignment]
     train.output_dir = str(Path(settings.output_dir) / method)
@@ -88,7 +94,8 @@ def demo_config(settings: DemoSettings, model_path: str, method: str) -> RunConf
         train.num_generations = settings.num_generations
         train.per_device_train_batch_size = settings.grpo_prompts_per_step * settings.num_generations
         train.beta = settings.beta
-        train.temperature = 1.0
+        train.temperature = settings.temperature
+        train.scale_rewards = settings.scale_rewards  # type: ignore[assignment]
         train.save_steps = settings.grpo_steps
     return config.validate()
 
@@ -204,7 +211,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
         t = time.time()
         result = heldout_accuracy(model, processor, test_samples, sft_config, settings.eval_batch)
         timings[f"eval_{stage}_s"] = round(time.time() - t, 1)
-        log.info("held-out accuracy %s: %.3f", stage, result["overall"])
+        log.info("held-out accuracy %s: %s", stage, {k: v for k, v in result.items() if k != "examples"})
         return result
 
     accuracy = {"untrained": evaluate("untrained")}

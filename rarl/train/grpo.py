@@ -56,6 +56,7 @@ def grpo_args(config: RunConfig, model: Any, weights: Sequence[float]) -> Any:
         reward_weights=list(weights),
         generation_kwargs=generation_kwargs,
         log_completions=train.log_completions,
+        scale_rewards=train.scale_rewards,
         num_completions_to_print=0,
         remove_unused_columns=False,
     )
