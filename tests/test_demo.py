@@ -53,8 +53,9 @@ def test_demo_learns(demo_run):
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="not robust: GRPO lands within one or two of 96 held-out samples of the SFT warm-up; two runs with "
-    "identical settings measured 0.823 -> 0.833 and 0.823 -> 0.812 (CPU thread nondeterminism in sampling); "
+    reason="not robust: GRPO lands within one or two of 96 held-out samples of the SFT warm-up; two runs "
+    "with identical settings measured 0.823 -> 0.833 and 0.823 -> 0.812 (CPU thread nondeterminism in "
+    "sampling); "
     "see docs/training.md",
     strict=False,
 )
