@@ -66,6 +66,17 @@ def _require_path(spec: DatasetSpec) -> Path:
     return path
 
 
+def _split_file(spec: DatasetSpec, suffix: str, layout: str) -> Path:
+    """``spec.path`` itself when it is a file, else the ``<split><suffix>`` file inside that folder."""
+    path = _require_path(spec)
+    if not path.is_dir():
+        return path
+    for name in split_names(spec.split):
+        if (path / f"{name}{suffix}").is_file():
+            return path / f"{name}{suffix}"
+    raise UserError(f"{path}: no {spec.split}{suffix} in this folder ({layout})")
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -204,14 +215,7 @@ def _image_root(spec: DatasetSpec, base: Path, names: Iterable[str]) -> Path:
 
 def load_slake(spec: DatasetSpec) -> list[Sample]:
     """SLAKE 1.0 (English subset): per-split JSON with ``q_lang``, ``answer_type`` and ``img_name``."""
-    path = _require_path(spec)
-    if path.is_dir():
-        found = [
-            path / f"{name}.json" for name in split_names(spec.split) if (path / f"{name}.json").is_file()
-        ]
-        if not found:
-            raise UserError(f"{path}: no {spec.split}.json (SLAKE splits: train, validate/validation, test)")
-        path = found[0]
+    path = _split_file(spec, ".json", "SLAKE splits: train, validate/validation, test")
     image_root = _image_root(spec, path.parent, ("imgs", "images"))
     collector = RowCollector(str(path), spec.skip_bad)
 
@@ -484,14 +488,7 @@ def _first_key(record: dict[str, Any], keys: Iterable[str]) -> str:
 
 def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
     """Reasoning-annotated JSONL: ``<dir>/<split>.jsonl`` (or one file); image paths relative to the file."""
-    path = _require_path(spec)
-    if path.is_dir():
-        found = [
-            path / f"{name}.jsonl" for name in split_names(spec.split) if (path / f"{name}.jsonl").is_file()
-        ]
-        if not found:
-            raise UserError(f"{path}: no {spec.split}.jsonl in this folder")
-        path = found[0]
+    path = _split_file(spec, ".jsonl", "one <split>.jsonl per split")
     image_root = _image_root(spec, path.parent, ())
     collector = RowCollector(str(path), spec.skip_bad)
     rows = _jsonl_rows(path)

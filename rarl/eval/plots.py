@@ -104,12 +104,7 @@ def plot_reward_curves(runs: dict[str, str | Path], out_path: str | Path) -> Pat
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_path)
 
 
 def plot_dataset_scores(
@@ -133,6 +128,11 @@ def plot_dataset_scores(
     ax.grid(axis="y", alpha=0.3)
     if bars:  # beside the axes, so it never hides a bar
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(plt, fig, out_path)
+
+
+def _save(plt: Any, fig: Any, out_path: str | Path) -> Path:
+    """Lay out, write the PNG (creating its folder) and free the figure."""
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
