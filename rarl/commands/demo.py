@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of model, data and training")
     parser.add_argument("--sft-steps", type=int, default=None, help="SFT warm-up steps (default: tuned)")
     parser.add_argument("--grpo-steps", type=int, default=None, help="GRPO steps (default: tuned)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads for torch (1: bit-reproducible results)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
