@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from rarl.errors import UserError
-from rarl.io import atomic_write_text
+from rarl.io import atomic_write_text, read_text
 
 Source = Literal[
     "synthetic", "reasoning_jsonl", "vqa_rad", "slake", "vqa_med_2019", "pathvqa", "cvbench", "hf", "parquet"
@@ -320,7 +320,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not file.is_file():
             raise UserError(f"{file}: config file not found")
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(read_text(file)) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

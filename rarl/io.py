@@ -50,6 +50,14 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
             handle.flush()
 
 
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A text file's content; bytes that are not UTF-8 raise :class:`DataError` naming the file."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read_jsonl(
     path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False
 ) -> Iterator[dict[str, Any]]:
@@ -62,10 +70,7 @@ def read_jsonl(
     source = Path(path)
     if not source.exists():
         raise UserError(f"{source}: file not found")
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(str(source), None, None, f"not UTF-8 text (byte {exc.start})") from None
+    lines = read_text(source).splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

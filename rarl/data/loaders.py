@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from rarl.data.rows import BadRow, RowCollector, image_file, question_type_of, text
 from rarl.data.schema import Sample
 from rarl.errors import DataError, UserError
+from rarl.io import read_jsonl, read_text
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
@@ -79,23 +80,16 @@ def _split_file(spec: DatasetSpec, suffix: str, layout: str) -> Path:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(
             str(path), exc.lineno, None, f"invalid JSON ({exc.msg}, column {exc.colno})"
         ) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
 
 
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
     """All objects of a JSONL file; invalid lines and non-UTF-8 bytes become a DataError naming the file."""
-    from rarl.io import read_jsonl
-
-    try:
-        return list(read_jsonl(path))
-    except UnicodeDecodeError as exc:
-        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
+    return list(read_jsonl(path))
 
 
 def _json_list(path: Path) -> list[Any]:
@@ -304,10 +298,7 @@ def load_vqa_med_2019(spec: DatasetSpec) -> list[Sample]:
         )
     image_root = image_root or path.parent
     collector = RowCollector(str(path), spec.skip_bad)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason})") from None
+    lines = read_text(path).splitlines()
     from rarl.answers import infer_question_type
 
     for number, line in enumerate(lines, start=1):
