@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarl.data.rows import BadRow, RowCollector, image_file, question_type_of, text
+from rarl.data.rows import BadRow, RowCollector, image_file, text
 from rarl.data.schema import Sample
 from rarl.errors import DataError, UserError
 from rarl.io import read_jsonl, read_text
@@ -169,14 +169,12 @@ def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
         question = text(record, "question")
         answer = text(record, "answer")
         answer_type = text(record, "answer_type", required=False)
-        if answer_type is None:
-            collector.inferred_types += 1
         return Sample(
             id=str(record.get("qid", number)),
             image=image_file(image_root, text(record, "image_name"), "image_name"),
             question=question,
             answer=answer,
-            question_type=question_type_of(answer_type, answer),  # type: ignore[arg-type]
+            question_type=collector.question_type(answer_type, answer),
             modality=None,
             split=spec.split,
             extra={
@@ -220,14 +218,12 @@ def load_slake(spec: DatasetSpec) -> list[Sample]:
             return None
         answer = text(record, "answer")
         answer_type = text(record, "answer_type", required=False)
-        if answer_type is None:
-            collector.inferred_types += 1
         return Sample(
             id=str(record.get("qid", number)),
             image=image_file(image_root, text(record, "img_name"), "img_name"),
             question=text(record, "question"),
             answer=answer,
-            question_type=question_type_of(answer_type, answer),  # type: ignore[arg-type]
+            question_type=collector.question_type(answer_type, answer),
             modality=text(record, "modality", required=False),
             split=spec.split,
             extra={
@@ -387,14 +383,12 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
             answer_type = {"yes/no": "closed", "other": "open", "number": "open"}.get(
                 answer_type.lower(), answer_type
             )
-        else:
-            collector.inferred_types += 1
         return Sample(
             id=str(record.get("id", f"{Path(image_name).stem}-{number}")),
             image=image_file(image_root, image_name, image_key),
             question=text(record, "question"),
             answer=answer,
-            question_type=question_type_of(answer_type, answer),  # type: ignore[arg-type]
+            question_type=collector.question_type(answer_type, answer),
             modality="pathology",
             split=spec.split,
         )
@@ -499,8 +493,6 @@ def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
         qtype = text(record, "question_type", required=False)
         if qtype is None and choices:
             qtype = "choice"
-        elif qtype is None:
-            collector.inferred_types += 1
         image_key = _first_key(record, IMAGE_KEYS)
         extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
         return Sample(
@@ -508,7 +500,7 @@ def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
             image=image_file(image_root, text(record, image_key), image_key),
             question=text(record, "question"),
             answer=answer,
-            question_type=question_type_of(qtype, answer, "question_type"),  # type: ignore[arg-type]
+            question_type=collector.question_type(qtype, answer, "question_type"),
             reasoning=text(record, _first_key(record, REASONING_KEYS), required=False),
             choices=choices or None,
             modality=text(record, "modality", required=False),
@@ -598,8 +590,6 @@ def _load_table_rows(
         qtype = text(record, "question_type", required=False)
         if qtype is None and choices:
             qtype = "choice"
-        elif qtype is None:
-            collector.inferred_types += 1
         try:
             image = _table_image(record, "image", root)
         except BadRow as error:
@@ -609,7 +599,9 @@ def _load_table_rows(
             image=image,
             question=question,
             answer=answer,
-            question_type=question_type_of(qtype, answer, inverse.get("question_type", "question_type")),  # type: ignore[arg-type]
+            question_type=collector.question_type(
+                qtype, answer, inverse.get("question_type", "question_type")
+            ),
             reasoning=text(record, "reasoning", required=False),
             choices=choices or None,
             modality=text(record, "modality", required=False),

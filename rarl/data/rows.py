@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rarl.data.schema import QUESTION_TYPES, Sample
+from rarl.data.schema import QUESTION_TYPES, QuestionType, Sample
 from rarl.errors import DataError
 
 log = logging.getLogger("rarl.data")
@@ -82,6 +82,12 @@ class RowCollector:
     skipped: list[str] = field(default_factory=list)
     inferred_types: int = 0  # rows whose question type came from the closed-type rule
     filtered: Counter[str] = field(default_factory=Counter)  # rows left out on purpose (e.g. non-English)
+
+    def question_type(self, value: str | None, answer: str, key: str = "answer_type") -> QuestionType:
+        """:func:`question_type_of`, counting the rows that fall back on the closed-type rule."""
+        if value is None:
+            self.inferred_types += 1
+        return question_type_of(value, answer, key)  # type: ignore[return-value]
 
     def bad(self, row: int | str, error: BadRow) -> None:
         """Handle one bad row: raise a DataError, or record the skip when ``skip_bad`` is on."""
