@@ -186,18 +186,10 @@ def load_adapter(model: PreTrainedModel, adapter_path: str) -> PreTrainedModel:
 
 
 def vision_tower(model: Any) -> Any:
-    """The vision encoder module of a Qwen2-VL model (or of a PEFT wrapper around one)."""
-    for candidate in (model, getattr(model, "base_model", None), getattr(model, "model", None)):
-        if candidate is None:
-            continue
-        for attr in ("visual", "model.visual", "model.model.visual"):
-            node = candidate
-            for part in attr.split("."):
-                node = getattr(node, part, None)
-                if node is None:
-                    break
-            if node is not None:
-                return node
+    """The vision encoder module (``visual``) of a Qwen2-VL model, however deeply wrapped (PEFT, DDP)."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "visual":
+            return module
     raise ValueError("model has no vision tower named 'visual'")
 
 
