@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from rarl.config import RunConfig, load_config
 
@@ -18,9 +17,3 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     return load_config(args.config, list(args.overrides or []))
-
-
-def not_implemented(command: str) -> int:
-    """Honest placeholder for a subcommand whose issue has not landed yet."""
-    print(f"rarl {command}: not implemented yet", file=sys.stderr)
-    return 1

@@ -13,22 +13,11 @@ BENCHMARKS: dict[str, str] = {"grpo": "rarl.bench.grpo", "rewards": "rarl.bench.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, module_name in BENCHMARKS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            sub = subparsers.add_parser(name, help="not implemented yet")
-            sub.set_defaults(_bench_run=None)
-            continue
+        module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(_bench_run=module.run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args._bench_run is None:
-        from rarl.commands._common import not_implemented
-
-        return not_implemented(f"bench {args.benchmark}")
     return int(args._bench_run(args) or 0)
