@@ -67,6 +67,15 @@ def read_jsonl(
     ``tolerate_truncated_tail`` is set: that is what an interrupted writer leaves behind, and resumable
     readers (predictions, caches) should redo that item instead of refusing to start.
     """
+    for _, record in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
+        yield record
+
+
+def read_jsonl_numbered(
+    path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`read_jsonl`, with each object's 1-based line number (blank lines are skipped but
+    counted), so validators can name the line a user sees in an editor."""
     source = Path(path)
     if not source.exists():
         raise UserError(f"{source}: file not found")
@@ -82,4 +91,4 @@ def read_jsonl(
             raise DataError(str(source), number, None, f"invalid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise DataError(str(source), number, None, "expected a JSON object")
-        yield record
+        yield number, record

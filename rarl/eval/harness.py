@@ -21,7 +21,7 @@ from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
 from rarl.data.schema import Sample
 from rarl.errors import UserError
 from rarl.eval.records import PredictionRecord
-from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from rarl.io import append_jsonl, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,11 @@ def load_eval_samples(config: RunConfig) -> list[Sample]:
 
 
 def read_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Records of a predictions file (a truncated last line, left by an interruption, is ignored)."""
-    return [PredictionRecord.from_dict(row) for row in read_jsonl(path, tolerate_truncated_tail=True)]
+    """Validated records of a predictions file of one run (see :mod:`rarl.eval.predictions`; a truncated
+    last line, left by an interruption, is ignored)."""
+    from rarl.eval.predictions import read_predictions as read_validated
+
+    return read_validated(path, one_model=True, tolerate_truncated_tail=True)
 
 
 def existing_predictions(path: Path, model: str, prompt: str) -> dict[str, PredictionRecord]:
