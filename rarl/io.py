@@ -18,12 +18,31 @@ from typing import Any
 from rarl.errors import DataError, UserError
 
 
+def _current_umask() -> int:
+    """The process umask (read once: setting it is the only portable way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix)."""
+    """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (0644 under the usual umask, or the
+    replaced file's mode), not the 0600 of the temporary file, so results stay readable by colleagues.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
