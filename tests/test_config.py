@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -260,3 +261,19 @@ def test_override_can_start_a_section_that_is_null_in_yaml(tmp_path: Path) -> No
     path = write(tmp_path, "data:\n  train:\n    - {source: synthetic, column_map: null}\n")
     config = load_config(path, ["data.train.0.column_map.q=question"])
     assert config.data.train[0].column_map == {"q": "question"}
+
+
+def test_union_and_any_annotations_are_checked_member_by_member() -> None:
+    """Settings mirrored from TRL use unions (``float | list[float]``) and ``Any``; each is type-checked."""
+    from rarl.config import _from_dict
+
+    @dataclass
+    class Mirrored:
+        weights: float | list[float] | None = None
+        extra: Any = None
+
+    errors: list[str] = []
+    assert _from_dict(Mirrored, {"weights": [1, 2], "extra": {"a": 1}}, "s", errors).weights == [1.0, 2.0]
+    assert _from_dict(Mirrored, {"weights": 3}, "s", errors).weights == 3.0 and errors == []
+    _from_dict(Mirrored, {"weights": "heavy"}, "s", errors)
+    assert errors == ["s.weights: expected a number or a list, got 'heavy'"]
