@@ -31,6 +31,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# what a user interrupted with Ctrl+C should do next (commands whose work survives an interruption)
+RESUME_HINTS: dict[str, str] = {
+    "train": "rerun with --resume to continue from the last checkpoint",
+    "eval": "rerun the same command to resume: finished predictions are kept",
+    "judge": "rerun the same command: finished judgements are cached",
+    "bench": "rerun the same command",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rarl",
@@ -98,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rarl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rarl {args.command}: interrupted", file=sys.stderr)
+        hint = RESUME_HINTS.get(args.command)
+        print(f"rarl {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

@@ -111,3 +111,23 @@ def test_review_serve_refuses_a_port_out_of_range(
     )
     assert f"--port {port}: out of range (1-65535, or 0 for any free port)" in one_line_error(capsys, code)
     assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [("train", "rerun with --resume"), ("eval", "finished predictions are kept"), ("report", None)],
+)
+def test_ctrl_c_ends_with_a_resume_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str, hint: str | None
+) -> None:
+    import importlib
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"rarl.commands.{COMMANDS[command]}"), "run", interrupted)
+    args = [command, "some_dir"] if command == "report" else [command, "--config", "x.yaml"]
+    assert main(args) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rarl {command}: interrupted")
+    assert (hint in err) if hint else err == f"rarl {command}: interrupted"
