@@ -164,9 +164,10 @@ class DatasetSpec:
     image_dir: str | None = None  # where image files live when not the loader's default (relative paths)
 
     def validation_errors(self, prefix: str) -> list[str]:
-        errors = check_number(f"{prefix}.num_samples", self.num_samples, at_least=1)
-        if self.limit is not None:
-            errors += check_number(f"{prefix}.limit", self.limit, at_least=1, none_ok=True)
+        errors = [
+            *check_number(f"{prefix}.num_samples", self.num_samples, at_least=1),
+            *check_number(f"{prefix}.limit", self.limit, at_least=1, none_ok=True),
+        ]
         if not self.split.strip():
             errors.append(f"{prefix}.split: must not be empty")
         return errors

@@ -277,3 +277,14 @@ def test_union_and_any_annotations_are_checked_member_by_member() -> None:
     assert _from_dict(Mirrored, {"weights": 3}, "s", errors).weights == 3.0 and errors == []
     _from_dict(Mirrored, {"weights": "heavy"}, "s", errors)
     assert errors == ["s.weights: expected a number or a list, got 'heavy'"]
+
+
+def test_template_names_checked_by_the_config_are_the_prompt_templates() -> None:
+    from rarl.config import TEMPLATE_NAMES
+    from rarl.prompts import TRAINING_TEMPLATES
+
+    assert set(TEMPLATE_NAMES) == set(TRAINING_TEMPLATES)
+    with pytest.raises(
+        UserError, match=r"data\.single_template: invalid value 'long'; valid options: explanation"
+    ):
+        load_config(None, ["data.single_template=long"])
