@@ -164,3 +164,23 @@ def test_a_judge_run_where_every_call_failed_exits_non_zero_and_writes_no_score(
     results = json.loads((predictions.parent / "results.json").read_text())
     assert results["judges"]["local"]["summary"]["overall"]["final"] == 100.0
     assert "judge_failures" not in results
+
+
+def test_rarl_eval_with_a_judge_that_always_fails_exits_non_zero(tmp_path, tiny_model_dir, capsys):
+    from test_eval_harness import write_config
+
+    unreachable = {
+        "name": "offline",
+        "model": "m",
+        "base_url": "http://127.0.0.1:9/v1",  # the discard port: connection refused at once
+        "api_key_env": "RARL_TEST_JUDGE_KEY",
+        "max_retries": 0,
+        "timeout_s": 2.0,
+        "cache_path": str(tmp_path / "cache.jsonl"),
+    }
+    config = write_config(tmp_path, tiny_model_dir, judges=[unreachable], bertscore=False)
+    assert main(["eval", "--config", str(config)]) == 1
+    assert "judge 'offline': all 6 judgements failed" in capsys.readouterr().err
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["judges"] == {} and "offline" in results["judge_failures"]
+    assert results["rule_metrics"]  # the run's own scores are still written
