@@ -184,3 +184,14 @@ def test_rarl_eval_with_a_judge_that_always_fails_exits_non_zero(tmp_path, tiny_
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["judges"] == {} and "offline" in results["judge_failures"]
     assert results["rule_metrics"]  # the run's own scores are still written
+
+
+def test_rarl_judge_retry_failed_flag(server, tmp_path, capsys):
+    config, predictions = _judge_cli_setup(server, tmp_path, ["overloaded", "good"])
+    assert main(["judge", "--config", str(config), "--predictions", str(predictions)]) == 0
+    out = capsys.readouterr().out
+    assert "parse_errors=1" in out and "1 unreadable replies are cached; --retry-failed asks again" in out
+    assert main(["judge", "--config", str(config), "--predictions", str(predictions), "--retry-failed"]) == 0
+    out = capsys.readouterr().out
+    assert "ok=2 parse_errors=0" in out and "cached=1 requests=1" in out
+    assert server.requests["overloaded"] == 2
