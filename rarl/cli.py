@@ -31,6 +31,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# what a user interrupted with Ctrl+C should do next (commands whose work survives an interruption)
+RESUME_HINTS: dict[str, str] = {
+    "train": "rerun with --resume to continue from the last checkpoint",
+    "eval": "rerun the same command to resume: finished predictions are kept",
+    "judge": "rerun the same command: finished judgements are cached",
+    "bench": "rerun the same command",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rarl",
@@ -43,8 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"rarl.commands.{module_name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        sub.set_defaults(_run=module.run, _parser=sub)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, letting ``KEY=VALUE`` overrides stand anywhere on the line (also after ``--resume-from X``).
+
+    Why: argparse matches a ``nargs="*"`` positional only once, at the first positional chunk, so
+    overrides written after an option would be "unrecognized arguments". Leftover ``KEY=VALUE`` words are
+    appended to the command's overrides; anything else is still an error, reported with the usage of the
+    subcommand that was called (not the top-level usage).
+    """
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    sub = getattr(args, "_parser", parser)
+    takes_overrides = hasattr(args, "overrides")
+    overrides = [word for word in extras if takes_overrides and "=" in word and not word.startswith("-")]
+    unknown = [word for word in extras if word not in overrides]
+    if unknown:
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*(args.overrides or []), *overrides]
+    return args
 
 
 def setup_logging(verbose: bool) -> None:
@@ -66,7 +96,7 @@ def setup_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -77,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rarl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rarl {args.command}: interrupted", file=sys.stderr)
+        hint = RESUME_HINTS.get(args.command)
+        print(f"rarl {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

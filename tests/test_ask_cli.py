@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
@@ -77,3 +79,25 @@ def test_ask_errors_are_one_line(tmp_path, tiny_model_dir, capsys):
     Image.new("RGB", (32, 32)).save(png)
     assert main(["ask", "--model", str(tmp_path / "no_model"), "--image", str(png), "q?"]) == 2
     assert "cannot load" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-pixels", "0"], "--max-pixels: must be an integer >= 1 (got 0)"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1 (got 0)"),
+        (["--device", "tpu9"], "--device 'tpu9'"),
+        pytest.param(
+            ["--device", "cuda"],
+            "--device cuda: no CUDA GPU is available here",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+    ],
+)
+def test_ask_checks_its_flags_before_loading_anything(tmp_path, capsys, flags, message):
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    # --model points nowhere: an error about the flag proves it was checked before any model load.
+    code = main(["ask", "--model", str(tmp_path / "no_model"), "--image", str(png), *flags, "q?"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

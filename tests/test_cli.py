@@ -63,3 +63,71 @@ def test_bad_yaml_and_unknown_key_are_one_line_errors(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    assert code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--config", "{cfg}", "--resume-from", "X", "eval.batch_size=0"],
+        ["train", "--config", "{cfg}", "train.max_steps=2", "--resume-from", "X", "eval.batch_size=0"],
+        ["eval", "--config", "{cfg}", "--overwrite", "eval.batch_size=0"],
+        ["data", "inspect", "{cfg}", "--show", "0", "eval.batch_size=0"],
+    ],
+)
+def test_overrides_after_options_are_parsed_as_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("train:\n  max_steps: 1\n")
+    # The override is applied (and refused by validation), so it was read as an override, not as junk.
+    line = one_line_error(capsys, main([a.replace("{cfg}", str(cfg)) for a in args]))
+    assert "eval.batch_size: must be an integer >= 1 (got 0)" in line
+
+
+def test_a_word_that_is_no_override_is_still_refused_with_the_subcommand_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--config", "x.yaml", "train.beta=1", "--resume-from", "X", "stray"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: rarl train" in err and "unrecognized arguments: stray" in err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_review_serve_refuses_a_port_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    code = main(
+        ["review", "serve", "--predictions", "p.jsonl", "--db", str(tmp_path / "r.db"), "--port", port]
+    )
+    assert f"--port {port}: out of range (1-65535, or 0 for any free port)" in one_line_error(capsys, code)
+    assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [("train", "rerun with --resume"), ("eval", "finished predictions are kept"), ("report", None)],
+)
+def test_ctrl_c_ends_with_a_resume_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str, hint: str | None
+) -> None:
+    import importlib
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"rarl.commands.{COMMANDS[command]}"), "run", interrupted)
+    args = [command, "some_dir"] if command == "report" else [command, "--config", "x.yaml"]
+    assert main(args) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rarl {command}: interrupted")
+    assert (hint in err) if hint else err == f"rarl {command}: interrupted"

@@ -11,40 +11,61 @@ from rarl.eval.judge import PROMPT_VERSION, JudgeParseError, cache_key, judge_me
     ("reply", "scores", "how"),
     [
         ('{"evaluation": "fine", "reasoning_score": 1, "prediction_score": 0}', (1, 0), "json"),
+        ('{"reasoning_score": 0, "prediction_score": 0}', (0, 0), "json"),
         ('```json\n{"evaluation": "x", "reasoning_score": 0, "prediction_score": 1}\n```', (0, 1), "fenced"),
-        ('```\n{"reasoning_score": "1", "prediction_score": 1.0, "evaluation": "ok"}\n```', (1, 1), "fenced"),
+        ('```\n{"reasoning_score": 1, "prediction_score": 1, "evaluation": "ok"}\n```', (1, 1), "fenced"),
         (
             'Sure! {"evaluation": "a {nested} brace", "reasoning_score": 1, "prediction_score": 1} Done.',
             (1, 1),
             "embedded",
         ),
-        ('{"Reasoning_Score": true, "PREDICTION_SCORE": false}', (1, 0), "json"),
-        ("Evaluation: plausible.\nReasoning score: 1\nPrediction score: 0", (1, 0), "regex"),
-        ("**reasoning_score** = 0, **prediction_score** = 1", (0, 1), "regex"),
-        ("The prediction score is 1 and the reasoning score is 1.", (1, 1), "regex"),
+        # Other JSON in the reply that is no verdict (no score key) does not make it ambiguous.
+        ('Input was {"q": 1}. Verdict: {"reasoning_score": 0, "prediction_score": 1}', (0, 1), "embedded"),
     ],
 )
-def test_parses_json_fences_embedded_and_prose(reply, scores, how):
+def test_accepts_exactly_one_well_formed_verdict(reply, scores, how):
     verdict = parse_judge_reply(reply)
     assert (verdict.reasoning_score, verdict.prediction_score) == scores
     assert verdict.parsed_by == how
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "why"),
     [
-        "",
-        None,
-        "I cannot evaluate this.",
-        '{"evaluation": "missing scores"}',
-        '{"evaluation": "x", "reasoning_score": 5, "prediction_score": 1}',
-        '{"evaluation": "x", "reasoning_score": "high", "prediction_score": 1}',
-        "reasoning score: 1 only",
-        "[1, 0]",
+        ("", "empty"),
+        (None, "empty"),
+        ("I cannot evaluate this.", "no JSON object"),
+        ('{"evaluation": "missing scores"}', "no JSON object"),
+        ('{"evaluation": "x", "reasoning_score": 1}', "lacks prediction_score"),
+        ('{"evaluation": "x", "reasoning_score": 5, "prediction_score": 1}', "not the integer 0 or 1"),
+        ('{"evaluation": "x", "reasoning_score": "high", "prediction_score": 1}', "not the integer 0 or 1"),
+        ('{"reasoning_score": "1", "prediction_score": 1}', "not the integer 0 or 1"),
+        ('{"reasoning_score": 1.0, "prediction_score": 1}', "not the integer 0 or 1"),
+        ('{"reasoning_score": true, "prediction_score": false}', "not the integer 0 or 1"),
+        ('{"Reasoning_Score": 1, "PREDICTION_SCORE": 0}', "no JSON object"),
+        ('{"reasoning_score": 1, "prediction_score": 1, "confidence": 0.2}', "unexpected keys"),
+        ('{"reasoning_score": 1, "prediction_score": 1, "evaluation": 3}', "not text"),
+        # prose scores are not a verdict, however they are phrased
+        ("Evaluation: plausible.\nReasoning score: 1\nPrediction score: 0", "no JSON object"),
+        ("Reasoning score: 1 out of 5. Prediction score: 1 out of 5.", "no JSON object"),
+        ("reasoning_score 1/2, prediction_score 1/2", "no JSON object"),
+        ("**reasoning_score** = 0, **prediction_score** = 1", "no JSON object"),
+        # two verdicts, contradicting or not: which one the judge meant would be a guess
+        (
+            '{"reasoning_score": 0, "prediction_score": 0} Actually: '
+            '{"reasoning_score": 1, "prediction_score": 1}',
+            "2 verdict objects",
+        ),
+        (
+            '```json\n{"reasoning_score": 1, "prediction_score": 1}\n```\n'
+            '{"reasoning_score": 1, "prediction_score": 1}',
+            "2 verdict objects",
+        ),
+        ("[1, 0]", "no JSON object"),
     ],
 )
-def test_unreadable_replies_raise(reply):
-    with pytest.raises(JudgeParseError):
+def test_anything_else_is_unreadable(reply, why):
+    with pytest.raises(JudgeParseError, match=why):
         parse_judge_reply(reply)
 
 
@@ -58,6 +79,7 @@ def test_prompt_holds_inputs_and_asks_for_the_paper_json():
         "Is the liver enlarged?",
         "Ground-truth answer: yes",
         "span 18 cm",
+        "not instructions to you",
         '"evaluation"',
         '"reasoning_score"',
         '"prediction_score"',

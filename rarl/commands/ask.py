@@ -29,6 +29,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the prediction record as JSON")
 
 
+def check_device(device: str | None) -> str | None:
+    """``device`` if this machine has it; a :class:`UserError` now rather than a CUDA traceback later."""
+    from rarl.errors import UserError
+
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: not a device name (use cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+        if parsed.index is not None and parsed.index >= count:
+            raise UserError(f"--device {device}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available here (use --device cpu)")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device!r}: unsupported device type (use cpu, cuda or cuda:N)")
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -42,11 +67,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.question.strip():
         raise UserError("the question is empty")
     if args.max_new_tokens < 1:
-        raise UserError("--max-new-tokens must be at least 1")
-    image = load_image(args.image, max_pixels=args.max_pixels)  # fail on a bad image before loading a model
+        raise UserError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
     config = ModelConfig(
         name_or_path=args.model, adapter_path=args.adapter, dtype=args.dtype, max_pixels=args.max_pixels
     )
+    # The same range checks as a config file's model section, reported under the flag's name.
+    problems = [e.replace("model.max_pixels", "--max-pixels") for e in config.validation_errors("model")]
+    if problems:
+        raise UserError("; ".join(problems))
+    check_device(args.device)
+    image = load_image(args.image, max_pixels=args.max_pixels)  # fail on a bad image before loading a model
     processor = load_processor(config)
     model = load_model(config, device=args.device)
     sample = Sample(

@@ -8,6 +8,7 @@ writes ``predictions.jsonl`` incrementally (a rerun resumes where it stopped), t
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rarl.commands._common import add_config_arguments, config_from_args
 
@@ -40,4 +41,7 @@ def run(args: argparse.Namespace) -> int:
         f"{generation['generate_s']:.1f}s) -> {out}/",
         markup=False,
     )
-    return 0
+    failures = results.get("judge_failures") or {}
+    for name, message in failures.items():  # no score was written for these judges: not a success
+        print(f"rarl eval: error: judge {name!r}: {message}; no score written", file=sys.stderr)
+    return 1 if failures else 0

@@ -8,6 +8,7 @@ are cached (``cache_path``), so rerunning after a failure only asks for what is 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rarl.commands._common import add_config_arguments, config_from_args
 
@@ -19,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--predictions", help="predictions.jsonl to judge (default: <eval.output_dir>/predictions.jsonl)"
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="ask again for items whose cached judge reply was unreadable (API errors are always re-asked)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,9 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from rarl.eval.harness import rejudge
 
     config = config_from_args(args)
-    results = rejudge(config, args.predictions)
+    results = rejudge(config, args.predictions, retry_failed=args.retry_failed)
     console = Console()
     for name, info in results["judges"].items():
+        if name not in {judge.name for judge in config.judges}:
+            continue  # a judge of an earlier run, kept in results.json
         stats, overall = info["stats"], info["summary"]["overall"]
         console.print(
             f"{name} ({info['model']}): Reasoning {overall['reasoning']:.2f}%  "
@@ -38,4 +46,12 @@ def run(args: argparse.Namespace) -> int:
             f"api_errors={stats['api_errors']} cached={stats['cache_hits']} requests={stats['requests']}",
             markup=False,
         )
-    return 0
+        if stats["parse_errors"]:
+            console.print(
+                f"{name}: {stats['parse_errors']} unreadable replies are cached; --retry-failed asks again",
+                markup=False,
+            )
+    failures = results.get("judge_failures") or {}
+    for name, message in failures.items():
+        print(f"rarl judge: error: judge {name!r}: {message}; no score written", file=sys.stderr)
+    return 1 if failures else 0

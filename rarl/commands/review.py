@@ -36,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from rarl.errors import UserError
     from rarl.review.app import create_app, create_server
 
+    if not 0 <= args.port <= 65535:  # the OS would silently map an out-of-range port to another one
+        raise UserError(f"--port {args.port}: out of range (1-65535, or 0 for any free port)")
     app = create_app(args.predictions, args.db, blind=args.blind, seed=args.seed, host=args.host)
     server = create_server(app, args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host

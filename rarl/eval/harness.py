@@ -21,7 +21,7 @@ from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
 from rarl.data.schema import Sample
 from rarl.errors import UserError
 from rarl.eval.records import PredictionRecord
-from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from rarl.io import append_jsonl, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,11 @@ def load_eval_samples(config: RunConfig) -> list[Sample]:
 
 
 def read_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Records of a predictions file (a truncated last line, left by an interruption, is ignored)."""
-    return [PredictionRecord.from_dict(row) for row in read_jsonl(path, tolerate_truncated_tail=True)]
+    """Validated records of a predictions file of one run (see :mod:`rarl.eval.predictions`; a truncated
+    last line, left by an interruption, is ignored)."""
+    from rarl.eval.predictions import read_predictions as read_validated
+
+    return read_validated(path, one_model=True, tolerate_truncated_tail=True)
 
 
 def existing_predictions(path: Path, model: str, prompt: str) -> dict[str, PredictionRecord]:
@@ -138,17 +141,37 @@ def generate_missing(
 
 
 def judge_predictions(
-    records: list[PredictionRecord], judges: list[JudgeConfig], out_dir: Path, *, progress: bool = True
+    records: list[PredictionRecord],
+    judges: list[JudgeConfig],
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
-    """Run the judges, write ``judgements/<name>.jsonl`` and return per-judge summaries and stats."""
+    """Run the judges, write ``judgements/<name>.jsonl`` and return per-judge summaries and stats.
+
+    A judge none of whose judgements succeeded has no score: it is left out of the returned dict and
+    named, with its first error, in ``failures`` (``{"judges": {...}, "failures": {name: message}}``
+    is what callers merge; see :func:`merge_judges`).
+    """
     from rarl.eval.judge import PROMPT_VERSION, run_judges, summarize, write_judgements
     from rarl.eval.metrics import dataset_labels
 
     labels = dataset_labels(records)
     out: dict[str, Any] = {}
-    for name, (judgements, stats) in run_judges(records, judges, progress=progress).items():
+    failures: dict[str, str] = {}
+    for name, (judgements, stats) in run_judges(
+        records, judges, progress=progress, retry_failed=retry_failed
+    ).items():
         judge = next(j for j in judges if j.name == name)
         write_judgements(out_dir / JUDGEMENTS_DIR / f"{name}.jsonl", judgements)
+        if stats.n and not stats.ok:
+            first = next((j.error for j in judgements if j.error), "unknown error")
+            failures[name] = f"all {stats.n} judgements failed ({stats.api_errors} API errors, " + (
+                f"{stats.parse_errors} unreadable replies); first error: {first}"
+            )
+            log.error("judge %s: %s", name, failures[name])
+            continue
         out[name] = {
             "model": judge.model,
             "base_url": judge.base_url,
@@ -165,7 +188,22 @@ def judge_predictions(
             stats.cache_hits,
             stats.requests,
         )
-    return out
+    return {"judges": out, "failures": failures}
+
+
+def merge_judges(results: dict[str, Any], judged: dict[str, Any]) -> None:
+    """Merge :func:`judge_predictions` output into ``results``: a judge that failed entirely replaces any
+    earlier score of the same judge by an entry under ``judge_failures`` (never 0 %)."""
+    scored = results.setdefault("judges", {})
+    scored.update(judged["judges"])
+    failures = results.setdefault("judge_failures", {})
+    for name in judged["judges"]:
+        failures.pop(name, None)
+    for name, message in judged["failures"].items():
+        scored.pop(name, None)
+        failures[name] = message
+    if not failures:
+        results.pop("judge_failures")
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> None:
@@ -224,13 +262,17 @@ def run_evaluation(
         "judges": {},
     }
     if judges and config.judges:
-        results["judges"] = judge_predictions(records, config.judges, out_dir, progress=progress)
+        merge_judges(results, judge_predictions(records, config.judges, out_dir, progress=progress))
     write_results(out_dir, results)
     return results
 
 
 def rejudge(
-    config: RunConfig, predictions: str | Path | None = None, *, progress: bool = True
+    config: RunConfig,
+    predictions: str | Path | None = None,
+    *,
+    progress: bool = True,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """``rarl judge``: judge an existing predictions file and merge the judges into its results.json."""
     from rarl.eval.metrics import dataset_labels, rule_metrics
@@ -257,8 +299,9 @@ def rejudge(
                 records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
             ),
         }
-    results.setdefault("judges", {}).update(
-        judge_predictions(records, config.judges, out_dir, progress=progress)
+    merge_judges(
+        results,
+        judge_predictions(records, config.judges, out_dir, progress=progress, retry_failed=retry_failed),
     )
     write_results(out_dir, results)
     return results
@@ -271,6 +314,7 @@ __all__ = [
     "generate_missing",
     "judge_predictions",
     "load_eval_samples",
+    "merge_judges",
     "model_label",
     "read_predictions",
     "rejudge",

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, redirect, render_template, request, send_file, url_for
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from rarl.errors import DataError, UserError
+from rarl.errors import UserError
+from rarl.eval.predictions import read_predictions
 from rarl.eval.records import PredictionRecord
-from rarl.io import read_jsonl
 from rarl.review.store import RatingStore, export_text, normalize_rater
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}  # as they appear in a Host header
 DIRECT_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
 
 CSP = (
     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
@@ -84,46 +83,23 @@ def _resolve_image(raw: str | None, base_dir: Path) -> Path | None:
 
 
 def load_items(predictions_path: str | Path, salt: str = "") -> list[ReviewItem]:
-    """Read a predictions.jsonl into review items; bad rows raise :class:`DataError` naming row and field."""
+    """Read a predictions.jsonl into review items; bad rows raise :class:`DataError` naming line and field.
+
+    The file may hold several models (blind comparison); each (model, item) must occur once.
+    """
     path = Path(predictions_path)
-    items: list[ReviewItem] = []
-    seen: dict[tuple[str, str], int] = {}
-    for number, row in enumerate(read_jsonl(path), start=1):
-        for field in REQUIRED_TEXT_FIELDS:
-            if field not in row or row[field] is None:
-                raise DataError(str(path), number, field, "missing")
-            if not isinstance(row[field], (str, int)):
-                raise DataError(str(path), number, field, f"expected text, got {type(row[field]).__name__}")
-            row[field] = str(row[field])
-        for field in ("pred_reasoning", "raw_output", "prompt", "question_type"):
-            if row.get(field) is None:
-                row[field] = ""
-        for field in ("pred_reasoning", "raw_output", "reference_reasoning", "image", "modality"):
-            if row.get(field) is not None and not isinstance(row[field], str):
-                raise DataError(str(path), number, field, f"expected text, got {type(row[field]).__name__}")
-        if row.get("choices") is not None and not isinstance(row["choices"], list):
-            raise DataError(str(path), number, "choices", "expected a list of options")
-        record = PredictionRecord.from_dict(row)
-        ident = (record.model, record.key)
-        if ident in seen:
-            raise DataError(
-                str(path),
-                number,
-                "id",
-                f"duplicate item {record.key} of model {record.model} (first at row {seen[ident]})",
-            )
-        seen[ident] = number
-        items.append(
-            ReviewItem(
-                record=record,
-                token=item_token(record.model, record.key, salt),
-                image_path=_resolve_image(record.image, path.parent),
-                image_label=record.image,
-            )
-        )
-    if not items:
+    records = read_predictions(path, one_model=False, tolerate_truncated_tail=False)
+    if not records:
         raise UserError(f"{path}: no predictions to review")
-    return items
+    return [
+        ReviewItem(
+            record=record,
+            token=item_token(record.model, record.key, salt),
+            image_path=_resolve_image(record.image, path.parent),
+            image_label=record.image,
+        )
+        for record in records
+    ]
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,90 @@
+"""The one reader and validator of ``predictions.jsonl`` files.
+
+Why one place: ``rarl eval`` (resuming), ``rarl judge``, ``rarl review`` and ``rarl report`` all read
+these files, and a file edited by hand or merged from two runs can hold a missing field, a list where
+text belongs, the same item twice, or two models. Each of those would silently skew a score (a duplicate
+counted twice turns 66.67 % into 100 %; two models averaged under one name), so every reader goes through
+:func:`read_predictions`, which refuses them with a one-line :class:`~rarl.errors.DataError` naming the
+file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rarl.errors import DataError
+from rarl.eval.records import PredictionRecord
+from rarl.io import read_jsonl_numbered
+
+REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
+OPTIONAL_TEXT_FIELDS = ("prompt", "question_type", "raw_output", "pred_reasoning")  # default ""
+NULLABLE_TEXT_FIELDS = ("reference_reasoning", "image", "modality")  # default None
+
+
+def record_from_row(row: dict[str, Any], path: str, line: int) -> PredictionRecord:
+    """One validated :class:`PredictionRecord`; a bad field raises :class:`DataError` (file, line, field)."""
+    values: dict[str, Any] = {}
+    for name in REQUIRED_TEXT_FIELDS:
+        value = row.get(name)
+        if value is None:
+            raise DataError(path, line, name, "missing")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise DataError(path, line, name, f"expected text, got {type(value).__name__}")
+        values[name] = str(value)
+    for name in OPTIONAL_TEXT_FIELDS + NULLABLE_TEXT_FIELDS:
+        value = row.get(name)
+        if value is not None and not isinstance(value, str):
+            raise DataError(path, line, name, f"expected text, got {type(value).__name__}")
+        values[name] = value if value is not None or name in NULLABLE_TEXT_FIELDS else ""
+    choices = row.get("choices")
+    if choices is not None and (
+        not isinstance(choices, list) or not all(isinstance(c, (str, int, float)) for c in choices)
+    ):
+        raise DataError(path, line, "choices", "expected a list of options")
+    values["choices"] = [str(c) for c in choices] if choices is not None else None
+    extra = row.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise DataError(path, line, "extra", f"expected a mapping, got {type(extra).__name__}")
+    values["extra"] = dict(extra or {})
+    return PredictionRecord(**values)
+
+
+def read_predictions(
+    path: str | os.PathLike[str], *, one_model: bool = True, tolerate_truncated_tail: bool = True
+) -> list[PredictionRecord]:
+    """Every record of a predictions file, validated.
+
+    Refused with a :class:`DataError`: a missing or non-text field, the same item twice (per model), and,
+    when ``one_model`` (judging, reporting, resuming: anything that scores one run), rows of a second
+    model or prompt. ``rarl review`` passes ``one_model=False`` because it may compare models in one file.
+    A truncated last line (an interrupted writer) is ignored when ``tolerate_truncated_tail``.
+    """
+    source = str(Path(path))
+    records: list[PredictionRecord] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for line, row in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
+        record = record_from_row(row, source, line)
+        if one_model and records and (record.model, record.prompt) != (records[0].model, records[0].prompt):
+            raise DataError(
+                source,
+                line,
+                "model",
+                f"model={record.model!r} prompt={record.prompt!r}, but row {min(first_line.values())} "
+                f"has model={records[0].model!r} prompt={records[0].prompt!r}; one file holds one run",
+            )
+        ident = (record.model, record.key)
+        if ident in first_line:
+            raise DataError(
+                source,
+                line,
+                "id",
+                f"duplicate item {record.key} of model {record.model} (first at row {first_line[ident]})",
+            )
+        first_line[ident] = line
+        records.append(record)
+    return records
+
+
+__all__ = ["read_predictions", "record_from_row"]

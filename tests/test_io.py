@@ -1,0 +1,31 @@
+"""Whole-file writes are atomic and get ordinary file modes."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from rarl.io import atomic_write_json, atomic_write_text
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what the OS gives a new file under this process's umask
+    written = atomic_write_text(tmp_path / "results.md", "table\n")
+    assert written.read_text() == "table\n"
+    assert _mode(written) == _mode(plain)
+    assert _mode(atomic_write_json(tmp_path / "results.json", {"a": 1})) == _mode(plain)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_rewriting_keeps_the_existing_mode(tmp_path: Path) -> None:
+    target = tmp_path / "shared.json"
+    target.write_text("{}")
+    os.chmod(target, 0o640)
+    atomic_write_text(target, "[]")
+    assert _mode(target) == 0o640 and target.read_text() == "[]"
