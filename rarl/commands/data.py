@@ -9,19 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Inspect datasets (counts per split and question type, rendered prompts); write synthetic data"
+from rarl.data.sources import SOURCE_NAMES
 
-SOURCES = (
-    "synthetic",
-    "reasoning_jsonl",
-    "vqa_rad",
-    "slake",
-    "vqa_med_2019",
-    "pathvqa",
-    "cvbench",
-    "hf",
-    "parquet",
-)
+HELP = "Inspect datasets (counts per split and question type, rendered prompts); write synthetic data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (with a .yaml target)"
     )
     inspect.add_argument(
-        "--source", choices=SOURCES, help="dataset format (default: guessed from file names)"
+        "--source", choices=SOURCE_NAMES, help="dataset format (default: guessed from file names)"
     )
     inspect.add_argument(
         "--split", action="append", help="split(s) to load (repeatable; default: the usual ones)"
@@ -72,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synthetic.add_argument("--num-samples", type=int, default=256, help="samples per split (default 256)")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--split", action="append", help="split(s) to write (default: train and test)")
+    synthetic.add_argument(
+        "--overwrite", action="store_true", help="replace an existing dataset in OUT_DIR (default: refuse)"
+    )
 
 
 def _column_map(pairs: list[str]) -> dict[str, str]:
@@ -144,17 +137,31 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _looks_like_hub_name(target: str) -> bool:
-    """``owner/name`` that is not a local path: an HF hub dataset."""
+    """``owner/name`` that is not a local path and does not look like one: an HF hub dataset."""
     from pathlib import Path
 
-    return target.count("/") == 1 and not Path(target).exists() and not target.startswith((".", "/"))
+    from rarl.data.hub import looks_local
+
+    return not Path(target).exists() and not looks_local(target)
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from rarl.data.synthetic import CHANCE_LEVEL, generate_samples, write_reasoning_jsonl
+    from pathlib import Path
 
+    from rarl.data.synthetic import CHANCE_LEVEL, generate_samples, write_reasoning_jsonl
+    from rarl.errors import UserError
+
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1 (got {args.num_samples})")
+    splits = args.split or ["train", "test"]
+    existing = [Path(args.out_dir) / f"{split}.jsonl" for split in splits]
+    existing = [path for path in existing if path.exists()]
+    if existing and not args.overwrite:
+        raise UserError(
+            f"{existing[0]} already exists; pass --overwrite to replace the dataset in {args.out_dir}"
+        )
     samples = []
-    for index, split in enumerate(args.split or ["train", "test"]):
+    for index, split in enumerate(splits):
         samples += generate_samples(args.num_samples, seed=args.seed + index, split=split)
     written = write_reasoning_jsonl(samples, args.out_dir)
     for split, path in written.items():
