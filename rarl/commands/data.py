@@ -1,8 +1,9 @@
-"""`rarl data`: inspect datasets (counts per split and question type, rendered prompts); write synthetic data.
+"""`rarl data`: inspect and audit datasets; write synthetic data.
 
 ``rarl data inspect configs/x.yaml`` loads the config's train and eval datasets exactly as training and
 evaluation will; ``rarl data inspect PATH [--source S] [--split S]`` inspects a dataset folder or file;
-``rarl data synthetic OUT_DIR`` writes the synthetic demo set as PNG images + reasoning JSONL.
+``rarl data audit CONFIG|PATH`` reports answer distributions, duplicates, train/test leakage and the token
+budget; ``rarl data synthetic OUT_DIR`` writes the synthetic demo set as PNG images + reasoning JSONL.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 
 from rarl.data.sources import SOURCE_NAMES
 
-HELP = "Inspect datasets (counts per split and question type, rendered prompts); write synthetic data"
+HELP = "Inspect and audit datasets (counts, prompts, leakage, token budget); write synthetic data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inspect.add_argument(
         "--processor", default=None, help="render with this model's chat template (path or 'tiny')"
     )
+
+    audit = sub.add_parser(
+        "audit",
+        help="counts, answer distribution, duplicates, train/test leakage and token budget per split",
+        description=(
+            "Load a config's datasets (or every split of a dataset path) and report rows, question types, "
+            "answer distribution, duplicates, images shared between splits (by content hash), shared "
+            "(image, question, answer) triplets, image sizes and token counts against the training limits."
+        ),
+    )
+    audit.add_argument("target", help="a run config (.yaml) or a dataset file/folder/hub id")
+    audit.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (with a .yaml)")
+    audit.add_argument("--source", choices=SOURCE_NAMES, help="dataset format (default: guessed)")
+    audit.add_argument("--split", action="append", help="split(s) to load (default: the usual ones)")
+    audit.add_argument("--image-dir", default=None, help="images folder when not the format's default")
+    audit.add_argument("--skip-bad", action="store_true", help="skip bad rows (counted) instead of failing")
+    audit.add_argument("--json", metavar="PATH", default=None, help="also write the audit as JSON here")
 
     synthetic = sub.add_parser(
         "synthetic",
@@ -170,7 +188,50 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from rarl.config import RunConfig, load_config
+    from rarl.data.audit import SplitAudit, print_audit, run_audit
+    from rarl.data.inspect import Inspected, load_all, specs_for_path
+    from rarl.errors import UserError
+    from rarl.io import atomic_write_text
+
+    target = str(args.target)
+    if target.endswith((".yaml", ".yml")):
+        config = load_config(target, list(args.overrides or []))
+        items = [Inspected(spec, "train") for spec in config.data.train]
+        items += [Inspected(spec, "eval") for spec in config.data.eval]
+    else:
+        if args.overrides:
+            raise UserError("KEY=VALUE overrides need a config .yaml target")
+        config = RunConfig()
+        source = args.source or ("hf" if _looks_like_hub_name(target) else None)
+        specs = specs_for_path(target, source, args.split, image_dir=args.image_dir)
+        items = [Inspected(spec, "train" if spec.split == "train" else "eval") for spec in specs]
+    if args.skip_bad:
+        from dataclasses import replace
+
+        items = [Inspected(replace(i.spec, skip_bad=True), i.role) for i in items]
+    load_all(items, tolerate_missing=True)
+    if all(item.samples is None for item in items):
+        raise UserError("; ".join(item.error or "" for item in items))
+    audits = [
+        SplitAudit(i.role, i.spec.name or i.spec.source, i.spec.split, i.samples or [], i.error)
+        for i in items
+    ]
+    specs_by_name = {i.spec.name or i.spec.source: i.spec for i in items}
+    report = run_audit(audits, config, specs_by_name)
+    print_audit(report)
+    if args.json:
+        path = atomic_write_text(args.json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        print(f"rarl data: audit written to {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "inspect":
         return _inspect(args)
+    if args.data_command == "audit":
+        return _audit(args)
     return _synthetic(args)

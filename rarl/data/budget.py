@@ -99,7 +99,7 @@ def require_images(samples: Sequence[Sample]) -> None:
 
 
 def load_token_counter(
-    config: RunConfig, processor: Any = None
+    config: RunConfig, processor: Any = None, allow_download: bool = True
 ) -> tuple[Callable[[list[str]], list[int]], str]:
     """A batch text-token counter from the model's tokenizer (no weights loaded), and what it is.
 
@@ -113,9 +113,12 @@ def load_token_counter(
 
             from rarl.models import resolve_model_path
 
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model))
+            tokenizer = AutoTokenizer.from_pretrained(
+                resolve_model_path(config.model), local_files_only=not allow_download
+            )
         except Exception as exc:  # offline, unknown model...: fall back to the safe upper bound
-            log.info("token budget: no tokenizer (%s); counting UTF-8 bytes as an upper bound", exc)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.info("token budget: no tokenizer (%s); counting UTF-8 bytes as an upper bound", reason)
             return (lambda texts: [len(text.encode("utf-8")) for text in texts]), "UTF-8 bytes (upper bound)"
 
     def count(texts: list[str]) -> list[int]:

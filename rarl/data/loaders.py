@@ -80,10 +80,10 @@ def _split_file(spec: DatasetSpec, suffix: str, layout: str) -> Path:
     path = _require_path(spec)
     if not path.is_dir():
         return path
-    for name in split_names(spec.split):
-        if (path / f"{name}{suffix}").is_file():
-            return path / f"{name}{suffix}"
-    raise UserError(f"{path}: no {spec.split}{suffix} in this folder ({layout})")
+    found = _split_file_in(path, spec.split, suffix)
+    if found is None:
+        raise UserError(f"{path}: no {spec.split}{suffix} in this folder ({layout})")
+    return found
 
 
 def _read_json(path: Path) -> Any:
@@ -371,6 +371,28 @@ def load_slake(spec: DatasetSpec) -> list[Sample]:
 
     _each_record(collector, _json_list(path), parse)
     return _finish(collector, spec)
+
+
+def slake_images_by_language(spec: DatasetSpec) -> dict[str, dict[str, set[str]]]:
+    """``{split file: {q_lang: image names}}`` over all of SLAKE's split files, every language included.
+
+    For the audit: the loader keeps English only, but whether the languages share images across splits can
+    only be seen in the raw files.
+    """
+    if not spec.path or _is_hub_dataset(spec):
+        return {}
+    root = _slake_root(Path(spec.path).expanduser())
+    result: dict[str, dict[str, set[str]]] = {}
+    for split in ("train", "validation", "test"):
+        file = _split_file_in(root, split, ".json")
+        if file is None:
+            continue
+        languages: dict[str, set[str]] = {}
+        for record in _json_list(file):
+            if isinstance(record, dict) and isinstance(record.get("img_name"), str):
+                languages.setdefault(str(record.get("q_lang")), set()).add(record["img_name"])
+        result[split] = languages
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
