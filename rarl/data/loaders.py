@@ -134,11 +134,12 @@ def _load_hub_table(spec: DatasetSpec) -> list[Sample]:
 
 
 def _check_choice_answer(answer: str, choices: list[str] | None, key: str = "answer") -> None:
-    """A multiple-choice answer must name one of the choices: ``(A)``..``(D)`` for four choices."""
-    if not choices:
-        return
-    letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
-    if answer.upper() not in letters and answer not in choices:
+    """A multiple-choice answer must select one of the choices (``(A)``..``(D)`` for four, or an option's
+    text), read by the same :func:`rarl.answers.choice_index` that scores predictions."""
+    from rarl.answers import choice_index
+
+    if choices and choice_index(answer, choices) is None:
+        letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
         raise BadRow(key, f"expected one of {' '.join(letters)} (or a choice's text), got {answer!r}")
 
 
