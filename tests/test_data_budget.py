@@ -109,3 +109,18 @@ def test_rarl_eval_stops_before_loading_the_model(tmp_path, tiny_model_config, m
     assert main(["eval", "--config", str(path), "--no-judges"]) == 2
     [line] = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]  # one line
     assert line.startswith("rarl eval: error: token budget: synthetic/test sample")
+
+
+def test_training_refuses_text_only_data_before_building_the_trainer(tmp_path, monkeypatch):
+    import rarl.train.run as run
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("the trainer (and its model) must not be built for text-only data")
+
+    monkeypatch.setattr(run, "build_trainer", no_trainer)
+    config = RunConfig()
+    config.train.output_dir = str(tmp_path / "run")
+    sample = Sample("train_0001-1", None, "What is present?", "necrosis", "open", dataset="pathvqa")
+    sample.split = "train"
+    with pytest.raises(UserError, match=r"pathvqa/train: 1 of 1 samples have no image"):
+        run.run_training(config, samples=[sample])

@@ -215,3 +215,16 @@ def test_pathvqa_text_only_refused_for_training_and_eval():
     samples = list(load("pathvqa", str(PATHVQA), "test"))
     with pytest.raises(UserError, match=r"pathvqa/test: 6761 of 6761 samples have no image .*image_dir"):
         require_images(samples)
+
+
+@pytest.mark.parametrize("folder", ["pathvqa", "slake", "vqa_rad", "vqa_rad/data_RAD"])
+def test_inspect_tells_the_format_of_each_real_folder(folder, capsys):
+    """``rarl data inspect <folder>`` guesses the source from the official file names (PathVQA's LXMERT JSON,
+    SLAKE's Slake1.0/, MEVF's trainset.json) and loads every split."""
+    from rarl.cli import main
+
+    path = need(REALDATA / folder)
+    assert main(["data", "inspect", str(path), "--show", "0"]) == 0
+    out = capsys.readouterr().out
+    source = {"pathvqa": "pathvqa", "slake": "slake"}.get(folder, "vqa_rad")
+    assert f"│ {source}" in out and "cannot tell" not in out
