@@ -214,3 +214,25 @@ def test_registry_is_the_one_list():
     assert set(HUB_DATASETS.values()) <= set(SOURCE_NAMES)
     assert data_command.SOURCE_NAMES is SOURCE_NAMES
     assert json.dumps(sorted(HUB_DATASETS)) == json.dumps(sorted(k.lower() for k in HUB_DATASETS))
+
+
+def test_inspect_unreachable_hub_asks_once_and_says_not_found(tmp_path, monkeypatch, capsys):
+    """No ./data folder either: the target could be a hub id, so the hub is asked once (not per split)."""
+    import huggingface_hub
+
+    from rarl.cli import main
+
+    calls = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        raise ConnectionError("no route to host")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "inspect", "data/Slake1.0"]) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert error.startswith("rarl data: error: data/Slake1.0: not found (no such local path;")
+    assert calls == ["data/Slake1.0"]

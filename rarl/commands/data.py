@@ -124,6 +124,7 @@ def _inspect(args: argparse.Namespace) -> int:
         if args.overrides:
             raise UserError("KEY=VALUE overrides need a config .yaml target")
         source = args.source or ("hf" if _looks_like_hub_name(target) else None)
+        _check_target(target)
         specs = specs_for_path(
             target,
             source,
@@ -152,6 +153,21 @@ def _inspect(args: argparse.Namespace) -> int:
         processor = load_processor(ModelConfig(name_or_path=args.processor))
     print_report(items, data, eval_prompt, args.show, processor)
     return 0
+
+
+def _check_target(target: str) -> None:
+    """A dataset target that is neither a local path nor 'synthetic' must be a hub id: ask once, up front
+    (not once per split), and say "not found" in one line when it is not."""
+    from pathlib import Path
+
+    from rarl.data.hub import check_hub_id, looks_local
+    from rarl.errors import UserError
+
+    if target == "synthetic" or Path(target).expanduser().exists():
+        return
+    if looks_local(target):
+        raise UserError(f"{target}: not found (give a config .yaml, a dataset path, or 'synthetic')")
+    check_hub_id(target)
 
 
 def _looks_like_hub_name(target: str) -> bool:
@@ -207,6 +223,7 @@ def _audit(args: argparse.Namespace) -> int:
             raise UserError("KEY=VALUE overrides need a config .yaml target")
         config = RunConfig()
         source = args.source or ("hf" if _looks_like_hub_name(target) else None)
+        _check_target(target)
         specs = specs_for_path(target, source, args.split, image_dir=args.image_dir)
         items = [Inspected(spec, "train" if spec.split == "train" else "eval") for spec in specs]
     if args.skip_bad:

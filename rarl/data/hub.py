@@ -80,8 +80,8 @@ def check_hub_id(repo_id: str) -> None:
         ) from None
     except Exception as exc:  # network failures come in many types; one line is enough
         raise UserError(
-            f"{repo_id}: no such local path, and the Hugging Face hub cannot be reached to look it up "
-            f"({type(exc).__name__}); with a cached copy, set HF_HUB_OFFLINE=1"
+            f"{repo_id}: not found (no such local path; the Hugging Face hub, where it could be a dataset "
+            f"id, cannot be reached: {type(exc).__name__}; with a cached copy, set HF_HUB_OFFLINE=1)"
         ) from None
 
 
