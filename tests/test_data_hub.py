@@ -151,6 +151,7 @@ def test_slake_hub_layout_validation_json_and_zipped_images(tmp_path):
         for file in (root / "imgs").rglob("*"):
             archive.write(file, file.relative_to(root))
     shutil.rmtree(root / "imgs")
+    (root / "README.md").write_text("---\nconfigs:\n- config_name: default\n---\n")  # a clone of the repo
     expected = load_dataset_spec(DatasetSpec(source="slake", path=str(FIXTURES / "slake"), split="train"))
     samples = load_dataset_spec(DatasetSpec(source="slake", path=str(root), split="train"))
     assert [(s.question, s.answer) for s in samples] == [(s.question, s.answer) for s in expected]

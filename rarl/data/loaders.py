@@ -335,8 +335,8 @@ def load_slake(spec: DatasetSpec) -> list[Sample]:
     Rows whose answer is empty in the official file (one: train qid 1622) are left out and counted, since
     an empty reference can be neither learned nor scored.
     """
-    if _is_hub_dataset(spec):
-        spec = replace(spec, path=_hub_snapshot(spec.path or ""))
+    if _is_hub_dataset(spec) and not Path(spec.path or "").expanduser().exists():
+        spec = replace(spec, path=_hub_snapshot(spec.path or ""))  # the hub repo holds the official files
     path = _require_path(spec)
     spec = replace(spec, path=str(_slake_root(path)))
     path = _split_file(spec, ".json", "SLAKE splits: train, validate/validation, test")
