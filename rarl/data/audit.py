@@ -170,9 +170,14 @@ def run_audit(items: list[SplitAudit], config: RunConfig, specs: dict[str, Datas
     from rarl.data.budget import load_token_counter
 
     count, counter = load_token_counter(config, allow_download=False)  # an audit never downloads a model
+    from tqdm.auto import tqdm
+
     for item in items:
         if item.error is None:
-            item.hashes = [image_hash(s.image) for s in item.samples]
+            rows = tqdm(
+                item.samples, desc=f"audit {item.label}", unit="row", disable=len(item.samples) < 2000
+            )
+            item.hashes = [image_hash(s.image) for s in rows]
             item.stats = split_stats(item, config, count)
     languages = {name: overlap for name, spec in specs.items() if (overlap := slake_language_overlap(spec))}
     return {
