@@ -134,3 +134,13 @@ def test_synthetic_refuses_to_overwrite_and_zero_samples(tmp_path, capsys):
     assert main(["data", "synthetic", str(tmp_path / "empty"), "--num-samples", "0"]) == 2
     assert "--num-samples must be >= 1 (got 0)" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()
+
+
+def test_load_image_turns_a_decompression_bomb_into_one_line(tmp_path, monkeypatch):
+    from rarl.data.images import load_image
+    from rarl.errors import UserError
+
+    Image.new("1", (400, 400)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400 * 400 // 4)
+    with pytest.raises(UserError, match=r"huge.png: refused as a possible decompression bomb"):
+        load_image(tmp_path / "huge.png")

@@ -198,6 +198,8 @@ def load_image(path_or_pil: Any, max_pixels: int | None = None) -> Image.Image:
                     image = opened.copy()
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise UserError(f"{source}: not a readable image ({exc})") from None
+            except Image.DecompressionBombError as exc:
+                raise UserError(f"{source}: refused as a possible decompression bomb ({exc})") from None
     else:
         raise UserError(f"expected an image path or a PIL image, got {type(path_or_pil).__name__}")
     if image.mode != "RGB":
