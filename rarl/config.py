@@ -17,12 +17,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from rarl.data.sources import SOURCE_NAMES
 from rarl.errors import UserError
 from rarl.io import atomic_write_text, read_text
 
-Source = Literal[
-    "synthetic", "reasoning_jsonl", "vqa_rad", "slake", "vqa_med_2019", "pathvqa", "cvbench", "hf", "parquet"
-]
+Source = Literal[SOURCE_NAMES]  # type: ignore[valid-type]  # the one list lives in rarl.data.sources
 
 
 TEMPLATE_NAMES = ("explanation", "short", "open_ended")  # rarl.prompts.TRAINING_TEMPLATES' keys

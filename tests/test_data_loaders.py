@@ -200,7 +200,7 @@ def test_parquet_with_column_map_and_hf_local_dataset(tmp_path):
         load("parquet", tmp_path / "train.parquet", column_map={"q": "query"})
     hf = load("hf", FIXTURES / "pathvqa_parquet", "test")  # datasets.load_dataset on a local folder
     assert [s.answer for s in hf] == ["yes", "in sheets"]
-    with pytest.raises(UserError, match="cannot load dataset"):
+    with pytest.raises(UserError, match="nothing_here: dataset path not found"):  # local-looking: no hub call
         load("hf", tmp_path / "nothing_here", "train")
 
 
@@ -222,9 +222,9 @@ def _slake_copy(tmp_path: Path, edit) -> Path:
     [
         (
             lambda rows: rows[2].update(img_name="xmlab9/missing.jpg"),
-            r"row 3, field 'img_name': image file not found",
+            r"1 of 3 rows name an image file that is not there \(first: missing.jpg \(row 3\)\); set skip",
         ),
-        (lambda rows: rows[2].update(answer="  "), r"row 3, field 'answer': is empty"),
+        (lambda rows: rows[2].update(question="  "), r"row 3, field 'question': is empty"),
         (
             lambda rows: rows[2].update(question=["a", "list"]),
             r"row 3, field 'question': expected a string, got list",
@@ -247,14 +247,14 @@ def test_bad_rows_raise_naming_file_row_field(tmp_path, edit, message):
 def test_skip_bad_counts_and_logs(tmp_path, caplog):
     def edit(rows):
         rows[0]["img_name"] = "xmlab9/missing.jpg"
-        rows[2]["answer"] = ""
+        rows[2]["question"] = ""
 
     root = _slake_copy(tmp_path, edit)
     with caplog.at_level(logging.INFO, logger="rarl"):
         samples = load("slake", root, "train", skip_bad=True)
     assert [s.question for s in samples] == ["Which organ is abnormal?"]
     assert "skipped 2 bad rows (skip_bad)" in caplog.text
-    assert "row 1, field 'img_name'" in caplog.text and "row 3, field 'answer'" in caplog.text
+    assert "row 1, field 'img_name'" in caplog.text and "row 3, field 'question'" in caplog.text
 
 
 def test_bad_files_and_specs(tmp_path):

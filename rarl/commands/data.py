@@ -1,27 +1,18 @@
-"""`rarl data`: inspect datasets (counts per split and question type, rendered prompts); write synthetic data.
+"""`rarl data`: inspect and audit datasets; write synthetic data.
 
 ``rarl data inspect configs/x.yaml`` loads the config's train and eval datasets exactly as training and
 evaluation will; ``rarl data inspect PATH [--source S] [--split S]`` inspects a dataset folder or file;
-``rarl data synthetic OUT_DIR`` writes the synthetic demo set as PNG images + reasoning JSONL.
+``rarl data audit CONFIG|PATH`` reports answer distributions, duplicates, train/test leakage and the token
+budget; ``rarl data synthetic OUT_DIR`` writes the synthetic demo set as PNG images + reasoning JSONL.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "Inspect datasets (counts per split and question type, rendered prompts); write synthetic data"
+from rarl.data.sources import SOURCE_NAMES
 
-SOURCES = (
-    "synthetic",
-    "reasoning_jsonl",
-    "vqa_rad",
-    "slake",
-    "vqa_med_2019",
-    "pathvqa",
-    "cvbench",
-    "hf",
-    "parquet",
-)
+HELP = "Inspect and audit datasets (counts, prompts, leakage, token budget); write synthetic data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (with a .yaml target)"
     )
     inspect.add_argument(
-        "--source", choices=SOURCES, help="dataset format (default: guessed from file names)"
+        "--source", choices=SOURCE_NAMES, help="dataset format (default: guessed from file names)"
     )
     inspect.add_argument(
         "--split", action="append", help="split(s) to load (repeatable; default: the usual ones)"
@@ -63,6 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--processor", default=None, help="render with this model's chat template (path or 'tiny')"
     )
 
+    audit = sub.add_parser(
+        "audit",
+        help="counts, answer distribution, duplicates, train/test leakage and token budget per split",
+        description=(
+            "Load a config's datasets (or every split of a dataset path) and report rows, question types, "
+            "answer distribution, duplicates, images shared between splits (by content hash), shared "
+            "(image, question, answer) triplets, image sizes and token counts against the training limits."
+        ),
+    )
+    audit.add_argument("target", help="a run config (.yaml) or a dataset file/folder/hub id")
+    audit.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (with a .yaml)")
+    audit.add_argument("--source", choices=SOURCE_NAMES, help="dataset format (default: guessed)")
+    audit.add_argument("--split", action="append", help="split(s) to load (default: the usual ones)")
+    audit.add_argument("--image-dir", default=None, help="images folder when not the format's default")
+    audit.add_argument("--skip-bad", action="store_true", help="skip bad rows (counted) instead of failing")
+    audit.add_argument("--json", metavar="PATH", default=None, help="also write the audit as JSON here")
+
     synthetic = sub.add_parser(
         "synthetic",
         help="write the synthetic demo dataset (PNG + reasoning JSONL)",
@@ -72,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synthetic.add_argument("--num-samples", type=int, default=256, help="samples per split (default 256)")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--split", action="append", help="split(s) to write (default: train and test)")
+    synthetic.add_argument(
+        "--overwrite", action="store_true", help="replace an existing dataset in OUT_DIR (default: refuse)"
+    )
 
 
 def _column_map(pairs: list[str]) -> dict[str, str]:
@@ -113,6 +124,7 @@ def _inspect(args: argparse.Namespace) -> int:
         if args.overrides:
             raise UserError("KEY=VALUE overrides need a config .yaml target")
         source = args.source or ("hf" if _looks_like_hub_name(target) else None)
+        _check_target(target)
         specs = specs_for_path(
             target,
             source,
@@ -143,18 +155,47 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _looks_like_hub_name(target: str) -> bool:
-    """``owner/name`` that is not a local path: an HF hub dataset."""
+def _check_target(target: str) -> None:
+    """A dataset target that is neither a local path nor 'synthetic' must be a hub id: ask once, up front
+    (not once per split), and say "not found" in one line when it is not."""
     from pathlib import Path
 
-    return target.count("/") == 1 and not Path(target).exists() and not target.startswith((".", "/"))
+    from rarl.data.hub import check_hub_id, looks_local
+    from rarl.errors import UserError
+
+    if target == "synthetic" or Path(target).expanduser().exists():
+        return
+    if looks_local(target):
+        raise UserError(f"{target}: not found (give a config .yaml, a dataset path, or 'synthetic')")
+    check_hub_id(target)
+
+
+def _looks_like_hub_name(target: str) -> bool:
+    """``owner/name`` that is not a local path and does not look like one: an HF hub dataset."""
+    from pathlib import Path
+
+    from rarl.data.hub import looks_local
+
+    return not Path(target).exists() and not looks_local(target)
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from rarl.data.synthetic import CHANCE_LEVEL, generate_samples, write_reasoning_jsonl
+    from pathlib import Path
 
+    from rarl.data.synthetic import CHANCE_LEVEL, generate_samples, write_reasoning_jsonl
+    from rarl.errors import UserError
+
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1 (got {args.num_samples})")
+    splits = args.split or ["train", "test"]
+    existing = [Path(args.out_dir) / f"{split}.jsonl" for split in splits]
+    existing = [path for path in existing if path.exists()]
+    if existing and not args.overwrite:
+        raise UserError(
+            f"{existing[0]} already exists; pass --overwrite to replace the dataset in {args.out_dir}"
+        )
     samples = []
-    for index, split in enumerate(args.split or ["train", "test"]):
+    for index, split in enumerate(splits):
         samples += generate_samples(args.num_samples, seed=args.seed + index, split=split)
     written = write_reasoning_jsonl(samples, args.out_dir)
     for split, path in written.items():
@@ -163,7 +204,51 @@ def _synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from rarl.config import RunConfig, load_config
+    from rarl.data.audit import SplitAudit, print_audit, run_audit
+    from rarl.data.inspect import Inspected, load_all, specs_for_path
+    from rarl.errors import UserError
+    from rarl.io import atomic_write_text
+
+    target = str(args.target)
+    if target.endswith((".yaml", ".yml")):
+        config = load_config(target, list(args.overrides or []))
+        items = [Inspected(spec, "train") for spec in config.data.train]
+        items += [Inspected(spec, "eval") for spec in config.data.eval]
+    else:
+        if args.overrides:
+            raise UserError("KEY=VALUE overrides need a config .yaml target")
+        config = RunConfig()
+        source = args.source or ("hf" if _looks_like_hub_name(target) else None)
+        _check_target(target)
+        specs = specs_for_path(target, source, args.split, image_dir=args.image_dir)
+        items = [Inspected(spec, "train" if spec.split == "train" else "eval") for spec in specs]
+    if args.skip_bad:
+        from dataclasses import replace
+
+        items = [Inspected(replace(i.spec, skip_bad=True), i.role) for i in items]
+    load_all(items, tolerate_missing=True)
+    if all(item.samples is None for item in items):
+        raise UserError("; ".join(item.error or "" for item in items))
+    audits = [
+        SplitAudit(i.role, i.spec.name or i.spec.source, i.spec.split, i.samples or [], i.error)
+        for i in items
+    ]
+    specs_by_name = {i.spec.name or i.spec.source: i.spec for i in items}
+    report = run_audit(audits, config, specs_by_name)
+    print_audit(report)
+    if args.json:
+        path = atomic_write_text(args.json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        print(f"rarl data: audit written to {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "inspect":
         return _inspect(args)
+    if args.data_command == "audit":
+        return _audit(args)
     return _synthetic(args)

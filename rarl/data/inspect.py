@@ -15,20 +15,8 @@ from typing import Any
 from rarl.config import DataConfig, DatasetSpec
 from rarl.data import count_types, load_dataset_spec
 from rarl.data.schema import Sample
+from rarl.data.sources import DEFAULT_SPLITS
 from rarl.errors import UserError
-
-# splits tried when inspecting a path without --split (missing ones are reported, not fatal)
-DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {
-    "synthetic": ("train", "test"),
-    "vqa_rad": ("train", "test"),
-    "slake": ("train", "validation", "test"),
-    "vqa_med_2019": ("train", "validation", "test"),
-    "pathvqa": ("train", "validation", "test"),
-    "cvbench": ("test",),
-    "reasoning_jsonl": ("train", "validation", "test"),
-    "parquet": ("train", "validation", "test"),
-    "hf": ("train", "validation", "test"),
-}
 
 
 def guess_source(path: str) -> str:
@@ -44,8 +32,14 @@ def guess_source(path: str) -> str:
         return "vqa_rad"
     if "All_QA_Pairs" in joined or "VQAMed2019" in joined or "ImageClef-2019" in joined:
         return "vqa_med_2019"
-    if "pvqa" in names or "_qa.pkl" in joined or {"qas", "images"} <= names:
+    if "pvqa" in names or "_qa.pkl" in joined or {"qas", "images"} <= names or "pvqa_" in joined:
         return "pathvqa"
+    if target.is_dir() and "baselines" in names and next(target.rglob("pvqa_*.json"), None):
+        return "pathvqa"  # the official repository's LXMERT-format question files
+    if {"trainset.json", "testset.json"} & names:
+        return "vqa_rad"  # MEVF's data_RAD/ split
+    if "Slake1.0" in names:
+        return "slake"
     if "test_2d.parquet" in names or "test_3d.parquet" in names:
         return "cvbench"
     if target.is_dir() and "imgs" in names and ({"train.json", "test.json"} & names):

@@ -17,6 +17,7 @@ import json
 import logging
 import pickle
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +68,22 @@ def _require_path(spec: DatasetSpec) -> Path:
     return path
 
 
+def _split_file_in(path: Path, split: str, suffix: str) -> Path | None:
+    for name in split_names(split):
+        if (path / f"{name}{suffix}").is_file():
+            return path / f"{name}{suffix}"
+    return None
+
+
 def _split_file(spec: DatasetSpec, suffix: str, layout: str) -> Path:
     """``spec.path`` itself when it is a file, else the ``<split><suffix>`` file inside that folder."""
     path = _require_path(spec)
     if not path.is_dir():
         return path
-    for name in split_names(spec.split):
-        if (path / f"{name}{suffix}").is_file():
-            return path / f"{name}{suffix}"
-    raise UserError(f"{path}: no {spec.split}{suffix} in this folder ({layout})")
+    found = _split_file_in(path, spec.split, suffix)
+    if found is None:
+        raise UserError(f"{path}: no {spec.split}{suffix} in this folder ({layout})")
+    return found
 
 
 def _read_json(path: Path) -> Any:
@@ -101,6 +109,50 @@ def _json_list(path: Path) -> list[Any]:
     return data
 
 
+def _is_hub_dataset(spec: DatasetSpec) -> bool:
+    from rarl.data.hub import is_hub_dataset
+
+    return is_hub_dataset(spec.path)
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    from rarl.data.hub import snapshot
+
+    return snapshot(repo_id)
+
+
+def _hub_rows(spec: DatasetSpec) -> Any:
+    """The rows of a hub dataset (or a local folder in hub layout), through ``datasets.load_dataset``."""
+    from rarl.data.hub import load_split
+
+    return load_split(str(spec.path), spec.split, split_names(spec.split))
+
+
+def _load_hub_table(spec: DatasetSpec) -> list[Sample]:
+    """A hub dataset whose columns are already Sample fields (image, question, answer)."""
+    return _load_table_rows(spec, f"{spec.path}[{spec.split}]", _hub_rows(spec), spec.column_map)
+
+
+def _check_choice_answer(answer: str, choices: list[str] | None, key: str = "answer") -> None:
+    """A multiple-choice answer must select one of the choices (``(A)``..``(D)`` for four, or an option's
+    text), read by the same :func:`rarl.answers.choice_index` that scores predictions."""
+    from rarl.answers import choice_index
+
+    if choices and choice_index(answer, choices) is None:
+        letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
+        raise BadRow(key, f"expected one of {' '.join(letters)} (or a choice's text), got {answer!r}")
+
+
+def _extra_field(record: dict[str, Any]) -> dict[str, Any]:
+    """The optional ``extra`` mapping; anything else is an error rather than silently dropped."""
+    extra = record.get("extra")
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise BadRow("extra", f"expected a mapping of extra fields, got {type(extra).__name__} {extra!r:.60}")
+    return dict(extra)
+
+
 def _each_record(
     collector: RowCollector, rows: Iterable[Any], parse: Callable[[int, dict], Sample | None]
 ) -> None:
@@ -118,6 +170,7 @@ def _each_record(
 
 
 def _finish(collector: RowCollector, spec: DatasetSpec, rule_note: str | None = None) -> list[Sample]:
+    collector.check_missing_images()
     name = spec.name or spec.source
     collector.report(name, spec.split, rule_note)
     if not collector.samples and not collector.skipped:
@@ -137,40 +190,73 @@ def load_synthetic(spec: DatasetSpec) -> list[Sample]:
 
 
 # --------------------------------------------------------------------------------------------------
-# VQA-RAD: one JSON list; split by phrase_type (freeform/para = train, test_freeform/test_para = test)
+# VQA-RAD: one JSON list; split by phrase_type (freeform/para = train, test_freeform/test_para = test).
+# The MEVF split (data_RAD/trainset.json, testset.json) splits by file and adds templated "frame" questions.
 
 VQA_RAD_SPLITS: dict[str, tuple[str, ...]] = {
     "train": ("freeform", "para"),
     "test": ("test_freeform", "test_para"),
 }
+VQA_RAD_MEVF_FILES = {"train": "trainset.json", "test": "testset.json"}
 VQA_RAD_IMAGE_DIRS = ("VQA_RAD Image Folder", "images", "imgs")
+# question_type as published: compound values ("POS, PRES"), two typos and a lower-case "Other"
+VQA_RAD_CATEGORY_FIXES = {"ATRIB": "ATTRIB", "PRSE": "PRES"}
+
+
+def _vqa_rad_categories(value: Any) -> list[str]:
+    """``"POS, PRES"`` → ``["POS", "PRES"]``; typos (ATRIB, PRSE) and case (Other) repaired."""
+    if not isinstance(value, str) or value.strip().upper() in ("", "NULL"):
+        return []
+    parts = [part.strip().upper() for part in value.replace("/", ",").split(",") if part.strip()]
+    return [VQA_RAD_CATEGORY_FIXES.get(part, part) for part in parts]
+
+
+def _null_to_none(value: Any) -> Any:
+    """VQA-RAD writes unused fields as the string ``"NULL"``, not JSON null."""
+    return None if isinstance(value, str) and value.strip().upper() == "NULL" else value
+
+
+def _vqa_rad_file(spec: DatasetSpec, path: Path, split: str) -> tuple[Path, bool]:
+    """The question file for ``split`` and whether it is an MEVF per-split file (no phrase_type split)."""
+    if path.is_file():
+        return path, path.name in VQA_RAD_MEVF_FILES.values()
+    mevf = path / VQA_RAD_MEVF_FILES.get(split, "")
+    official = sorted(p for p in path.glob("*.json") if p.name not in VQA_RAD_MEVF_FILES.values())
+    if official:
+        return official[0], False
+    if mevf.is_file():
+        return mevf, True
+    raise UserError(
+        f"{path}: no VQA-RAD question file here (expected 'VQA_RAD Dataset Public.json', "
+        f"or the MEVF split's {VQA_RAD_MEVF_FILES.get(split, 'trainset.json/testset.json')})"
+    )
 
 
 def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
-    """VQA-RAD's official ``VQA_RAD Dataset Public.json`` (path: the file or its folder)."""
+    """VQA-RAD: the official ``VQA_RAD Dataset Public.json``, MEVF's ``data_RAD/`` split, or the hub copy."""
+    if _is_hub_dataset(spec):
+        return _load_hub_table(spec)
     path = _require_path(spec)
-    if path.is_dir():
-        candidates = sorted(path.glob("*.json"))
-        if not candidates:
-            raise UserError(f"{path}: no VQA-RAD JSON file in this folder")
-        path = candidates[0]
     split = spec.split.lower()
     if split not in VQA_RAD_SPLITS:
-        raise UserError(f"VQA-RAD has splits train and test (via phrase_type), not '{spec.split}'")
-    image_root = _image_root(spec, path.parent, VQA_RAD_IMAGE_DIRS)
+        raise UserError(f"VQA-RAD has splits train and test, not '{spec.split}'")
+    path, per_split_file = _vqa_rad_file(spec, path, split)
+    image_root = _image_root(spec, path.parent, VQA_RAD_IMAGE_DIRS, path.parent.parent)
     collector = RowCollector(str(path), spec.skip_bad)
+    known_phrases = VQA_RAD_SPLITS["train"] + VQA_RAD_SPLITS["test"] + ("frame",)
 
     def parse(number: int, record: dict) -> Sample | None:
         phrase = text(record, "phrase_type")
-        if phrase.lower() not in VQA_RAD_SPLITS["train"] + VQA_RAD_SPLITS["test"]:
+        if phrase.lower() not in known_phrases:
             raise BadRow("phrase_type", f"unknown phrase_type {phrase!r}")
-        if phrase.lower() not in VQA_RAD_SPLITS[split]:
+        if not per_split_file and phrase.lower() not in VQA_RAD_SPLITS[split]:
             return None
         question = text(record, "question")
         answer = text(record, "answer")
         answer_type = text(record, "answer_type", required=False)
+        categories = _vqa_rad_categories(record.get("question_type"))
         return Sample(
-            id=str(record.get("qid", number)),
+            id=str(text(record, "qid", required=False) or number),
             image=image_file(image_root, text(record, "image_name"), "image_name"),
             question=question,
             answer=answer,
@@ -179,8 +265,11 @@ def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
             split=spec.split,
             extra={
                 "phrase_type": phrase,
-                "organ": record.get("image_organ"),
-                "category": record.get("question_type"),  # PRES, SIZE, ... (content, not closed/open)
+                "organ": _null_to_none(record.get("image_organ")),
+                "category": ", ".join(categories) or None,  # PRES, SIZE, ... (content, not closed/open)
+                "categories": categories,
+                "evaluation": _null_to_none(record.get("evaluation")),
+                "question_rephrase": _null_to_none(record.get("question_rephrase")),
             },
         )
 
@@ -188,26 +277,70 @@ def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
     return _finish(collector, spec)
 
 
-def _image_root(spec: DatasetSpec, base: Path, names: Iterable[str]) -> Path:
-    """``spec.image_dir`` if given, else the first of ``names`` that exists under ``base``, else ``base``."""
+def _image_root(spec: DatasetSpec, base: Path, names: Iterable[str], *fallbacks: Path) -> Path:
+    """``spec.image_dir`` if given, else the first of ``names`` under ``base`` (then under each fallback
+    folder, e.g. the parent of MEVF's ``data_RAD/``), else ``base``."""
     if spec.image_dir:
         root = Path(spec.image_dir).expanduser()
         if not root.is_dir():
             raise UserError(f"{root}: image_dir not found")
         return root
-    for name in names:
-        if (base / name).is_dir():
-            return base / name
+    names = tuple(names)
+    for folder in (base, *fallbacks):
+        for name in names:
+            if (folder / name).is_dir():
+                return folder / name
     return base
 
 
 # --------------------------------------------------------------------------------------------------
 # SLAKE: <root>/{train,validate|validation,test}.json + <root>/imgs/; English rows only (q_lang == "en")
 
+SLAKE_FOLDER = "Slake1.0"  # what the official download unpacks to
+
+
+def _slake_root(path: Path) -> Path:
+    """The folder holding SLAKE's split files: ``path`` itself, or the official ``Slake1.0/`` inside it."""
+    has_splits = any((path / f"{n}.json").is_file() for n in ("train", "test"))
+    if path.is_dir() and not has_splits and (path / SLAKE_FOLDER).is_dir():
+        return path / SLAKE_FOLDER
+    return path
+
+
+def _unpack_images(root: Path, folder: str) -> None:
+    """Unpack ``<folder>.zip`` beside the split files once (the hub copy ships ``imgs.zip``), atomically."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    archive = root / f"{folder}.zip"
+    if (root / folder).is_dir() or not archive.is_file():
+        return
+    log.info("unpacking %s (once)", archive)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}-"))
+    try:
+        with zipfile.ZipFile(archive) as handle:
+            handle.extractall(staging)
+        inner = staging / folder if (staging / folder).is_dir() else staging
+        inner.rename(root / folder)
+    except zipfile.BadZipFile as exc:
+        raise DataError(str(archive), None, None, f"not a readable zip file ({exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
 
 def load_slake(spec: DatasetSpec) -> list[Sample]:
-    """SLAKE 1.0 (English subset): per-split JSON with ``q_lang``, ``answer_type`` and ``img_name``."""
+    """SLAKE 1.0 (English subset) from the official folder (``Slake1.0/`` or its parent) or the hub copy.
+
+    Rows whose answer is empty in the official file (one: train qid 1622) are left out and counted, since
+    an empty reference can be neither learned nor scored.
+    """
+    if _is_hub_dataset(spec) and not Path(spec.path or "").expanduser().exists():
+        spec = replace(spec, path=_hub_snapshot(spec.path or ""))  # the hub repo holds the official files
+    path = _require_path(spec)
+    spec = replace(spec, path=str(_slake_root(path)))
     path = _split_file(spec, ".json", "SLAKE splits: train, validate/validation, test")
+    _unpack_images(path.parent, "imgs")
     image_root = _image_root(spec, path.parent, ("imgs", "images"))
     collector = RowCollector(str(path), spec.skip_bad)
 
@@ -215,6 +348,10 @@ def load_slake(spec: DatasetSpec) -> list[Sample]:
         language = text(record, "q_lang")
         if language != "en":
             collector.filtered[f"q_lang {language!r}, English only"] += 1
+            return None
+        answer = text(record, "answer", required=False)
+        if answer is None and "answer" in record:
+            collector.filtered["answer empty in the source file"] += 1
             return None
         answer = text(record, "answer")
         answer_type = text(record, "answer_type", required=False)
@@ -235,6 +372,28 @@ def load_slake(spec: DatasetSpec) -> list[Sample]:
 
     _each_record(collector, _json_list(path), parse)
     return _finish(collector, spec)
+
+
+def slake_images_by_language(spec: DatasetSpec) -> dict[str, dict[str, set[str]]]:
+    """``{split file: {q_lang: image names}}`` over all of SLAKE's split files, every language included.
+
+    For the audit: the loader keeps English only, but whether the languages share images across splits can
+    only be seen in the raw files.
+    """
+    if not spec.path or _is_hub_dataset(spec):
+        return {}
+    root = _slake_root(Path(spec.path).expanduser())
+    result: dict[str, dict[str, set[str]]] = {}
+    for split in ("train", "validation", "test"):
+        file = _split_file_in(root, split, ".json")
+        if file is None:
+            continue
+        languages: dict[str, set[str]] = {}
+        for record in _json_list(file):
+            if isinstance(record, dict) and isinstance(record.get("img_name"), str):
+                languages.setdefault(str(record.get("q_lang")), set()).add(record["img_name"])
+        result[split] = languages
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,11 +493,16 @@ def load_vqa_med_2019(spec: DatasetSpec) -> list[Sample]:
 
 
 # --------------------------------------------------------------------------------------------------
-# PathVQA: the official pvqa/qas/<split>/<split>_qa.pkl + pvqa/images/<split>/, or HF-style parquet
+# PathVQA: the official pvqa/qas/<split>/<split>_qa.pkl + pvqa/images/<split>/, the official repository's
+# LXMERT-format JSON (baselines/method1/saved/lxmert/pvqa_<split>.json), or HF-style parquet / the hub copy
+
+PATHVQA_IMAGE_DIRS = ("images", "pvqa/images")
 
 
 def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
-    """PathVQA from the official pickles (list of {image, question, answer[, answer_type]}) or parquet."""
+    """PathVQA from the official pickles, the LXMERT-format JSON, parquet, or the hub copy."""
+    if _is_hub_dataset(spec):
+        return _load_hub_table(spec)
     path = _require_path(spec)
     split = _canonical_split(spec.split)
     short = {"validation": "val"}.get(split, split)
@@ -346,9 +510,12 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
         pickles = [
             c for c in (path / "qas" / short / f"{short}_qa.pkl", path / f"{short}_qa.pkl") if c.is_file()
         ]
+        lxmert = sorted(path.rglob(f"pvqa_{short}.json"))
         parquets = split_files(path, spec.split, ".parquet")
-        if not pickles and not parquets:
-            raise UserError(f"{path}: no PathVQA {short}_qa.pkl or {short}*.parquet found")
+        if not pickles and not parquets and not lxmert:
+            raise UserError(f"{path}: no PathVQA {short}_qa.pkl, pvqa_{short}.json or {short}*.parquet found")
+        if not pickles and lxmert:
+            return _load_pathvqa_lxmert(spec, lxmert[0], path, short)
         if not pickles:
             samples: list[Sample] = []
             for file in parquets:
@@ -357,6 +524,8 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
         path = pickles[0]
     if path.suffix == ".parquet":
         return _load_table_rows(spec, path, _read_parquet(path), spec.column_map)
+    if path.suffix == ".json":
+        return _load_pathvqa_lxmert(spec, path, path.parent, short)
     root = path.parent.parent.parent if path.parent.parent.name == "qas" else path.parent
     image_root = _image_root(spec, root / "images", (short,))
     try:
@@ -397,6 +566,70 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
     return _finish(collector, spec)
 
 
+def _pathvqa_image_root(spec: DatasetSpec, root: Path, short: str) -> Path | None:
+    """Where PathVQA's ``<img_id>.jpg`` files live: image_dir, or ``images/<split>`` under the folder."""
+    if spec.image_dir:
+        return _image_root(spec, root, ())
+    for name in PATHVQA_IMAGE_DIRS:
+        if (root / name / short).is_dir():
+            return root / name / short
+    return None
+
+
+def _load_pathvqa_lxmert(spec: DatasetSpec, path: Path, root: Path, short: str) -> list[Sample]:
+    """The official repository's LXMERT JSON: per image, parallel lists of questions and ``{answer: score}``.
+
+    The images are distributed separately (a file host); without them the questions still load, text-only
+    (``image=None``), so that ``rarl data inspect`` and ``rarl data audit`` work; training and evaluation
+    refuse text-only samples before loading a model.
+    """
+    image_root = _pathvqa_image_root(spec, root, short)
+    if image_root is None:
+        log.warning(
+            "%s: no PathVQA images folder (images/%s); loading the questions text-only (inspect/audit only; "
+            "set image_dir to train or evaluate)",
+            path,
+            short,
+        )
+    collector = RowCollector(str(path), spec.skip_bad)
+    for number, entry in enumerate(_json_list(path), start=1):
+        try:
+            if not isinstance(entry, dict):
+                raise BadRow(None, f"expected an object, got {type(entry).__name__}")
+            image_id = text(entry, "img_id")
+            questions = (entry.get("sentf") or {}).get("pvqa", [])
+            labels = (entry.get("labelf") or {}).get("pvqa", [])
+            parallel = isinstance(questions, list) and isinstance(labels, list)
+            if not parallel or len(questions) != len(labels):
+                raise BadRow("sentf", "expected equally long lists sentf.pvqa and labelf.pvqa")
+            image = image_file(image_root, f"{image_id}.jpg", "img_id") if image_root and questions else None
+        except BadRow as error:
+            collector.bad(number, error)
+            continue
+        for index, (question, label) in enumerate(zip(questions, labels, strict=True)):
+            where = f"{number} (img_id {image_id}, question {index + 1})"
+            try:
+                if not isinstance(label, dict) or not label:
+                    raise BadRow("labelf", f"expected {{answer: score}}, got {label!r:.60}")
+                answer = text({"answer": max(label, key=lambda key: label[key])}, "answer")
+                question_text = text({"question": question}, "question")
+            except BadRow as error:
+                collector.bad(where, error)
+                continue
+            collector.samples.append(
+                Sample(
+                    id=f"{image_id}-{index + 1}",
+                    image=image,
+                    question=question_text,
+                    answer=answer,
+                    question_type=collector.question_type(None, answer),
+                    modality="pathology",
+                    split=spec.split,
+                )
+            )
+    return _finish(collector, spec)
+
+
 # --------------------------------------------------------------------------------------------------
 # CV-Bench: test_2d/test_3d parquet (embedded images) or test.jsonl + img/; choices + "(A)" answers
 
@@ -404,11 +637,14 @@ CVBENCH_TASKS = ("Count", "Relation", "Depth", "Distance")
 
 
 def load_cvbench(spec: DatasetSpec) -> list[Sample]:
-    """CV-Bench multiple choice (parquet files or ``test.jsonl``), optionally filtered by ``spec.tasks``."""
-    path = _require_path(spec)
+    """CV-Bench multiple choice (parquet, ``test.jsonl`` or the hub copy), filtered by ``spec.tasks``."""
     unknown = [t for t in spec.tasks if t not in CVBENCH_TASKS]
     if unknown:
         raise UserError(f"cvbench tasks: unknown {unknown}; valid options: {', '.join(CVBENCH_TASKS)}")
+    if _is_hub_dataset(spec):
+        root = Path(spec.path or "").expanduser()
+        return _cvbench_rows(spec, f"{spec.path}[{spec.split}]", _hub_rows(spec), root)
+    path = _require_path(spec)
     if path.is_dir():
         files = sorted(path.glob("*.parquet")) or sorted(path.glob("*.jsonl"))
         if not files:
@@ -417,46 +653,46 @@ def load_cvbench(spec: DatasetSpec) -> list[Sample]:
         files = [path]
     samples: list[Sample] = []
     for file in files:
-        if file.suffix == ".parquet":
-            rows: list[dict[str, Any]] = _read_parquet(file)
-        else:
-            rows = _jsonl_rows(file)
-        collector = RowCollector(str(file), spec.skip_bad)
-        image_root = _image_root(spec, file.parent, ())
-
-        def parse(
-            number: int, record: dict, collector: RowCollector = collector, root: Path = image_root
-        ) -> Sample | None:
-            task = text(record, "task")
-            if spec.tasks and task not in spec.tasks:
-                collector.filtered[f"task {task!r} not in {spec.tasks}"] += 1
-                return None
-            choices = record.get("choices")
-            if hasattr(choices, "tolist"):
-                choices = choices.tolist()
-            if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
-                raise BadRow("choices", f"expected a non-empty list of strings, got {choices!r:.60}")
-            answer = text(record, "answer")
-            letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
-            if answer not in letters:
-                raise BadRow("answer", f"expected one of {' '.join(letters)}, got {answer!r}")
-            image = _table_image(record, "image", root) if record.get("image") is not None else None
-            if image is None:
-                image = image_file(root, text(record, "filename"), "filename")
-            return Sample(
-                id=str(record.get("idx", number)),
-                image=image,
-                question=text(record, "question"),
-                answer=answer,
-                question_type="choice",
-                choices=choices,
-                split=spec.split,
-                extra={"task": task, "type": record.get("type"), "source": record.get("source")},
-            )
-
-        _each_record(collector, rows, parse)
-        samples += _finish(collector, spec)
+        rows: list[dict[str, Any]] = _read_parquet(file) if file.suffix == ".parquet" else _jsonl_rows(file)
+        samples += _cvbench_rows(spec, str(file), rows, file.parent)
     return samples
+
+
+def _cvbench_rows(spec: DatasetSpec, origin: str, rows: Iterable[Any], base: Path) -> list[Sample]:
+    """CV-Bench rows (the dataset card's columns: idx, type, task, image, question, choices, answer...)."""
+    collector = RowCollector(origin, spec.skip_bad)
+    root = _image_root(spec, base, ())
+
+    def parse(number: int, record: dict) -> Sample | None:
+        task = text(record, "task")
+        if spec.tasks and task not in spec.tasks:
+            collector.filtered[f"task {task!r} not in {spec.tasks}"] += 1
+            return None
+        choices = record.get("choices")
+        if hasattr(choices, "tolist"):
+            choices = choices.tolist()
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+            raise BadRow("choices", f"expected a non-empty list of strings, got {choices!r:.60}")
+        answer = text(record, "answer")
+        letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
+        if answer not in letters:
+            raise BadRow("answer", f"expected one of {' '.join(letters)}, got {answer!r}")
+        image = _table_image(record, "image", root) if record.get("image") is not None else None
+        if image is None:
+            image = image_file(root, text(record, "filename"), "filename")
+        return Sample(
+            id=str(record.get("idx", number)),
+            image=image,
+            question=text(record, "question"),
+            answer=answer,
+            question_type="choice",
+            choices=choices,
+            split=spec.split,
+            extra={"task": task, "type": record.get("type"), "source": record.get("source")},
+        )
+
+    _each_record(collector, rows, parse)
+    return _finish(collector, spec)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -493,8 +729,10 @@ def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
         qtype = text(record, "question_type", required=False)
         if qtype is None and choices:
             qtype = "choice"
+        if qtype == "choice" or (qtype is None and choices):
+            _check_choice_answer(answer, choices)
         image_key = _first_key(record, IMAGE_KEYS)
-        extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
+        extra = _extra_field(record)
         return Sample(
             id=str(record.get("id", number)),
             image=image_file(image_root, text(record, image_key), image_key),
@@ -536,8 +774,13 @@ def _table_image(record: dict[str, Any], key: str, root: Path) -> Any:
         return value
     if isinstance(value, dict):
         if value.get("bytes"):
+            from rarl.data.images import image_bytes_problem
+
+            problem = image_bytes_problem(value["bytes"])
+            if problem:
+                raise BadRow(key, f"embedded image: {problem}")
             try:
-                return Image.open(io.BytesIO(value["bytes"]))  # lazy: decoded when first used
+                return Image.open(io.BytesIO(value["bytes"]))  # lazy: decoded again when first used
             except (UnidentifiedImageError, OSError) as exc:
                 raise BadRow(key, f"embedded image bytes are not an image ({exc})") from None
         if value.get("path"):
@@ -590,6 +833,8 @@ def _load_table_rows(
         qtype = text(record, "question_type", required=False)
         if qtype is None and choices:
             qtype = "choice"
+        if choices:
+            _check_choice_answer(answer, choices, inverse.get("answer", "answer"))
         try:
             image = _table_image(record, "image", root)
         except BadRow as error:
@@ -627,18 +872,25 @@ def load_parquet(spec: DatasetSpec) -> list[Sample]:
 
 
 def load_hf(spec: DatasetSpec) -> list[Sample]:
-    """Any dataset ``datasets.load_dataset`` can open (hub name, local folder), mapped by ``column_map``."""
+    """Any dataset ``datasets.load_dataset`` can open (hub name, local folder), mapped by ``column_map``.
+
+    A hub id whose schema a named source knows (``HUB_DATASETS``) goes to that source's loader, so
+    ``{source: hf, path: nyu-visionx/CV-Bench}`` needs no column map.
+    """
+    from rarl.data.sources import HUB_DATASETS
+
     if not spec.path:
         raise UserError("data source 'hf' needs path: a dataset name or local folder")
-    import datasets
+    known = HUB_DATASETS.get(spec.path.lower())
+    if known and not spec.column_map:
+        return LOADERS[known](spec)
+    local = Path(spec.path).expanduser()
+    if not local.exists():
+        from rarl.data.hub import looks_local
 
-    try:
-        dataset = datasets.load_dataset(spec.path, split=spec.split)
-    except (FileNotFoundError, ValueError, ConnectionError) as exc:
-        raise UserError(f"{spec.path}: cannot load dataset split '{spec.split}' ({exc})") from None
-    except Exception as exc:  # hub/offline errors come in many types; report them in one line
-        raise UserError(f"{spec.path}: cannot load dataset ({type(exc).__name__}: {exc})") from None
-    return _load_table_rows(spec, f"{spec.path}[{spec.split}]", dataset, spec.column_map)
+        if looks_local(spec.path):
+            raise UserError(f"{local}: dataset path not found (source 'hf')")
+    return _load_table_rows(spec, f"{spec.path}[{spec.split}]", _hub_rows(spec), spec.column_map)
 
 
 LOADERS: dict[str, Callable[[DatasetSpec], list[Sample]]] = {
@@ -655,7 +907,7 @@ LOADERS: dict[str, Callable[[DatasetSpec], list[Sample]]] = {
 
 
 def load_source(spec: DatasetSpec) -> list[Sample]:
-    """Dispatch on ``spec.source``."""
+    """Dispatch on ``spec.source`` (names from :data:`rarl.data.sources.SOURCE_NAMES`)."""
     try:
         loader = LOADERS[spec.source]
     except KeyError:

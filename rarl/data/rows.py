@@ -9,6 +9,7 @@ silently. Keeping that policy in one place makes every loader behave the same.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ log = logging.getLogger("rarl.data")
 
 
 class BadRow(Exception):
-    """Raised inside a row parser; :meth:`RowCollector.row` turns it into a DataError or a skip."""
+    """Raised inside a row parser; :meth:`RowCollector.bad` turns it into a DataError or a skip."""
 
     def __init__(self, field: str | None, problem: str) -> None:
         super().__init__(problem)
@@ -29,11 +30,22 @@ class BadRow(Exception):
         self.problem = problem
 
 
+class MissingImage(BadRow):
+    """A row whose image file is absent. Partial downloads miss thousands at once, so these are summarised
+    in one line per file (count + first ids) instead of stopping at the first one."""
+
+    def __init__(self, field: str | None, path: Path) -> None:
+        super().__init__(field, f"image file not found: {path}")
+        self.path = path
+
+
 def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty: bool = False) -> str | None:
     """The string value of ``record[key]``; numbers are accepted as text (VQA-RAD stores some counts as ints).
 
-    Missing or null → ``None`` when not ``required``; lists, dicts and booleans are errors, as is an empty
-    string unless ``allow_empty``.
+    Missing or null → ``None`` when not ``required``; lists, dicts, booleans and NaN/infinity (what pandas
+    writes for an empty cell) are errors, as is an empty string unless ``allow_empty``. Runs of whitespace
+    (VQA-RAD's tabs between answer parts, VQA-Med's no-break spaces) become one space: they carry no meaning
+    and would otherwise make identical answers differ.
     """
     value = record.get(key)
     if value is None:
@@ -42,7 +54,9 @@ def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BadRow(key, f"expected a string, got {type(value).__name__} {value!r:.60}")
-    result = str(value).strip()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRow(key, f"is {value} (an empty cell in a table?), not a value")
+    result = " ".join(str(value).split())
     if not result and not allow_empty:
         if required:
             raise BadRow(key, "is empty")
@@ -51,12 +65,22 @@ def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty
 
 
 def image_file(base: Path, name: str, key: str) -> str:
-    """Resolve an image name against ``base`` and check the file exists (error names the field)."""
+    """Resolve an image name against ``base``; check the file exists and decodes (errors name the field).
+
+    The decode check is cheap (header, a reduced-size JPEG decode, cached per file) and catches empty,
+    truncated, non-image and decompression-bomb files here, where the row is known, instead of after the
+    model has loaded.
+    """
+    from rarl.data.images import image_file_problem
+
     path = Path(name)
     if not path.is_absolute():
         path = base / path
     if not path.is_file():
-        raise BadRow(key, f"image file not found: {path}")
+        raise MissingImage(key, path)
+    problem = image_file_problem(path)
+    if problem:
+        raise BadRow(key, f"{path}: {problem}")
     return str(path)
 
 
@@ -82,6 +106,7 @@ class RowCollector:
     skipped: list[str] = field(default_factory=list)
     inferred_types: int = 0  # rows whose question type came from the closed-type rule
     filtered: Counter[str] = field(default_factory=Counter)  # rows left out on purpose (e.g. non-English)
+    missing_images: list[str] = field(default_factory=list)  # "row N: <file>" for rows whose image is absent
 
     def question_type(self, value: str | None, answer: str, key: str = "answer_type") -> QuestionType:
         """:func:`question_type_of`, counting the rows that fall back on the closed-type rule."""
@@ -90,11 +115,33 @@ class RowCollector:
         return question_type_of(value, answer, key)  # type: ignore[return-value]
 
     def bad(self, row: int | str, error: BadRow) -> None:
-        """Handle one bad row: raise a DataError, or record the skip when ``skip_bad`` is on."""
-        if not self.skip_bad:
+        """Handle one bad row: raise a DataError, or record the skip when ``skip_bad`` is on.
+
+        Missing images are collected first and reported together by :meth:`check_missing_images`.
+        """
+        if isinstance(error, MissingImage):
+            self.missing_images.append(f"{Path(error.path).name} (row {row})")
+            if not self.skip_bad:
+                return
+        elif not self.skip_bad:
             raise DataError(self.path, row, error.field, error.problem)
         where = f"row {row}" + (f", field '{error.field}'" if error.field else "")
         self.skipped.append(f"{where}: {error.problem}")
+
+    def check_missing_images(self) -> None:
+        """One error for all rows whose image is absent (count + first few), unless ``skip_bad``."""
+        if not self.missing_images or self.skip_bad:
+            return
+        total = len(self.missing_images) + len(self.samples)
+        first = ", ".join(self.missing_images[:5])
+        raise DataError(
+            self.path,
+            None,
+            None,
+            f"{len(self.missing_images)} of {total} rows name an image file that is not there "
+            f"(first: {first}); set skip_bad: true (--skip-bad) to load the {len(self.samples)} rows "
+            "whose images exist",
+        )
 
     def report(self, dataset: str, split: str, rule_note: str | None = None) -> None:
         """Log counts per question type, inferred types (with the rule), filtered and skipped rows."""
@@ -122,4 +169,4 @@ class RowCollector:
             )
 
 
-__all__ = ["BadRow", "RowCollector", "image_file", "question_type_of", "text"]
+__all__ = ["BadRow", "MissingImage", "RowCollector", "image_file", "question_type_of", "text"]

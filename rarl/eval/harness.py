@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
+from rarl.data.budget import preflight
 from rarl.data.schema import Sample
 from rarl.errors import UserError
 from rarl.eval.records import PredictionRecord
@@ -246,6 +247,7 @@ def run_evaluation(
         _check_judge_keys(config.judges)
     save_config(config, out_dir)
     samples = load_eval_samples(config)
+    preflight(config, samples, "eval", processor)  # images present, no truncation: before the model loads
     records, info = generate_missing(
         config, samples, out_dir, model=model, processor=processor, progress=progress
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarl.config import save_config
+from rarl.data.budget import preflight
 from rarl.train.common import check_fresh_output_dir, load_train_samples, resume_target, trainable_summary
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def run_training(
     check_fresh_output_dir(output_dir, resume)
     checkpoint = resume_target(output_dir, resume)
     samples = samples if samples is not None else load_train_samples(config)
+    preflight(config, samples, "train", processor)  # images present, no truncation: before the model loads
     trainer = build_trainer(config, samples, model, processor)
     log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
     output_dir.mkdir(parents=True, exist_ok=True)

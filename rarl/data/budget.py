@@ -1,0 +1,319 @@
+"""Token budget: how many tokens each sample's prompt takes (image + text) against the run's limits.
+
+Why: a VLM sequence that is truncated loses image tokens or the answer. Qwen2-VL then fails with "Image
+features and image tokens do not match" (the error users of GRPO-for-VLM projects report most), or the
+model silently trains on prompts without their answer. Both are decided by numbers known before any model
+loads: the image sizes, ``model.min_pixels``/``max_pixels``, the prompt text and the configured lengths.
+:func:`preflight` runs in ``rarl train`` and ``rarl eval`` right after the data is loaded and refuses such a
+configuration naming the dataset, the sample and the numbers; ``rarl data audit`` reports the same figures.
+
+Image tokens follow Qwen2-VL's processor: the image is first capped at ``max_pixels`` (as
+:func:`rarl.data.images.load_image` does), then resized to multiples of 28 px within
+``[min_pixels, max_pixels]`` (``smart_resize``), and every 28x28 block becomes one token (14 px patches,
+2x2 merged). Text is counted with the model's tokenizer; the chat markup around it (role tags, vision
+markers, a default system prompt) is covered by :data:`CHAT_OVERHEAD_TOKENS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rarl.data.schema import Sample
+from rarl.errors import UserError
+
+if TYPE_CHECKING:
+    from rarl.config import RunConfig
+
+log = logging.getLogger("rarl.data")
+
+PATCH_SIZE = 14
+MERGE_SIZE = 2
+CHAT_OVERHEAD_TOKENS = 32  # <|im_start|>…<|im_end|> tags, vision markers and Qwen's default system prompt
+
+
+def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> int:
+    """Visual tokens Qwen2-VL spends on a ``width`` x ``height`` image under the pixel budget."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    if width * height > max_pixels:  # load_image's cap_pixels, before the processor sees the image
+        scale = math.sqrt(max_pixels / (width * height))
+        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    factor = PATCH_SIZE * MERGE_SIZE
+    if min(width, height) < factor:  # smart_resize needs both sides >= one block; upscale like the processor
+        scale = factor / min(width, height)
+        width, height = math.ceil(width * scale), math.ceil(height * scale)
+    resized_h, resized_w = smart_resize(
+        height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
+    )
+    return (resized_h // PATCH_SIZE) * (resized_w // PATCH_SIZE) // (MERGE_SIZE**2)
+
+
+_SIZE_CACHE: dict[str, tuple[int, int]] = {}
+
+
+def image_size(image: Any) -> tuple[int, int] | None:
+    """(width, height) from the file header (cached) or a PIL image; None for a text-only sample."""
+    if image is None:
+        return None
+    if hasattr(image, "size") and not isinstance(image, str):
+        return tuple(image.size)  # type: ignore[return-value]
+    path = str(image)
+    if path not in _SIZE_CACHE:
+        from rarl.data.images import is_dicom, load_image
+
+        if is_dicom(path):
+            _SIZE_CACHE[path] = load_image(path).size
+        else:
+            from PIL import Image
+
+            with Image.open(path) as opened:
+                _SIZE_CACHE[path] = opened.size
+    return _SIZE_CACHE[path]
+
+
+def require_images(samples: Sequence[Sample]) -> None:
+    """Training and evaluation need every sample's image; text-only loads are for inspect/audit only."""
+    missing: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    for sample in samples:
+        key = f"{sample.dataset or '?'}/{sample.split or '?'}"
+        totals[key] = totals.get(key, 0) + 1
+        if sample.image is None:
+            missing[key] = missing.get(key, 0) + 1
+    if missing:
+        key, count = next(iter(missing.items()))
+        raise UserError(
+            f"{key}: {count} of {totals[key]} samples have no image (the questions were loaded text-only, "
+            "which is enough for 'rarl data inspect/audit' but not for a model); set image_dir to the images"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# counting
+
+
+def load_token_counter(
+    config: RunConfig, processor: Any = None, allow_download: bool = True
+) -> tuple[Callable[[list[str]], list[int]], str]:
+    """A batch text-token counter from the model's tokenizer (no weights loaded), and what it is.
+
+    Without a loadable tokenizer the UTF-8 byte count is used: a byte-level BPE token covers at least one
+    byte, so it never under-counts (it may refuse a configuration that would fit; the message says so).
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if tokenizer is None:
+        try:
+            from transformers import AutoTokenizer
+
+            from rarl.models import resolve_model_path
+
+            tokenizer = AutoTokenizer.from_pretrained(
+                resolve_model_path(config.model), local_files_only=not allow_download
+            )
+        except Exception as exc:  # offline, unknown model...: fall back to the safe upper bound
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.info("token budget: no tokenizer (%s); counting UTF-8 bytes as an upper bound", reason)
+            return (lambda texts: [len(text.encode("utf-8")) for text in texts]), "UTF-8 bytes (upper bound)"
+
+    def count(texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    return count, "tokenizer"
+
+
+def model_context_length(config: RunConfig) -> int | None:
+    """``max_position_embeddings`` from the model's config.json when it is available locally."""
+    from rarl.models import resolve_model_path
+
+    try:
+        path = Path(resolve_model_path(config.model))
+    except Exception:
+        return None
+    file = path / "config.json"
+    if not file.is_file():
+        return None
+    data = json.loads(file.read_text(encoding="utf-8"))
+    value = (data.get("text_config") or {}).get("max_position_embeddings") or data.get(
+        "max_position_embeddings"
+    )
+    return int(value) if value else None
+
+
+def _setting(section: Any, name: str) -> Any:
+    if section is None:
+        return None
+    return section.get(name) if isinstance(section, dict) else getattr(section, name, None)
+
+
+def configured_limits(config: RunConfig, role: str) -> dict[str, int]:
+    """Length limits that would truncate: TRL's ``max_length``/``max_prompt_length``/``vllm_max_model_length``
+    (wherever the train section keeps them) and the model's context window."""
+    limits: dict[str, int] = {}
+    if role == "train":
+        train = config.train
+        owners = (
+            ("train", train),
+            ("train.grpo", _setting(train, "grpo")),
+            ("train.sft", _setting(train, "sft")),
+        )
+        for prefix, owner in owners:
+            for name in ("max_length", "max_prompt_length", "vllm_max_model_length"):
+                value = _setting(owner, name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    limits[f"{prefix}.{name}"] = value
+    context = model_context_length(config)
+    if context:
+        limits["model context (max_position_embeddings)"] = context
+    return limits
+
+
+@dataclass
+class SampleTokens:
+    """One sample's token needs."""
+
+    sample: Sample
+    image_tokens: int
+    text_tokens: int  # prompt text incl. chat markup (worst training template for role=train)
+    target_tokens: int  # SFT target / completion budget / max_new_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.image_tokens + self.text_tokens
+
+
+def prompt_texts(sample: Sample, role: str, config: RunConfig) -> list[str]:
+    """The prompt texts a sample can be shown with (every training template, or the eval prompt)."""
+    from rarl import prompts
+
+    if role == "train":
+        names = [name for name, ratio in config.data.template_ratios.items() if ratio > 0]
+        if not config.data.prompt_diversity:
+            names = [config.data.single_template]
+        messages = [prompts.training_messages(sample.question, name, sample.choices) for name in names]
+    else:
+        messages = [prompts.inference_messages(sample.question, config.eval.prompt, sample.choices)]
+    return [
+        " ".join(part["text"] for message in group for part in message["content"] if part["type"] == "text")
+        for group in messages
+    ]
+
+
+def sample_tokens(
+    samples: Sequence[Sample], config: RunConfig, role: str, count: Callable[[list[str]], list[int]]
+) -> list[SampleTokens]:
+    """Token needs of every sample (image via its header, text via ``count``)."""
+    texts: list[list[str]] = [prompt_texts(sample, role, config) for sample in samples]
+    flat = count([text for group in texts for text in group])
+    method = _setting(config.train, "method")
+    targets: list[int]
+    if role == "train" and method == "sft":
+        targets = count([_sft_target(sample) for sample in samples])
+    elif role == "train":
+        completion = _setting(config.train, "max_completion_length") or _setting(
+            _setting(config.train, "grpo"), "max_completion_length"
+        )
+        targets = [int(completion or 0)] * len(samples)
+    else:
+        targets = [int(config.eval.max_new_tokens)] * len(samples)
+    result = []
+    position = 0
+    for sample, group, target in zip(samples, texts, targets, strict=True):
+        text_tokens = max(flat[position : position + len(group)]) + CHAT_OVERHEAD_TOKENS
+        position += len(group)
+        size = image_size(sample.image)
+        visual = image_tokens(*size, config.model.min_pixels, config.model.max_pixels) if size else 0
+        result.append(SampleTokens(sample, visual, text_tokens, target))
+    return result
+
+
+def _sft_target(sample: Sample) -> str:
+    """The SFT completion's text (same shape as the trainer's ``<think>…</think><answer>…</answer>``)."""
+    return f"<think>{(sample.reasoning or '').strip()}</think><answer>{sample.answer.strip()}</answer>"
+
+
+# --------------------------------------------------------------------------------------------------
+# the check
+
+
+def budget_problems(
+    needs: Sequence[SampleTokens], limits: dict[str, int], role: str, method: str
+) -> list[str]:
+    """One message per limit that some sample exceeds, naming the worst sample and its numbers."""
+    problems = []
+    for limit_name, limit in limits.items():
+        prompt_only = limit_name.endswith("max_prompt_length")
+        whole = [(n.prompt_tokens if prompt_only else n.prompt_tokens + n.target_tokens, n) for n in needs]
+        over = [(total, n) for total, n in whole if total > limit]
+        if not over:
+            continue
+        total, worst = max(over, key=lambda pair: pair[0])
+        sample = worst.sample
+        if prompt_only:
+            parts = f"{worst.image_tokens} image + {worst.text_tokens} text tokens"
+            cut = "image tokens"
+        else:
+            what = {"train": "completion" if method != "sft" else "SFT target", "eval": "max_new_tokens"}[
+                role
+            ]
+            parts = (
+                f"{worst.image_tokens} image + {worst.text_tokens} text + {worst.target_tokens} {what} tokens"
+            )
+            cut = "the answer or image tokens"
+        problems.append(
+            f"{sample.dataset}/{sample.split} sample {sample.id}: {parts} = {total} > {limit_name} {limit} "
+            f"({len(over)} of {len(needs)} samples over); truncation would cut {cut}. "
+            "Lower model.max_pixels, shorten the completion budget or raise the limit"
+        )
+    return problems
+
+
+def preflight(
+    config: RunConfig, samples: Sequence[Sample], role: str, processor: Any = None
+) -> dict[str, Any]:
+    """Refuse (one-line UserError) text-only samples and any sample truncation would cut; else a summary.
+
+    ``role`` is ``"train"`` or ``"eval"``. Called by ``rarl train``/``rarl eval`` before the model loads.
+    """
+    require_images(samples)
+    if not samples:
+        return {"samples": 0}
+    count, counter = load_token_counter(config, processor)
+    needs = sample_tokens(samples, config, role, count)
+    limits = configured_limits(config, role)
+    method = str(_setting(config.train, "method") or "grpo")
+    problems = budget_problems(needs, limits, role, method)
+    if problems:
+        note = " (counted in UTF-8 bytes: no tokenizer could be loaded)" if counter != "tokenizer" else ""
+        raise UserError(f"token budget{note}: " + "; ".join(problems))
+    longest = max(needs, key=lambda n: n.prompt_tokens + n.target_tokens)
+    summary = {
+        "samples": len(needs),
+        "max_prompt_tokens": max(n.prompt_tokens for n in needs),
+        "max_image_tokens": max(n.image_tokens for n in needs),
+        "max_total_tokens": longest.prompt_tokens + longest.target_tokens,
+        "limits": limits,
+    }
+    log.info("token budget (%s): %s", role, summary)
+    return summary
+
+
+__all__ = [
+    "CHAT_OVERHEAD_TOKENS",
+    "SampleTokens",
+    "budget_problems",
+    "configured_limits",
+    "image_size",
+    "image_tokens",
+    "load_token_counter",
+    "preflight",
+    "require_images",
+    "sample_tokens",
+]
