@@ -16,6 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from rarl import trl_schema
 from rarl.errors import UserError
 from rarl.io import atomic_write_text, read_text
 
@@ -39,6 +40,10 @@ class ModelConfig:
     tiny_seed: int = 0  # only for name_or_path == "tiny"
 
 
+# The linear layers of a Qwen2-VL language-model block: what LoRA's target_modules can name.
+LANGUAGE_MODEL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 @dataclass
 class LoraSettings:
     """LoRA on the language model's attention projections (the paper: r=8, alpha=16, q/k/v/o)."""
@@ -48,6 +53,23 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        """Values PEFT would accept here but fail on (r=0) or match nothing with (an unknown module name)."""
+        errors = []
+        if self.r < 1:
+            errors.append(f"{prefix}.r: must be an integer >= 1 (got {self.r})")
+        if not (self.alpha > 0):
+            errors.append(f"{prefix}.alpha: must be a number > 0 (got {self.alpha})")
+        if not (0 <= self.dropout < 1):
+            errors.append(f"{prefix}.dropout: must be in [0, 1) (got {self.dropout})")
+        unknown = [name for name in self.target_modules if name not in LANGUAGE_MODEL_LINEAR_LAYERS]
+        if unknown or not self.target_modules:
+            errors.append(
+                f"{prefix}.target_modules: {unknown or 'empty'} not among the language model's linear layers"
+                f"; valid options: {', '.join(LANGUAGE_MODEL_LINEAR_LAYERS)}"
+            )
+        return errors
 
 
 @dataclass
@@ -96,29 +118,36 @@ class RewardConfig:
 
 @dataclass
 class TrainConfig:
-    """Trainer settings passed through to TRL (GRPO or SFT)."""
+    """Which TRL trainer, and its settings under TRL's own names.
+
+    ``grpo`` holds ``trl.GRPOConfig`` keyword arguments and ``sft`` holds ``trl.SFTConfig`` ones; ``method``
+    picks which of the two trains. Any field the installed TRL has is accepted; rarl's defaults (see
+    :mod:`rarl.trl_schema`) lie beneath a YAML mapping, which is merged over them.
+    """
 
     method: Literal["grpo", "sft"] = "grpo"
-    output_dir: str = "outputs/run"
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    learning_rate: float = 1e-5
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    num_generations: int = 4
-    max_completion_length: int = 512
-    beta: float = 0.04
-    epsilon: float = 0.2
-    temperature: float = 1.0
-    save_steps: int = 100
-    save_total_limit: int | None = None
-    logging_steps: int = 1
-    warmup_ratio: float = 0.0
-    seed: int = 42
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    min_completion_length: int = 0  # bench only: force fixed-length rollouts from random weights
-    log_completions: bool = False  # TRL: keep sampled completions (with images) in the logs/TensorBoard
-    scale_rewards: Literal["group", "batch", "none"] = "group"  # TRL: advantage scaling (group std = GRPO)
+    grpo: dict[str, Any] = field(default_factory=lambda: trl_schema.defaults("grpo"))
+    sft: dict[str, Any] = field(default_factory=lambda: trl_schema.defaults("sft"))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The mapping of the method that trains (``grpo`` or ``sft``)."""
+        return self.grpo if self.method == "grpo" else self.sft
+
+    @property
+    def output_dir(self) -> str:
+        """Where the run writes checkpoints, logs and the final model (TRL's ``output_dir``)."""
+        return str(self.settings.get("output_dir") or trl_schema.defaults(self.method)["output_dir"])
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        """Every bad value of the active method's mapping, one message each (see :mod:`rarl.trl_schema`)."""
+        return trl_schema.validation_errors(f"{prefix}.{self.method}", self.method, self.settings)
+
+    @staticmethod
+    def unknown_key_message(key: str, value: Any, section: dict[str, Any]) -> str:
+        """An old flat key (``train.learning_rate``) says how to write it in the new shape."""
+        method = section.get("method", "grpo")
+        return trl_schema.flat_key_hint(key, value, method if method in trl_schema.METHODS else "grpo")
 
 
 @dataclass
@@ -167,8 +196,9 @@ class RunConfig:
                 f"reward.weights has {len(self.reward.weights)} entries but reward.names has "
                 f"{len(self.reward.names)}; give one weight per reward"
             )
-        if self.train.method == "grpo" and self.train.num_generations < 2:
-            raise UserError("train.num_generations must be >= 2: GRPO normalises rewards within a group")
+        section_errors = self.train.validation_errors("train") + self.lora.validation_errors("lora")
+        if section_errors:
+            raise UserError("\n".join(section_errors))
         unknown = set(self.data.template_ratios) - {"explanation", "short", "open_ended"}
         if unknown:
             raise UserError(
@@ -198,6 +228,8 @@ def _describe(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (recursing into dataclasses, lists and dicts)."""
     origin = get_origin(tp)
+    if tp is Any:  # free values (TRL settings): checked by the section's validation_errors
+        return value
     if _is_optional(tp):
         if value is None:
             return None
@@ -248,6 +280,8 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
+            if hasattr(cls, "unknown_key_message"):
+                raise UserError(cls.unknown_key_message(key, value, data))
             raise UserError(f"unknown config key '{full}'; valid keys here: {', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], full)
     return cls(**kwargs)
@@ -299,7 +333,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 continue
             if not isinstance(node, dict):
                 raise UserError(f"override '{path}': '{'.'.join(parts[:depth])}' is not a section")
-            if part not in node:
+            if part not in node and not (last and _is_open_mapping(".".join(parts[:depth]))):
+                if ".".join(parts[:depth]) == "train" and last:
+                    raise UserError(TrainConfig.unknown_key_message(part, _parse_value(raw), node))
                 raise UserError(f"unknown config key '{here}'; valid keys here: {', '.join(map(str, node))}")
             if last:
                 node[part] = _parse_value(raw)
@@ -339,6 +375,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any], prefix: str) -> None:
             _merge(base[key], value, f"{prefix}{key}.")
         else:
             base[key] = value
+
+
+def _is_open_mapping(key: str) -> bool:
+    """Mappings that take keys beyond those already written (TRL settings, checked against TRL later)."""
+    return key in ("train.grpo", "train.sft")
 
 
 def _is_free_mapping(key: str) -> bool:

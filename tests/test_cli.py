@@ -53,7 +53,7 @@ def test_bad_yaml_and_unknown_key_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed\n")
     good = tmp_path / "good.yaml"
-    good.write_text("train:\n  max_steps: 1\n")
+    good.write_text("train:\n  grpo:\n    max_steps: 1\n")
     for args, message in [
         (["train", "--config", str(bad)], "invalid YAML"),
         (["train", "--config", str(good), "train.bta=1"], "unknown config key 'train.bta'"),
