@@ -81,6 +81,7 @@ def test_paper_presets_set_the_papers_objective_explicitly(name: str):
         "scale_rewards": "group",
         "beta": 0.04,
         "epsilon": 0.2,
+        "use_bias_correction_kl": False,
         "num_train_epochs": 5,
         "save_steps": 100,
     }
