@@ -58,7 +58,6 @@ def test_paper_setups_differ_where_the_paper_says():
         assert "reasoning" not in baseline.reward.names and not baseline.data.prompt_diversity
 
 
-
 PAPER_PRESETS = [
     "rl_full_qwen2vl_2b",
     "rl_lora_qwen2vl_2b",
@@ -71,7 +70,7 @@ PAPER_PRESETS = [
 
 @pytest.mark.parametrize("name", PAPER_PRESETS)
 def test_paper_presets_set_the_papers_objective_explicitly(name: str):
-    """The paper's GRPO (eq. 1-3), written out rather than left to TRL's defaults (TRL 1.16 defaults to dapo)."""
+    """The paper's GRPO (eq. 1-3), written out rather than left to TRL's defaults (TRL 1.16: dapo)."""
     config = load_config(CONFIG_DIR / f"{name}.yaml")
     text = (CONFIG_DIR / f"{name}.yaml").read_text(encoding="utf-8")
     grpo = config.train.grpo

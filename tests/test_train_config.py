@@ -190,3 +190,15 @@ def test_lora_values_peft_would_fail_on(field: str, value: object, expected: str
     with pytest.raises(UserError, match=expected):
         RunConfig(lora=lora).validate()
     assert LoraSettings().validation_errors("lora") == []
+
+
+def test_vllm_preset_without_vllm_says_how_to_install(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: the preset would start loading the model")
+    preset = Path(__file__).resolve().parent.parent / "configs" / "rarl_qwen2vl_2b_vllm.yaml"
+    assert main(["train", "--config", str(preset), f"train.grpo.output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "trl[vllm]"' in err[0] and "use_vllm" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -37,6 +37,21 @@ def check_train_settings(config: RunConfig) -> None:
     errors = config.train.validation_errors("train")
     if errors:
         raise UserError("\n".join(errors))
+    check_rollout_engine(config)
+
+
+def check_rollout_engine(config: RunConfig) -> None:
+    """``use_vllm`` needs the vllm package: say how to get it, before a model loads, instead of TRL's
+    ImportError after it."""
+    import importlib.util
+
+    wants_vllm = config.train.method == "grpo" and config.train.grpo.get("use_vllm")
+    if wants_vllm and importlib.util.find_spec("vllm") is None:
+        raise UserError(
+            "train.grpo.use_vllm: vLLM is not installed; install it with pip install \"trl[vllm]\" "
+            "(Linux with a CUDA GPU; TRL's extra picks a vLLM version it supports), "
+            "or set train.grpo.use_vllm=false"
+        )
 
 
 def load_model_and_processor(config: RunConfig, model: Any = None, processor: Any = None) -> tuple[Any, Any]:

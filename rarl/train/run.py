@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarl.config import save_config
-from rarl.train.common import check_fresh_output_dir, load_train_samples, resume_target, trainable_summary
+from rarl.train.common import (
+    check_fresh_output_dir,
+    check_train_settings,
+    load_train_samples,
+    resume_target,
+    trainable_summary,
+)
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -48,6 +54,7 @@ def run_training(
     processor: Any = None,
 ) -> dict[str, Any]:
     """Train and save; returns a small summary (steps, runtime, final directory, resumed-from)."""
+    check_train_settings(config)  # before data or a model load: bad settings and a missing vLLM fail fast
     output_dir = Path(config.train.output_dir)
     check_fresh_output_dir(output_dir, resume)
     checkpoint = resume_target(output_dir, resume)
