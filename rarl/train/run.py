@@ -60,15 +60,20 @@ def run_training(
     checkpoint = resume_target(output_dir, resume)
     samples = samples if samples is not None else load_train_samples(config)
     trainer = build_trainer(config, samples, model, processor)
-    log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, output_dir)
+    # Under ``accelerate launch`` every process runs this; only the main one writes rarl's own files
+    # (TRL/transformers already limit checkpoints, metrics and TensorBoard events to it).
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir))  # adapter files with LoRA, full weights without
-    trainer.processing_class.save_pretrained(str(output_dir))
+    trainer.save_model(str(output_dir))  # adapter files with LoRA, full weights without (main process only)
+    if main_process:
+        trainer.processing_class.save_pretrained(str(output_dir))
     return {
         "method": config.train.method,
         "global_step": trainer.state.global_step,
@@ -76,6 +81,7 @@ def run_training(
         "runtime_s": round(time.time() - start, 2),
         "output_dir": str(output_dir),
         "resumed_from": checkpoint,
+        "main_process": main_process,
         "trainer": trainer,
     }
 
