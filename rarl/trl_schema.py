@@ -100,6 +100,11 @@ def field_names(method: str) -> list[str]:
     return sorted(_fields(method))
 
 
+def default_value(method: str, name: str) -> Any:
+    """TRL's own default for one field (e.g. ``seed``)."""
+    return _fields(method)[name].default
+
+
 def _closest(key: str, names: list[str]) -> str:
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
     return f"; closest valid names: {', '.join(close)}" if close else ""
@@ -299,6 +304,7 @@ __all__ = [
     "METHODS",
     "SFT_DEFAULTS",
     "build_trl_config",
+    "default_value",
     "defaults",
     "field_names",
     "flat_key_hint",

@@ -48,7 +48,7 @@ def check_rollout_engine(config: RunConfig) -> None:
     wants_vllm = config.train.method == "grpo" and config.train.grpo.get("use_vllm")
     if wants_vllm and importlib.util.find_spec("vllm") is None:
         raise UserError(
-            "train.grpo.use_vllm: vLLM is not installed; install it with pip install \"trl[vllm]\" "
+            'train.grpo.use_vllm: vLLM is not installed; install it with pip install "trl[vllm]" '
             "(Linux with a CUDA GPU; TRL's extra picks a vLLM version it supports), "
             "or set train.grpo.use_vllm=false"
         )
@@ -82,18 +82,21 @@ def precision_flags(model: Any) -> dict[str, bool]:
 def trainer_args(config: RunConfig, model: Any, reward_weights: list[float] | None = None) -> Any:
     """``trl.GRPOConfig`` / ``trl.SFTConfig`` from ``config.train.<method>``, TRL's names as written.
 
-    rarl adds only what it knows and the mapping cannot: where to run (``use_cpu``) and mixed precision
-    matching the loaded weights' dtype (both unless the mapping sets them), gradient checkpointing from
-    ``model.gradient_checkpointing`` (the model loader enables it, so the trainer must agree), and the
-    reward weights from ``reward.weights``.
+    rarl adds only what it knows and the mapping cannot: where to run (``use_cpu``), mixed precision
+    matching the loaded weights' dtype, and ``data_seed = seed`` (all three unless the mapping sets them),
+    gradient checkpointing from ``model.gradient_checkpointing`` (the model loader enables it, so the
+    trainer must agree), and the reward weights from ``reward.weights``.
     """
     import torch
 
-    from rarl.trl_schema import build_trl_config
+    from rarl.trl_schema import build_trl_config, default_value
 
     train = config.train
     settings = dict(train.settings)
     settings.setdefault("use_cpu", not torch.cuda.is_available())
+    # the data order follows ``seed`` even when something else reseeded torch since (accelerate's seedable
+    # sampler would otherwise start from torch's global initial seed)
+    settings.setdefault("data_seed", settings.get("seed", default_value(train.method, "seed")))
     for flag, value in precision_flags(model).items():
         settings.setdefault(flag, value)
     if settings.get("report_to") == []:
