@@ -140,8 +140,12 @@ class TrainConfig:
         return str(self.settings.get("output_dir") or trl_schema.defaults(self.method)["output_dir"])
 
     def validation_errors(self, prefix: str) -> list[str]:
-        """Every bad value of the active method's mapping, one message each (see :mod:`rarl.trl_schema`)."""
-        return trl_schema.validation_errors(f"{prefix}.{self.method}", self.method, self.settings)
+        """Every bad value of the active method's mapping, one message each (see :mod:`rarl.trl_schema`);
+        the other mapping is not used, but an unknown key there is still reported (a typo is a typo)."""
+        errors = trl_schema.validation_errors(f"{prefix}.{self.method}", self.method, self.settings)
+        other = "sft" if self.method == "grpo" else "grpo"
+        errors += trl_schema.unknown_key_errors(f"{prefix}.{other}", other, getattr(self, other))
+        return errors
 
     @staticmethod
     def unknown_key_message(key: str, value: Any, section: dict[str, Any]) -> str:

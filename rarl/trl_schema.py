@@ -184,6 +184,8 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+# Values TRL's configs accept but that fail or mislead later (TRL's own checks, e.g. num_generations >= 2 or
+# whole groups per generation round, run when the config is built: see _trl_rejection).
 # key -> (test, description of the valid range); applied only to keys present and numeric.
 _RANGES: dict[str, tuple[Any, str]] = {
     "per_device_train_batch_size": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
@@ -198,11 +200,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "beta": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "epsilon": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "epsilon_high": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "num_generations": (lambda v: v >= 2, "an integer >= 2 (GRPO normalises rewards within a group)"),
     "num_iterations": (lambda v: v >= 1, "an integer >= 1"),
     "save_steps": (lambda v: v > 0, "a number > 0"),
-    "logging_steps": (lambda v: v > 0, "a number > 0"),
-    "warmup_steps": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0 (below 1: a fraction of steps)"),
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "max_grad_norm": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "vllm_gpu_memory_utilization": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -229,8 +228,9 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
     """
     if not isinstance(settings, dict):
         return [f"{prefix}: expected a mapping of trl.{_class_name(method)} settings, got {settings!r}"]
+    if settings == defaults(method):
+        return []  # rarl's own defaults: known good, and no need to import TRL (slow) for commands like judge
     fields = _fields(method)
-    names = sorted(fields)
     errors: list[str] = []
     for key, value in settings.items():
         where = f"{prefix}.{key}"
@@ -238,12 +238,7 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
             errors.append(f"{where}: rarl sets this from {MANAGED[key]}; set it there instead")
             continue
         if key not in fields:
-            if key in RENAMED:
-                errors.append(f"{where}: {RENAMED[key].format(method=method, value=value)}")
-            else:
-                errors.append(
-                    f"{where}: trl.{_class_name(method)} has no such field{_closest(str(key), names)}"
-                )
+            errors.append(_unknown_key_message(where, key, value, method))
             continue
         problem = _type_error(where, value, fields[key].type)
         if problem:
@@ -257,30 +252,40 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
         choices = _choices(key)
         if choices and isinstance(value, str) and value not in choices:
             errors.append(f"{where}: invalid value {value!r}; valid options: {', '.join(choices)}")
-    if method == "grpo" and not errors:
-        errors.extend(_group_errors(prefix, settings))
+    if not errors:
+        errors.extend(_trl_rejection(prefix, method, settings))
     return errors
 
 
-def _group_errors(prefix: str, settings: dict[str, Any]) -> list[str]:
-    """GRPO needs whole groups: the completions of one generation round split into num_generations groups.
+def _unknown_key_message(where: str, key: Any, value: Any, method: str) -> str:
+    if key in RENAMED:
+        return f"{where}: {RENAMED[key].format(method=method, value=value)}"
+    return f"{where}: trl.{_class_name(method)} has no such field{_closest(str(key), field_names(method))}"
 
-    TRL checks this too, but only when the trainer's arguments are built, after the model loaded.
-    """
-    merged = {
-        name: _fields("grpo")[name].default for name in ("per_device_train_batch_size", "num_generations")
-    }
-    merged |= {k: v for k, v in settings.items() if v is not None}
-    batch = merged["per_device_train_batch_size"]
-    steps = settings.get("steps_per_generation") or settings.get("gradient_accumulation_steps") or 1
-    generation_batch = settings.get("generation_batch_size") or batch * steps
-    generations = merged["num_generations"]
-    if isinstance(generation_batch, int) and isinstance(generations, int) and generation_batch % generations:
-        return [
-            f"{prefix}: {generation_batch} completions per generation round (per_device_train_batch_size × "
-            f"steps_per_generation, which defaults to gradient_accumulation_steps) is not divisible by "
-            f"num_generations = {generations}; GRPO compares completions within groups of the same prompt"
-        ]
+
+def unknown_key_errors(prefix: str, method: str, settings: Any) -> list[str]:
+    """The keys of ``settings`` that ``trl.<Method>Config`` lacks (for the mapping that does not train)."""
+    if not isinstance(settings, dict):
+        return [f"{prefix}: expected a mapping of trl.{_class_name(method)} settings, got {settings!r}"]
+    if settings == defaults(method):
+        return []
+    fields = _fields(method)
+    return [
+        _unknown_key_message(f"{prefix}.{k}", k, v, method) for k, v in settings.items() if k not in fields
+    ]
+
+
+def _trl_rejection(prefix: str, method: str, settings: dict[str, Any]) -> list[str]:
+    """What TRL's own ``__post_init__`` rejects (e.g. ``num_generations: 1``, or a generation round that does
+    not split into whole groups), as one line, without duplicating its checks. The device-dependent flags
+    are set to what any machine can build, so a GPU config validates on a laptop too."""
+    cls = trl_config_class(method)
+    trial = {k: v for k, v in settings.items() if k not in MANAGED}
+    trial |= {"use_cpu": True, "bf16": False, "fp16": False}
+    try:
+        cls(**trial)
+    except (ValueError, TypeError) as exc:
+        return [f"{prefix}: trl.{cls.__name__} rejects these settings: {' '.join(str(exc).split())}"]
     return []
 
 
@@ -289,13 +294,13 @@ def build_trl_config(method: str, settings: dict[str, Any], prefix: str | None =
     prefix = prefix or f"train.{method}"
     errors = validation_errors(prefix, method, {k: v for k, v in settings.items() if k not in MANAGED})
     if errors:
-        raise UserError("; ".join(errors) if len(errors) == 1 else "\n".join(errors))
+        raise UserError("\n".join(errors))
     cls = trl_config_class(method)
     try:
         return cls(**settings)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # device-dependent rejections (e.g. bf16 on a CPU)
         message = " ".join(str(exc).split())
-        raise UserError(f"{prefix}: trl.{cls.__name__} rejected the settings: {message}") from None
+        raise UserError(f"{prefix}: trl.{cls.__name__} rejects these settings: {message}") from None
 
 
 __all__ = [
@@ -309,5 +314,6 @@ __all__ = [
     "field_names",
     "flat_key_hint",
     "trl_config_class",
+    "unknown_key_errors",
     "validation_errors",
 ]

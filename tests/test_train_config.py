@@ -119,7 +119,6 @@ BAD_VALUES = [
     ("temperature", 0, "a finite number > 0"),
     ("beta", -1, "a finite number >= 0"),
     ("max_steps", 0, "-1 (use num_train_epochs) or an integer >= 1"),
-    ("num_generations", 1, "an integer >= 2"),
     ("loss_type", "grpoo", "valid options: grpo, dr_grpo, dapo"),
     ("learning_rate", "fast", "expected float"),
 ]
@@ -156,13 +155,31 @@ def test_max_steps_zero_no_longer_trains(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
-def test_partial_groups_are_refused_with_the_arithmetic() -> None:
+def test_trl_own_rejections_are_reported_at_load_as_one_line() -> None:
+    """TRL's __post_init__ checks (whole groups per generation round, G >= 2) are TRL's: asked, not copied."""
     train = TrainConfig()
     train.grpo.update(per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=3)
     (error,) = train.validation_errors("train")
-    assert "4 completions per generation round" in error and "num_generations = 3" in error
+    assert error.startswith("train.grpo: trl.GRPOConfig rejects these settings: ")
+    assert "divisible by num_generations (3)" in error
     train.grpo["steps_per_generation"] = 3  # 4 x 3 = 12 completions: four whole groups of 3
     assert train.validation_errors("train") == []
+    train.grpo.update(num_generations=1, steps_per_generation=None)
+    (error,) = train.validation_errors("train")
+    assert "at least 2 generations" in error and "\n" not in error
+    # a GPU config validates on any machine: device flags are TRL's business at training time
+    train.grpo.update(num_generations=2, bf16=True)
+    assert train.validation_errors("train") == []
+
+
+def test_unknown_key_in_the_mapping_that_does_not_train_is_still_reported() -> None:
+    train = TrainConfig(method="sft")
+    train.grpo["num_generation"] = 4
+    (error,) = train.validation_errors("train")
+    assert (
+        error.startswith("train.grpo.num_generation: trl.GRPOConfig has no such field")
+        and "num_generations" in error
+    )
 
 
 def test_trl_rejections_become_one_line_user_errors() -> None:
@@ -170,7 +187,7 @@ def test_trl_rejections_become_one_line_user_errors() -> None:
 
     settings = {"output_dir": "x", "use_cpu": True, "generation_batch_size": 8, "steps_per_generation": 2}
     with pytest.raises(
-        UserError, match=r"^train\.grpo: trl\.GRPOConfig rejected the settings: .*both"
+        UserError, match=r"^train\.grpo: trl\.GRPOConfig rejects these settings: .*both"
     ) as caught:
         build_trl_config("grpo", settings)
     assert "\n" not in str(caught.value)
