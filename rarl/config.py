@@ -17,6 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from rarl import trl_schema
 from rarl.data.sources import SOURCE_NAMES
 from rarl.errors import UserError
 from rarl.io import atomic_write_text, read_text
@@ -135,6 +136,10 @@ class ModelConfig:
         return errors
 
 
+# The linear layers of a Qwen2-VL language-model block: what LoRA's target_modules can name.
+LANGUAGE_MODEL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 @dataclass
 class LoraSettings:
     """LoRA on the language model's attention projections (the paper: r=8, alpha=16, q/k/v/o)."""
@@ -144,6 +149,23 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        """Values PEFT would accept here but fail on (r=0) or match nothing with (an unknown module name)."""
+        errors = []
+        if self.r < 1:
+            errors.append(f"{prefix}.r: must be an integer >= 1 (got {self.r})")
+        if not (self.alpha > 0):
+            errors.append(f"{prefix}.alpha: must be a number > 0 (got {self.alpha})")
+        if not (0 <= self.dropout < 1):
+            errors.append(f"{prefix}.dropout: must be in [0, 1) (got {self.dropout})")
+        unknown = [name for name in self.target_modules if name not in LANGUAGE_MODEL_LINEAR_LAYERS]
+        if unknown or not self.target_modules:
+            errors.append(
+                f"{prefix}.target_modules: {unknown or 'empty'} not among the language model's linear layers"
+                f"; valid options: {', '.join(LANGUAGE_MODEL_LINEAR_LAYERS)}"
+            )
+        return errors
 
 
 @dataclass
@@ -241,29 +263,40 @@ class RewardConfig:
 
 @dataclass
 class TrainConfig:
-    """Trainer settings passed through to TRL (GRPO or SFT)."""
+    """Which TRL trainer, and its settings under TRL's own names.
+
+    ``grpo`` holds ``trl.GRPOConfig`` keyword arguments and ``sft`` holds ``trl.SFTConfig`` ones; ``method``
+    picks which of the two trains. Any field the installed TRL has is accepted; rarl's defaults (see
+    :mod:`rarl.trl_schema`) lie beneath a YAML mapping, which is merged over them.
+    """
 
     method: Literal["grpo", "sft"] = "grpo"
-    output_dir: str = "outputs/run"
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    learning_rate: float = 1e-5
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    num_generations: int = 4
-    max_completion_length: int = 512
-    beta: float = 0.04
-    epsilon: float = 0.2
-    temperature: float = 1.0
-    save_steps: int = 100
-    save_total_limit: int | None = None
-    logging_steps: int = 1
-    warmup_ratio: float = 0.0
-    seed: int = 42
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    min_completion_length: int = 0  # bench only: force fixed-length rollouts from random weights
-    log_completions: bool = False  # TRL: keep sampled completions (with images) in the logs/TensorBoard
-    scale_rewards: Literal["group", "batch", "none"] = "group"  # TRL: advantage scaling (group std = GRPO)
+    grpo: dict[str, Any] = field(default_factory=lambda: trl_schema.defaults("grpo"))
+    sft: dict[str, Any] = field(default_factory=lambda: trl_schema.defaults("sft"))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The mapping of the method that trains (``grpo`` or ``sft``)."""
+        return self.grpo if self.method == "grpo" else self.sft
+
+    @property
+    def output_dir(self) -> str:
+        """Where the run writes checkpoints, logs and the final model (TRL's ``output_dir``)."""
+        return str(self.settings.get("output_dir") or trl_schema.defaults(self.method)["output_dir"])
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        """Every bad value of the active method's mapping, one message each (see :mod:`rarl.trl_schema`);
+        the other mapping is not used, but an unknown key there is still reported (a typo is a typo)."""
+        errors = trl_schema.validation_errors(f"{prefix}.{self.method}", self.method, self.settings)
+        other = "sft" if self.method == "grpo" else "grpo"
+        errors += trl_schema.unknown_key_errors(f"{prefix}.{other}", other, getattr(self, other))
+        return errors
+
+    @staticmethod
+    def unknown_key_message(key: str, value: Any, section: dict[str, Any]) -> str:
+        """An old flat key (``train.learning_rate``) says how to write it in the new shape."""
+        method = section.get("method", "grpo")
+        return trl_schema.flat_key_hint(key, value, method if method in trl_schema.METHODS else "grpo")
 
 
 @dataclass
@@ -326,11 +359,6 @@ class RunConfig:
     def validation_errors(self, prefix: str = "") -> list[str]:
         """Checks that span sections (each section checks its own fields)."""
         errors = []
-        if self.train.method == "grpo" and self.train.num_generations < 2:
-            errors.append(
-                "train.num_generations: must be >= 2 for GRPO, which normalises rewards within a group "
-                f"(got {self.train.num_generations})"
-            )
         names = [judge.name for judge in self.judges]
         if len(names) != len(set(names)):
             errors.append(f"judges: names must be unique, got {names}")
@@ -447,7 +475,10 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str, errors: list[str]) 
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
-            errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}")
+            if hasattr(cls, "unknown_key_message"):  # e.g. an old flat train key: say the new shape
+                errors.append(cls.unknown_key_message(key, value, data))
+            else:
+                errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}")
             continue
         coerced = _coerce(value, hints[key], full, errors)
         if coerced is not _INVALID:
@@ -512,6 +543,8 @@ def _apply_override(data: dict[str, Any], override: str) -> str | None:
             if dataclasses.is_dataclass(tp):
                 hints = get_type_hints(tp)
                 if part not in hints:
+                    if last and hasattr(tp, "unknown_key_message"):  # an old flat train key: the new shape
+                        return tp.unknown_key_message(part, _parse_value(raw), node)
                     valid = ", ".join(f.name for f in dataclasses.fields(tp))
                     return f"unknown config key '{here}'; valid keys here: {valid}"
                 child_tp = hints[part]
@@ -535,7 +568,7 @@ def _apply_override(data: dict[str, Any], override: str) -> str | None:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` (and ``list.0.key=value``) overrides to plain config data in place.
 
-    Values are parsed as YAML, so ``train.beta=0.02``, ``lora.enabled=false`` and
+    Values are parsed as YAML, so ``train.grpo.beta=0.02``, ``lora.enabled=false`` and
     ``reward.names=[format,accuracy]`` all do what they look like. Raises one :class:`UserError` listing
     every bad override.
     """

@@ -127,7 +127,7 @@ def test_a_failing_configuration_becomes_an_error_row(
 
 
 def test_static_cache_reaches_trl_through_rarls_trainer_builder(tiny_dir: Path, tmp_path: Path) -> None:
-    """A GRPOConfig field RunConfig lacks reaches the arguments build_grpo_trainer makes (one GRPO setup)."""
+    """A variant's train.grpo override reaches the GRPOConfig build_grpo_trainer makes (one GRPO setup)."""
     settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny", "rewards": ["format"]}
     settings |= {"num_generations": 2, "max_completion_length": 4, "steps": 1, "warmup_steps": 0}
     config = grpo.CONFIGS["static_cache"]
@@ -137,6 +137,6 @@ def test_static_cache_reaches_trl_through_rarls_trainer_builder(tiny_dir: Path, 
     assert trainer.args.cache_implementation == "static"
     assert trainer.generation_config.cache_implementation == "static"
     assert trainer.generation_config.min_new_tokens == 4 == trainer.generation_config.max_new_tokens
-    import rarl.train.grpo as train_grpo
-
-    assert train_grpo.grpo_args.__name__ == "grpo_args"  # the patch is undone afterwards
+    # a variant is a config override: the preset's own RunConfig is untouched by it
+    preset = grpo.bench_run_config(grpo.CONFIGS["rarl_preset"], settings, tmp_path / "p")
+    assert "cache_implementation" not in preset.train.grpo

@@ -53,7 +53,7 @@ def test_bad_yaml_and_unknown_key_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed\n")
     good = tmp_path / "good.yaml"
-    good.write_text("train:\n  max_steps: 1\n")
+    good.write_text("train:\n  grpo:\n    max_steps: 1\n")
     for args, message in [
         (["train", "--config", str(bad)], "invalid YAML"),
         (["train", "--config", str(good), "train.bta=1"], "unknown config key 'train.bta'"),
@@ -77,7 +77,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
     "args",
     [
         ["train", "--config", "{cfg}", "--resume-from", "X", "eval.batch_size=0"],
-        ["train", "--config", "{cfg}", "train.max_steps=2", "--resume-from", "X", "eval.batch_size=0"],
+        ["train", "--config", "{cfg}", "train.grpo.max_steps=2", "--resume-from", "X", "eval.batch_size=0"],
         ["eval", "--config", "{cfg}", "--overwrite", "eval.batch_size=0"],
         ["data", "inspect", "{cfg}", "--show", "0", "eval.batch_size=0"],
     ],
@@ -86,7 +86,7 @@ def test_overrides_after_options_are_parsed_as_overrides(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
 ) -> None:
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("train:\n  max_steps: 1\n")
+    cfg.write_text("train:\n  grpo:\n    max_steps: 1\n")
     # The override is applied (and refused by validation), so it was read as an override, not as junk.
     line = one_line_error(capsys, main([a.replace("{cfg}", str(cfg)) for a in args]))
     assert "eval.batch_size: must be an integer >= 1 (got 0)" in line
@@ -96,7 +96,7 @@ def test_a_word_that_is_no_override_is_still_refused_with_the_subcommand_usage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["train", "--config", "x.yaml", "train.beta=1", "--resume-from", "X", "stray"])
+        main(["train", "--config", "x.yaml", "train.grpo.beta=1", "--resume-from", "X", "stray"])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "usage: rarl train" in err and "unrecognized arguments: stray" in err

@@ -32,18 +32,23 @@ def test_defaults_follow_the_paper() -> None:
     assert config.model.name_or_path == "Qwen/Qwen2-VL-2B-Instruct"
     assert (config.lora.r, config.lora.alpha) == (8, 16)
     assert config.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert config.train.save_steps == 100
+    assert config.train.grpo["save_steps"] == 100
     assert config.reward.names == ["format", "length", "accuracy", "reasoning"]
 
 
 def test_yaml_merges_over_defaults_and_overrides_win(tmp_path: Path) -> None:
-    path = write(tmp_path, "train:\n  beta: 0.1\n  max_steps: 7\nlora:\n  r: 16\n")
+    path = write(tmp_path, "train:\n  grpo:\n    beta: 0.1\n    max_steps: 7\nlora:\n  r: 16\n")
     config = load_config(
         path,
-        ["train.beta=0.02", "lora.enabled=false", "reward.names=[format,accuracy]", "reward.weights=[1,2]"],
+        [
+            "train.grpo.beta=0.02",
+            "lora.enabled=false",
+            "reward.names=[format,accuracy]",
+            "reward.weights=[1,2]",
+        ],
     )
-    assert config.train.beta == 0.02
-    assert config.train.max_steps == 7  # from YAML
+    assert config.train.grpo["beta"] == 0.02
+    assert config.train.grpo["max_steps"] == 7  # from YAML
     assert config.lora.r == 16
     assert config.lora.alpha == 16  # untouched default survives a partial section
     assert config.lora.enabled is False
@@ -65,8 +70,8 @@ def test_list_items_are_dataclasses_and_indexable_by_override(tmp_path: Path) ->
 
 
 def test_unknown_key_names_the_key_and_lists_valid_options(tmp_path: Path) -> None:
-    path = write(tmp_path, "train:\n  bta: 0.1\n")
-    with pytest.raises(UserError, match=r"unknown config key 'train\.bta'.*valid keys here:.*beta"):
+    path = write(tmp_path, "train:\n  grpo:\n    bta: 0.1\n")
+    with pytest.raises(UserError, match=r"train\.grpo\.bta: trl\.GRPOConfig has no such field.*beta"):
         load_config(path)
     with pytest.raises(UserError, match=r"unknown config key 'lora\.rank'.*valid keys here:.*alpha"):
         load_config(None, ["lora.rank=4"])
@@ -80,8 +85,8 @@ def test_invalid_choice_lists_options() -> None:
 
 
 def test_wrong_types_are_rejected() -> None:
-    with pytest.raises(UserError, match=r"train\.max_steps: expected an integer"):
-        load_config(None, ["train.max_steps=many"])
+    with pytest.raises(UserError, match=r"train\.grpo\.max_steps: expected int"):
+        load_config(None, ["train.grpo.max_steps=many"])
     with pytest.raises(UserError, match=r"lora\.enabled: expected true or false"):
         load_config(None, ["lora.enabled=maybe"])
 
@@ -89,8 +94,8 @@ def test_wrong_types_are_rejected() -> None:
 def test_cross_field_validation() -> None:
     with pytest.raises(UserError, match="one weight per reward"):
         load_config(None, ["reward.weights=[1.0]"])
-    with pytest.raises(UserError, match="num_generations: must be >= 2"):
-        load_config(None, ["train.num_generations=1"])
+    with pytest.raises(UserError, match=r"train\.grpo: trl\.GRPOConfig rejects .*at least 2 generations"):
+        load_config(None, ["train.grpo.num_generations=1"])
 
 
 def test_bad_yaml_and_missing_file_are_user_errors(tmp_path: Path) -> None:
@@ -104,12 +109,12 @@ def test_bad_yaml_and_missing_file_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
-    config = load_config(None, ["train.beta=0.5", "data.train.0.column_map={q: question}"])
+    config = load_config(None, ["train.grpo.beta=0.5", "data.train.0.column_map={q: question}"])
     saved = save_config(config, tmp_path / "out")
     assert saved.name == "resolved_config.yaml"
     reloaded = load_config(saved)
     assert to_dict(reloaded) == to_dict(config)
-    assert yaml.safe_load(dump_config(config))["train"]["beta"] == 0.5
+    assert yaml.safe_load(dump_config(config))["train"]["grpo"]["beta"] == 0.5
 
 
 def test_free_mappings_replace_defaults(tmp_path: Path) -> None:
@@ -151,7 +156,10 @@ def test_default_instance_is_valid() -> None:
         ("data.train.0.limit=0", r"data\.train\.0\.limit: must be an integer >= 1 \(got 0\)"),
         ("data.eval.0.num_samples=0", r"data\.eval\.0\.num_samples: must be an integer >= 1"),
         ("reward.bertscore_batch_size=0", r"reward\.bertscore_batch_size: must be an integer >= 1"),
-        ("train.learning_rate=.nan", r"train\.learning_rate: expected a finite number, got nan"),
+        (
+            "train.grpo.learning_rate=.nan",
+            r"train\.grpo\.learning_rate: must be a finite number > 0 \(got nan\)",
+        ),
         (
             "judges=[{name: a, timeout_s: 0}]",
             r"judges\.0\.timeout_s: must be a finite number > 0 \(got 0\.0\)",

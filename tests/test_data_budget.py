@@ -119,7 +119,7 @@ def test_training_refuses_text_only_data_before_building_the_trainer(tmp_path, m
 
     monkeypatch.setattr(run, "build_trainer", no_trainer)
     config = RunConfig()
-    config.train.output_dir = str(tmp_path / "run")
+    config.train.grpo["output_dir"] = str(tmp_path / "run")
     sample = Sample("train_0001-1", None, "What is present?", "necrosis", "open", dataset="pathvqa")
     sample.split = "train"
     with pytest.raises(UserError, match=r"pathvqa/train: 1 of 1 samples have no image"):

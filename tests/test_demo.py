@@ -14,7 +14,7 @@ def test_demo_settings_map_onto_valid_configs(tmp_path):
     sft = demo_config(settings, "model-dir", "sft")
     grpo = demo_config(settings, "model-dir", "grpo")
     assert (sft.train.method, grpo.train.method) == ("sft", "grpo")
-    assert grpo.train.per_device_train_batch_size % grpo.train.num_generations == 0
+    assert grpo.train.grpo["per_device_train_batch_size"] % grpo.train.grpo["num_generations"] == 0
     assert sft.model.freeze_vision and grpo.model.freeze_vision
     assert grpo.train.output_dir != sft.train.output_dir
 

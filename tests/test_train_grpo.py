@@ -15,15 +15,17 @@ from rarl.io import read_jsonl
 
 def _config(model_config, output_dir: Path, method: str = "grpo", max_steps: int = 2) -> RunConfig:
     config = RunConfig(model=model_config)
-    config.train.method = method
-    config.train.output_dir = str(output_dir)
-    config.train.max_steps = max_steps
-    config.train.save_steps = 2
-    config.train.learning_rate = 1e-2  # large, so that two steps visibly move the adapter
-    config.train.per_device_train_batch_size = 4
-    config.train.num_generations = 2
-    config.train.max_completion_length = 12
-    config.train.report_to = []
+    config.train.method = method  # type: ignore[assignment]
+    config.train.settings.update(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        save_steps=2,
+        learning_rate=1e-2,  # large, so that two steps visibly move the adapter
+        per_device_train_batch_size=4,
+        report_to=[],
+    )
+    if method == "grpo":
+        config.train.grpo.update(num_generations=2, max_completion_length=12)
     return config.validate()
 
 
@@ -109,8 +111,8 @@ def test_grpo_rejects_partial_groups(tiny_model_config, tmp_path):
     from rarl.train.grpo import build_grpo_trainer
 
     config = _config(tiny_model_config, tmp_path / "x")
-    config.train.num_generations = 3
-    with pytest.raises(UserError, match="num_generations"):
+    config.train.grpo["num_generations"] = 3
+    with pytest.raises(UserError, match=r"divisible by num_generations \(3\)"):
         build_grpo_trainer(config, _samples())
 
 

@@ -16,12 +16,14 @@ def _write_config(path, model_dir, output_dir, max_steps: int) -> None:
         "data": {"train": [{"source": "synthetic", "num_samples": 8, "seed": 5}]},
         "train": {
             "method": "sft",
-            "output_dir": str(output_dir),
-            "max_steps": max_steps,
-            "save_steps": 2,
-            "learning_rate": 1e-2,
-            "per_device_train_batch_size": 4,
-            "report_to": [],
+            "sft": {
+                "output_dir": str(output_dir),
+                "max_steps": max_steps,
+                "save_steps": 2,
+                "learning_rate": 1e-2,
+                "per_device_train_batch_size": 4,
+                "report_to": [],
+            },
         },
     }
     path.write_text("# rarl train --config " + str(path) + "\n" + yaml.safe_dump(config), encoding="utf-8")
@@ -47,9 +49,9 @@ def test_sft_lora_cli_two_steps_then_resume(tiny_model_dir, tmp_path, capsys):
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
 
     # without --resume an existing run is not overwritten; with it, training continues to step 4
-    assert main(["train", "--config", str(config_path), "train.max_steps=4"]) == 2
+    assert main(["train", "--config", str(config_path), "train.sft.max_steps=4"]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert main(["train", "--config", str(config_path), "train.max_steps=4", "--resume"]) == 0
+    assert main(["train", "--config", str(config_path), "train.sft.max_steps=4", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert (out / "checkpoint-4" / "adapter_model.safetensors").is_file()
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())

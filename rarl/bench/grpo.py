@@ -61,7 +61,7 @@ class BenchConfig:
     weights: str = "auto"  # auto | float32 | bfloat16
     gradient_checkpointing: bool = False
     attn: str = "sdpa"
-    cache_implementation: str | None = None
+    grpo_overrides: tuple[tuple[str, Any], ...] = ()  # extra ``train.grpo`` settings (TRL names)
     quantize_4bit: bool = False
     trl_defaults: bool = False  # GRPOConfig's defaults for everything but the step's shape (not rarl's)
 
@@ -100,7 +100,9 @@ CONFIGS: dict[str, BenchConfig] = {
         ),
         BenchConfig("fp32", "rarl preset with fp32 weights (vs bf16)", weights="float32"),
         BenchConfig(
-            "static_cache", "rarl preset with a static KV cache for generation", cache_implementation="static"
+            "static_cache",
+            "rarl preset with a static KV cache for generation",
+            grpo_overrides=(("cache_implementation", "static"),),
         ),
         BenchConfig(
             "qlora",
@@ -495,40 +497,27 @@ def bench_run_config(config: BenchConfig, settings: dict[str, Any], output_dir: 
     run.reward.names = list(settings["rewards"])
     run.reward.weights = [1.0] * len(settings["rewards"])
     g, length = settings["num_generations"], settings["max_completion_length"]
-    train = run.train
-    train.output_dir = str(output_dir)
-    train.max_steps = settings["steps"] + settings["warmup_steps"]
-    train.per_device_train_batch_size = g
-    train.gradient_accumulation_steps = 1
-    train.num_generations = g
-    train.max_completion_length = length
-    train.min_completion_length = length  # random weights emit EOS anywhere: forbid it until L tokens
-    train.save_steps = 10**9  # no checkpoints inside a benchmark
-    train.logging_steps = 1
-    train.report_to = []
-    train.seed = settings["seed"]
+    shape = {
+        "output_dir": str(output_dir),
+        "max_steps": settings["steps"] + settings["warmup_steps"],
+        "per_device_train_batch_size": g,
+        "gradient_accumulation_steps": 1,
+        "num_generations": g,
+        "max_completion_length": length,
+        # random weights emit EOS anywhere: forbid it until L tokens, so every step has the same shape
+        "generation_kwargs": {"min_new_tokens": length},
+        "save_strategy": "no",  # no checkpoints inside a benchmark
+        "logging_steps": 1,
+        "report_to": [],
+        "seed": settings["seed"],
+    }
+    if config.trl_defaults:
+        # GRPOConfig as shipped for everything but the step's shape; bf16 autocast is its GPU default
+        run.train.grpo = shape | {"bf16": settings["device"] == "cuda"}
+    else:
+        run.train.grpo.update(shape)
+    run.train.grpo.update(dict(config.grpo_overrides))
     return run.validate()
-
-
-@contextlib.contextmanager
-def extra_grpo_args(**fields: Any) -> Iterator[None]:
-    """Set GRPOConfig fields that RunConfig does not expose (e.g. ``cache_implementation``) on the arguments
-    :func:`rarl.train.grpo.build_grpo_trainer` builds, so every variant still goes through that one setup."""
-    import rarl.train.grpo as train_grpo
-
-    original = train_grpo.grpo_args
-
-    def patched(*args: Any, **kwargs: Any) -> Any:
-        grpo_config = original(*args, **kwargs)
-        for name, value in fields.items():
-            setattr(grpo_config, name, value)
-        return grpo_config
-
-    train_grpo.grpo_args = patched  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        train_grpo.grpo_args = original  # type: ignore[assignment]
 
 
 def reward_device(settings: dict[str, Any]) -> str:
@@ -549,56 +538,23 @@ def preload_rewards(settings: dict[str, Any]) -> None:
         )
 
 
-def trl_default_trainer(settings: dict[str, Any], model: Any, processor: Any, run: Any) -> Any:
-    """``trl.GRPOTrainer`` as shipped: GRPOConfig's own defaults (not rarl's), only the step shape set."""
-    from trl import GRPOConfig, GRPOTrainer
-
-    from rarl.rewards import build_reward_functions
-    from rarl.train.dataset import build_train_dataset
-
-    train = run.train
-    funcs, weights = build_reward_functions(run.reward, device=reward_device(settings))
-    args = GRPOConfig(
-        output_dir=train.output_dir,
-        max_steps=train.max_steps,
-        per_device_train_batch_size=train.per_device_train_batch_size,
-        num_generations=train.num_generations,
-        max_completion_length=train.max_completion_length,
-        generation_kwargs={"min_new_tokens": train.min_completion_length},
-        reward_weights=weights,
-        bf16=settings["device"] == "cuda",  # GRPOConfig's default, which a CPU cannot run
-        use_cpu=settings["device"] == "cpu",
-        save_strategy="no",
-        report_to=[],
-        logging_steps=1,
-        seed=train.seed,
-    )
-    dataset = build_train_dataset(train_samples(settings), run.data, max_pixels=run.model.max_pixels)
-    return GRPOTrainer(
-        model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=processor
-    )
-
-
 def effective_beta(config: BenchConfig) -> float:
     """The KL weight a configuration trains with: TRL's default 0 or rarl's RunConfig default."""
     from rarl.config import TrainConfig
 
-    return 0.0 if config.trl_defaults else TrainConfig().beta
+    return 0.0 if config.trl_defaults else TrainConfig().grpo["beta"]
 
 
 def build_trainer(
     config: BenchConfig, settings: dict[str, Any], model: Any, processor: Any, workdir: Path
 ) -> Any:
-    """The trainer of one configuration: rarl's :func:`~rarl.train.grpo.build_grpo_trainer` for every rarl
-    variant (with the real rewards, LoRA from the config), TRL's own defaults for the ``trl_default`` row."""
+    """The trainer of one configuration, always through rarl's :func:`~rarl.train.grpo.build_grpo_trainer`:
+    each variant is a ``RunConfig`` (see :func:`bench_run_config`), the ``trl_default`` row one whose
+    ``train.grpo`` holds only the step's shape, so GRPOConfig's own defaults decide the rest."""
     from rarl.train.grpo import build_grpo_trainer
 
     run = bench_run_config(config, settings, workdir / "trainer")
-    if config.trl_defaults:
-        return trl_default_trainer(settings, model, processor, run)
-    extra = {"cache_implementation": config.cache_implementation} if config.cache_implementation else {}
-    with extra_grpo_args(**extra):
-        return build_grpo_trainer(run, train_samples(settings), model=model, processor=processor)
+    return build_grpo_trainer(run, train_samples(settings), model=model, processor=processor)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     """``--config FILE`` plus any number of ``key.path=value`` overrides."""
     parser.add_argument("--config", "-c", required=required, help="YAML run config (see configs/)")
     parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.beta=0.02 lora.r=16"
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. train.grpo.beta=0.02 lora.r=16",
     )
 
 

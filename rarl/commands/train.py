@@ -1,13 +1,16 @@
 """`rarl train`: GRPO (+LoRA) or SFT from a run config.
 
-``rarl train --config configs/rarl_qwen2vl_2b.yaml [train.max_steps=200 lora.r=16 ...] [--resume]``
+``rarl train --config configs/rarl_qwen2vl_2b.yaml [train.grpo.max_steps=200 lora.r=16 ...] [--resume]``
 writes checkpoints every ``train.save_steps`` steps, ``metrics.jsonl``, TensorBoard events under
 ``runs/``, ``resolved_config.yaml`` and the final adapter (or full model) into ``train.output_dir``.
+Several GPUs: ``accelerate launch [--config_file configs/accelerate/ddp.yaml] -m rarl train --config …``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 
 from rarl.commands._common import add_config_arguments, config_from_args
 
@@ -27,11 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rarl.train.run import run_training
 
+    if os.environ.get("RANK", "0") != "0":  # accelerate launch: the other processes log warnings only
+        logging.getLogger().setLevel(logging.WARNING)
+
     config = config_from_args(args)
     summary = run_training(config, resume=args.resume_from or args.resume)
+    if summary["main_process"]:  # one line per run, not one per process under accelerate launch
+        print(summary_line(summary))
+    return 0
+
+
+def summary_line(summary: dict) -> str:
+    """What ``rarl train`` prints when it is done."""
     resumed = f" (resumed from {summary['resumed_from']})" if summary["resumed_from"] else ""
-    print(
+    return (
         f"{summary['method']}: {summary['global_step']} steps in {summary['runtime_s']:.1f}s{resumed}; "
         f"final model and metrics.jsonl in {summary['output_dir']}/"
     )
-    return 0

@@ -1,4 +1,4 @@
-"""What GRPO and SFT runs share: data loading, model loading, trainer arguments, checkpoints, resume.
+"""What GRPO and SFT runs share: data loading, model loading, TRL arguments, checkpoints, resume.
 
 Why: the two trainers differ only in their TRL class and a handful of method-specific arguments. Keeping
 the shared part here means both get the same dtype policy (bf16 on a GPU that supports it, fp32 on CPU),
@@ -32,6 +32,28 @@ def load_train_samples(config: RunConfig) -> list[Sample]:
     return samples
 
 
+def check_train_settings(config: RunConfig) -> None:
+    """Every bad ``train.<method>`` value at once, before a model loads (also for configs built in code)."""
+    errors = config.train.validation_errors("train")
+    if errors:
+        raise UserError("\n".join(errors))
+    check_rollout_engine(config)
+
+
+def check_rollout_engine(config: RunConfig) -> None:
+    """``use_vllm`` needs the vllm package: say how to get it, before a model loads, instead of TRL's
+    ImportError after it."""
+    import importlib.util
+
+    wants_vllm = config.train.method == "grpo" and config.train.grpo.get("use_vllm")
+    if wants_vllm and importlib.util.find_spec("vllm") is None:
+        raise UserError(
+            'train.grpo.use_vllm: vLLM is not installed; install it with pip install "trl[vllm]" '
+            "(Linux with a CUDA GPU; TRL's extra picks a vLLM version it supports), "
+            "or set train.grpo.use_vllm=false"
+        )
+
+
 def load_model_and_processor(config: RunConfig, model: Any = None, processor: Any = None) -> tuple[Any, Any]:
     """Load what was not given; the vision tower is frozen by :func:`rarl.models.load_model`."""
     from rarl.models import freeze_vision_tower, load_model, load_processor, resolve_model_path
@@ -57,36 +79,36 @@ def precision_flags(model: Any) -> dict[str, bool]:
     return {"bf16": bool(on_gpu and dtype == torch.bfloat16), "fp16": bool(on_gpu and dtype == torch.float16)}
 
 
-def shared_training_args(config: RunConfig, model: Any) -> dict[str, Any]:
-    """TrainingArguments fields common to GRPOConfig and SFTConfig, from ``config.train``."""
+def trainer_args(config: RunConfig, model: Any, reward_weights: list[float] | None = None) -> Any:
+    """``trl.GRPOConfig`` / ``trl.SFTConfig`` from ``config.train.<method>``, TRL's names as written.
+
+    rarl adds only what it knows and the mapping cannot: where to run (``use_cpu``), mixed precision
+    matching the loaded weights' dtype, and ``data_seed = seed`` (all three unless the mapping sets them),
+    gradient checkpointing from ``model.gradient_checkpointing`` (the model loader enables it, so the
+    trainer must agree), and the reward weights from ``reward.weights``.
+    """
     import torch
 
-    train = config.train
-    checkpointing = config.model.gradient_checkpointing
+    from rarl.trl_schema import build_trl_config, default_value
 
-    return {
-        "output_dir": train.output_dir,
-        "max_steps": train.max_steps,
-        "num_train_epochs": train.num_train_epochs,
-        "learning_rate": train.learning_rate,
-        "per_device_train_batch_size": train.per_device_train_batch_size,
-        "gradient_accumulation_steps": train.gradient_accumulation_steps,
-        "warmup_steps": train.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
-        "save_strategy": "steps",
-        "save_steps": train.save_steps,
-        "save_total_limit": train.save_total_limit,
-        "logging_steps": train.logging_steps,
-        "seed": train.seed,
-        "data_seed": train.seed,
-        "report_to": list(train.report_to) or "none",
-        # transformers 5 name; the deprecated ``gradient_checkpointing`` alias (which TRL reads, and which
-        # TRL's configs default to True) mirrors it. Off unless asked for: it trades ~20% speed for memory.
-        "activation_checkpointing": checkpointing,
-        "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
-        "use_cpu": not torch.cuda.is_available(),
-        "dataloader_num_workers": 0,
-        **precision_flags(model),
-    }
+    train = config.train
+    settings = dict(train.settings)
+    settings.setdefault("use_cpu", not torch.cuda.is_available())
+    # the data order follows ``seed`` even when something else reseeded torch since (accelerate's seedable
+    # sampler would otherwise start from torch's global initial seed)
+    settings.setdefault("data_seed", settings.get("seed", default_value(train.method, "seed")))
+    for flag, value in precision_flags(model).items():
+        settings.setdefault(flag, value)
+    if settings.get("report_to") == []:
+        settings["report_to"] = "none"
+    checkpointing = config.model.gradient_checkpointing
+    # transformers 5 names; the deprecated ``gradient_checkpointing`` alias (which TRL reads, and which TRL's
+    # configs default to True) mirrors them. Off unless asked for: it trades ~20% speed for memory.
+    settings["activation_checkpointing"] = checkpointing
+    settings["activation_checkpointing_kwargs"] = {"use_reentrant": False} if checkpointing else None
+    if reward_weights is not None:
+        settings["reward_weights"] = list(reward_weights)
+    return build_trl_config(train.method, settings)
 
 
 def peft_config_for(config: RunConfig) -> Any:

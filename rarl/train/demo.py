@@ -76,32 +76,39 @@ def demo_config(settings: DemoSettings, model_path: str, method: str) -> RunConf
     if settings.reasoning_weight > 0:
         config.reward.names.append("reasoning")
         config.reward.weights.append(settings.reasoning_weight)
-    train = config.train
-    train.method = method  # type: ignore[assignment]
-    train.output_dir = str(Path(settings.output_dir) / method)
-    train.seed = settings.seed
-    train.logging_steps = 1
-    train.report_to = ["tensorboard"]
-    train.max_completion_length = settings.max_completion_length
+    config.train.method = method  # type: ignore[assignment]
+    stage = {
+        "output_dir": str(Path(settings.output_dir) / method),
+        "seed": settings.seed,
+        "logging_steps": 1,
+        "report_to": ["tensorboard"],
+    }
     if method == "sft":
-        train.max_steps = settings.sft_steps
-        train.learning_rate = settings.sft_lr
-        train.per_device_train_batch_size = settings.sft_batch
-        train.save_steps = settings.sft_steps
+        stage |= {
+            "max_steps": settings.sft_steps,
+            "learning_rate": settings.sft_lr,
+            "per_device_train_batch_size": settings.sft_batch,
+            "save_steps": settings.sft_steps,
+        }
+        config.train.sft.update(stage)
     else:
-        train.max_steps = settings.grpo_steps
-        train.learning_rate = settings.grpo_lr
-        train.num_generations = settings.num_generations
-        train.per_device_train_batch_size = settings.grpo_prompts_per_step * settings.num_generations
-        train.beta = settings.beta
-        train.temperature = settings.temperature
-        train.scale_rewards = settings.scale_rewards  # type: ignore[assignment]
-        train.save_steps = settings.grpo_steps
+        stage |= {
+            "max_steps": settings.grpo_steps,
+            "learning_rate": settings.grpo_lr,
+            "num_generations": settings.num_generations,
+            "per_device_train_batch_size": settings.grpo_prompts_per_step * settings.num_generations,
+            "max_completion_length": settings.max_completion_length,
+            "beta": settings.beta,
+            "temperature": settings.temperature,
+            "scale_rewards": settings.scale_rewards,
+            "save_steps": settings.grpo_steps,
+        }
+        config.train.grpo.update(stage)
     return config.validate()
 
 
 def heldout_accuracy(
-    model: Any, processor: Any, samples: list[Sample], config: RunConfig, batch_size: int
+    model: Any, processor: Any, samples: list[Sample], config: RunConfig, batch_size: int, max_new_tokens: int
 ) -> dict[str, Any]:
     """Greedy answers on held-out samples, asked with their seeded training template; accuracy by type.
 
@@ -122,7 +129,7 @@ def heldout_accuracy(
         samples,
         prompt="training_template",
         batch_size=batch_size,
-        max_new_tokens=config.train.max_completion_length + 8,
+        max_new_tokens=max_new_tokens,
         max_pixels=config.model.max_pixels,
         progress=False,
         messages_fn=lambda sample: training_messages(
@@ -189,7 +196,14 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
 
     def evaluate(stage: str) -> dict[str, Any]:
         t = time.time()
-        result = heldout_accuracy(model, processor, test_samples, sft_config, settings.eval_batch)
+        result = heldout_accuracy(
+            model,
+            processor,
+            test_samples,
+            sft_config,
+            settings.eval_batch,
+            settings.max_completion_length + 8,
+        )
         timings[f"eval_{stage}_s"] = round(time.time() - t, 1)
         log.info("held-out accuracy %s: %s", stage, {k: v for k, v in result.items() if k != "examples"})
         return result

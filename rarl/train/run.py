@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from rarl.config import save_config
 from rarl.data.budget import preflight
-from rarl.train.common import check_fresh_output_dir, load_train_samples, resume_target, trainable_summary
+from rarl.train.common import (
+    check_fresh_output_dir,
+    check_train_settings,
+    load_train_samples,
+    resume_target,
+    trainable_summary,
+)
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -49,21 +55,27 @@ def run_training(
     processor: Any = None,
 ) -> dict[str, Any]:
     """Train and save; returns a small summary (steps, runtime, final directory, resumed-from)."""
+    check_train_settings(config)  # before data or a model load: bad settings and a missing vLLM fail fast
     output_dir = Path(config.train.output_dir)
     check_fresh_output_dir(output_dir, resume)
     checkpoint = resume_target(output_dir, resume)
     samples = samples if samples is not None else load_train_samples(config)
     preflight(config, samples, "train", processor)  # images present, no truncation: before the model loads
     trainer = build_trainer(config, samples, model, processor)
-    log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, output_dir)
+    # Under ``accelerate launch`` every process runs this; only the main one writes rarl's own files
+    # (TRL/transformers already limit checkpoints, metrics and TensorBoard events to it).
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir))  # adapter files with LoRA, full weights without
-    trainer.processing_class.save_pretrained(str(output_dir))
+    trainer.save_model(str(output_dir))  # adapter files with LoRA, full weights without (main process only)
+    if main_process:
+        trainer.processing_class.save_pretrained(str(output_dir))
     return {
         "method": config.train.method,
         "global_step": trainer.state.global_step,
@@ -71,6 +83,7 @@ def run_training(
         "runtime_s": round(time.time() - start, 2),
         "output_dir": str(output_dir),
         "resumed_from": checkpoint,
+        "main_process": main_process,
         "trainer": trainer,
     }
 

@@ -1,0 +1,222 @@
+"""``train.grpo`` / ``train.sft`` are TRL's own configs: any TRL field passes, bad values fail at load, once.
+
+The oracle for "any TRL field" is the installed TRL itself: the GRPOConfig rarl builds must carry exactly
+the values written under ``train.grpo`` (TRL names, TRL meaning).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from rarl.cli import main
+from rarl.config import LoraSettings, RunConfig, TrainConfig, load_config
+from rarl.errors import UserError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _cpu_model() -> torch.nn.Module:
+    return torch.nn.Linear(2, 2)  # trainer_args reads only the weights' dtype and device
+
+
+def test_any_trl_field_reaches_grpo_config_under_its_trl_name(tmp_path: Path) -> None:
+    from trl import GRPOConfig
+
+    from rarl.train.common import trainer_args
+
+    written = {
+        "loss_type": "dr_grpo",
+        "mask_truncated_completions": True,
+        "steps_per_generation": 2,
+        "top_entropy_quantile": 0.5,
+        "importance_sampling_level": "sequence",
+        "warmup_steps": 0.1,  # a fraction of the total steps in transformers 5
+        "max_steps": 3,
+        "output_dir": str(tmp_path / "run"),
+    }
+    config = load_config(None, [f"train.grpo.{key}={value}" for key, value in written.items()])
+    args = trainer_args(config, _cpu_model(), reward_weights=[1.0, 2.0])
+    assert isinstance(args, GRPOConfig)
+    for key, value in written.items():
+        assert getattr(args, key) == value, key
+    assert args.reward_weights == [1.0, 2.0]  # from reward.weights, the one home of the weights
+    assert args.learning_rate == 1e-5 and args.beta == 0.04  # rarl's defaults beneath the mapping
+    assert args.use_cpu is (not torch.cuda.is_available())
+    for name in ("epsilon", "top_p", "num_iterations", "scale_rewards", "delta", "temperature", "top_k"):
+        assert name not in config.train.grpo  # neither written nor a rarl default: TRL's own default
+        assert getattr(args, name) == GRPOConfig.__dataclass_fields__[name].default, name
+
+
+def test_sft_mapping_builds_sft_config(tmp_path: Path) -> None:
+    from trl import SFTConfig
+
+    from rarl.train.common import trainer_args
+
+    config = load_config(None, ["train.method=sft", "train.sft.packing=true", "train.sft.max_steps=2"])
+    args = trainer_args(config, _cpu_model())
+    assert isinstance(args, SFTConfig)
+    assert args.packing is True and args.max_steps == 2
+    assert args.max_length is None and args.completion_only_loss is True  # rarl's documented defaults
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "train:\n  learning_rate: 1.0e-5\n",
+            r"train\.learning_rate: .*write train\.grpo\.learning_rate: 1e-05",
+        ),
+        ("train:\n  method: sft\n  save_steps: 50\n", r"write train\.sft\.save_steps: 50"),
+        ("train:\n  method: sft\n  num_generations: 4\n", r"trl\.SFTConfig has no 'num_generations'.*delete"),
+        ("train:\n  warmup_ratio: 0.1\n", r"no warmup_ratio; write train\.grpo\.warmup_steps: 0\.1"),
+        ("train:\n  min_completion_length: 8\n", r"benchmark-only.*generation_kwargs: \{min_new_tokens: 8\}"),
+    ],
+)
+def test_old_flat_shape_says_how_to_write_the_new_one(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(UserError, match=expected):
+        load_config(write(tmp_path, text))
+
+
+def test_old_flat_override_and_cli_give_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    with pytest.raises(UserError, match=r"write train\.grpo\.beta: 0\.1"):
+        load_config(None, ["train.beta=0.1"])
+    path = write(tmp_path, "train:\n  learning_rate: 1.0e-5\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.grpo.learning_rate" in err[0]
+
+
+def test_unknown_trl_key_names_closest_valid_names() -> None:
+    with pytest.raises(UserError, match=r"train\.grpo\.learnig_rate: .*has no such field.*learning_rate"):
+        load_config(None, ["train.grpo.learnig_rate=1e-5"])
+    with pytest.raises(UserError, match=r"train\.sft\.max_seq_length: .*closest valid names: .*max_length"):
+        load_config(None, ["train.method=sft", "train.sft.max_seq_length=128"])
+
+
+def test_fields_rarl_sets_elsewhere_are_refused_with_their_home() -> None:
+    with pytest.raises(UserError, match=r"train\.grpo\.reward_weights: .*reward\.weights"):
+        load_config(None, ["train.grpo.reward_weights=[1,1,1,1]"])
+    with pytest.raises(
+        UserError, match=r"train\.grpo\.gradient_checkpointing: .*model\.gradient_checkpointing"
+    ):
+        load_config(None, ["train.grpo.gradient_checkpointing=true"])
+
+
+BAD_VALUES = [
+    ("per_device_train_batch_size", 0, "an integer >= 1"),
+    ("gradient_accumulation_steps", 0, "an integer >= 1"),
+    ("learning_rate", -1, "a finite number > 0"),
+    ("learning_rate", float("nan"), "a finite number > 0"),
+    ("max_completion_length", 0, "an integer >= 1"),
+    ("temperature", 0, "a finite number > 0"),
+    ("beta", -1, "a finite number >= 0"),
+    ("max_steps", 0, "-1 (use num_train_epochs) or an integer >= 1"),
+    ("loss_type", "grpoo", "valid options: grpo, dr_grpo, dapo"),
+    ("learning_rate", "fast", "expected float"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "valid"), BAD_VALUES, ids=[f"{k}={v}" for k, v, _ in BAD_VALUES])
+def test_each_bad_train_value_is_named_with_its_valid_range(key: str, value: object, valid: str) -> None:
+    train = TrainConfig()
+    train.grpo[key] = value
+    errors = train.validation_errors("train")
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"train.grpo.{key}: ") and valid in errors[0]
+    # and the default is fine: the error is about this value, not about the section
+    assert TrainConfig().validation_errors("train") == []
+
+
+def test_every_bad_value_is_listed_at_once() -> None:
+    overrides = ["train.grpo.per_device_train_batch_size=0", "train.grpo.temperature=0", "train.grpo.beta=-1"]
+    with pytest.raises(UserError) as caught:
+        load_config(None, overrides)
+    header, *lines = str(caught.value).splitlines()
+    assert header == "3 invalid settings:"
+    assert sorted(line.strip().split(":")[0] for line in lines) == [
+        "train.grpo.beta",
+        "train.grpo.per_device_train_batch_size",
+        "train.grpo.temperature",
+    ]
+
+
+def test_max_steps_zero_no_longer_trains(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, "model: {name_or_path: tiny}\ntrain:\n  grpo:\n    max_steps: 0\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.grpo.max_steps: must be -1" in err and "Traceback" not in err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_trl_own_rejections_are_reported_at_load_as_one_line() -> None:
+    """TRL's __post_init__ checks (whole groups per generation round, G >= 2) are TRL's: asked, not copied."""
+    train = TrainConfig()
+    train.grpo.update(per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=3)
+    (error,) = train.validation_errors("train")
+    assert error.startswith("train.grpo: trl.GRPOConfig rejects these settings: ")
+    assert "divisible by num_generations (3)" in error
+    train.grpo["steps_per_generation"] = 3  # 4 x 3 = 12 completions: four whole groups of 3
+    assert train.validation_errors("train") == []
+    train.grpo.update(num_generations=1, steps_per_generation=None)
+    (error,) = train.validation_errors("train")
+    assert "at least 2 generations" in error and "\n" not in error
+    # a GPU config validates on any machine: device flags are TRL's business at training time
+    train.grpo.update(num_generations=2, bf16=True)
+    assert train.validation_errors("train") == []
+
+
+def test_unknown_key_in_the_mapping_that_does_not_train_is_still_reported() -> None:
+    train = TrainConfig(method="sft")
+    train.grpo["num_generation"] = 4
+    (error,) = train.validation_errors("train")
+    assert (
+        error.startswith("train.grpo.num_generation: trl.GRPOConfig has no such field")
+        and "num_generations" in error
+    )
+
+
+def test_trl_rejections_become_one_line_user_errors() -> None:
+    from rarl.trl_schema import build_trl_config
+
+    settings = {"output_dir": "x", "use_cpu": True, "generation_batch_size": 8, "steps_per_generation": 2}
+    with pytest.raises(
+        UserError, match=r"^train\.grpo: trl\.GRPOConfig rejects these settings: .*both"
+    ) as caught:
+        build_trl_config("grpo", settings)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("r", 0, r"lora\.r: must be an integer >= 1"),
+        ("target_modules", ["nope"], r"lora\.target_modules:.*nope"),
+    ],
+)
+def test_lora_values_peft_would_fail_on(field: str, value: object, expected: str) -> None:
+    lora = LoraSettings(**{field: value})
+    (error,) = lora.validation_errors("lora")
+    assert re.search(expected, error), error
+    with pytest.raises(UserError, match=expected):
+        RunConfig(lora=lora).validate()
+    assert LoraSettings().validation_errors("lora") == []
+
+
+def test_vllm_preset_without_vllm_says_how_to_install(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: the preset would start loading the model")
+    preset = Path(__file__).resolve().parent.parent / "configs" / "rarl_qwen2vl_2b_vllm.yaml"
+    assert main(["train", "--config", str(preset), f"train.grpo.output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "trl[vllm]"' in err[0] and "use_vllm" in err[0]
+    assert not (tmp_path / "run").exists()
