@@ -18,11 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--no-judges", action="store_true", help="skip the configured LLM judges")
     parser.add_argument(
-        "--overwrite", action="store_true", help="discard existing predictions.jsonl instead of resuming"
+        "--overwrite",
+        action="store_true",
+        help="discard this output directory's predictions, judgements and results instead of resuming",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from rich.console import Console
@@ -30,7 +33,17 @@ def run(args: argparse.Namespace) -> int:
     from rarl.eval.harness import RESULTS_MD, run_evaluation
 
     config = config_from_args(args)
-    results = run_evaluation(config, judges=not args.no_judges, overwrite=args.overwrite)
+    try:
+        results = run_evaluation(config, judges=not args.no_judges, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(
+            f"rarl eval: interrupted; finished predictions are kept in {config.eval.output_dir}/ — "
+            "rerun the same command (without --overwrite) to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if not results:  # a non-main process of a sharded run: the main one reports
+        return 0
     out = Path(config.eval.output_dir)
     console = Console()
     print((out / RESULTS_MD).read_text(encoding="utf-8"))

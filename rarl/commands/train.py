@@ -25,10 +25,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from rarl.train.run import run_training
 
     config = config_from_args(args)
-    summary = run_training(config, resume=args.resume_from or args.resume)
+    try:
+        summary = run_training(config, resume=args.resume_from or args.resume)
+    except KeyboardInterrupt:
+        print(
+            f"rarl train: interrupted; to continue from the last checkpoint in {config.train.output_dir}, "
+            "rerun the same command with --resume",
+            file=sys.stderr,
+        )
+        return 130
     resumed = f" (resumed from {summary['resumed_from']})" if summary["resumed_from"] else ""
     print(
         f"{summary['method']}: {summary['global_step']} steps in {summary['runtime_s']:.1f}s{resumed}; "

@@ -1,8 +1,9 @@
 """One training run from a :class:`~rarl.config.RunConfig`: what ``rarl train`` does.
 
 Why a function rather than CLI code: the demo, the tests and users' notebooks run the same sequence —
-load data, build the GRPO or SFT trainer, save the resolved config, train (optionally resuming from the
-last checkpoint), save the final adapter (or full model) and processor in ``train.output_dir``.
+load data, build the GRPO or SFT trainer, save the resolved config and provenance, train (optionally
+resuming from the last complete checkpoint, after checking the settings are the run's own:
+:mod:`rarl.train.resume`), save the final adapter (or full model) and processor in ``train.output_dir``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarl.config import save_config
-from rarl.train.common import check_fresh_output_dir, load_train_samples, resume_target, trainable_summary
+from rarl.provenance import train_settings, write_provenance
+from rarl.train.callbacks import METRICS_FILE, cut_metrics_back
+from rarl.train.common import load_train_samples, trainable_summary
+from rarl.train.resume import check_fresh_output_dir, check_resume_settings, checkpoint_step, resume_target
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -52,10 +56,21 @@ def run_training(
     check_fresh_output_dir(output_dir, resume)
     checkpoint = resume_target(output_dir, resume)
     samples = samples if samples is not None else load_train_samples(config)
+    # A resume with other settings or data is refused here, before anything is written.
+    if checkpoint:
+        settings = check_resume_settings(config, checkpoint, samples)
+    else:
+        settings = train_settings(config, samples)
     trainer = build_trainer(config, samples, model, processor)
     log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, output_dir)
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir)
+        write_provenance(output_dir, "train", settings)
+        if checkpoint:
+            dropped = cut_metrics_back(output_dir / METRICS_FILE, checkpoint_step(checkpoint))
+            if dropped:
+                log.info("%s: dropped %d rows logged after %s", METRICS_FILE, dropped, Path(checkpoint).name)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.time()
