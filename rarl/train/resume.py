@@ -97,7 +97,7 @@ def resume_target(output_dir: str | Path, resume: bool | str) -> str | None:
         return resume
     found = last_complete_checkpoint(output_dir)
     if found is None:
-        raise UserError(f"--resume: no complete checkpoint-* directory in {output_dir} to resume from")
+        raise UserError(f"--resume: no checkpoint to resume from in {output_dir} (no complete checkpoint-*)")
     return str(found)
 
 
