@@ -87,12 +87,13 @@ def _part_files(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob(PART_GLOB))
 
 
-def consolidate_predictions(out_dir: Path) -> dict[str, PredictionRecord]:
+def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> dict[str, PredictionRecord]:
     """All finished predictions in ``out_dir``, merged into one ``predictions.jsonl``.
 
     Part files left by a sharded run (finished or interrupted) are merged in and removed, and a
     half-written last line is dropped; the first record of a key wins, so the file never holds a key
-    twice. Only the main process calls this; the others read the result after a barrier.
+    twice, and a rewritten file lists the keys of ``order`` (the samples) first, in that order. Only the
+    main process calls this; the others read the result after a barrier.
     """
     path = out_dir / PREDICTIONS_FILE
     sources = ([path] if path.exists() else []) + _part_files(out_dir)
@@ -107,6 +108,8 @@ def consolidate_predictions(out_dir: Path) -> dict[str, PredictionRecord]:
                 continue
             done[record.key] = record
     if rewrite:
+        rank = {key: index for index, key in enumerate(order or [])}
+        done = dict(sorted(done.items(), key=lambda item: rank.get(item[0], len(rank))))
         atomic_write_text(path, "".join(_json_line(r.to_dict()) for r in done.values()))
         for part in _part_files(out_dir):
             part.unlink()
@@ -178,8 +181,9 @@ def generate_missing(
     shard = shard or Shard()
     path = out_dir / PREDICTIONS_FILE
     name = model_label(config.model)
+    order = [sample_key(sample) for sample in samples]
     if shard.is_main:
-        consolidate_predictions(out_dir)
+        consolidate_predictions(out_dir, order)
     shard.wait()
     done = {r.key: r for r in read_predictions(path)} if path.exists() else {}
     check_item_fingerprints(path, samples, item_fingerprints(samples), done)
@@ -217,7 +221,7 @@ def generate_missing(
     shard.wait()
     if not shard.is_main:
         return [], info
-    merged = consolidate_predictions(out_dir) if shard.world > 1 or _part_files(out_dir) else None
+    merged = consolidate_predictions(out_dir, order) if shard.world > 1 or _part_files(out_dir) else None
     if merged is None:
         merged = {r.key: r for r in read_predictions(path)}
     check_complete(path, samples, merged)

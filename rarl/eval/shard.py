@@ -47,7 +47,13 @@ def current_shard() -> Shard:
     import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without a GPU, ask for the CPU (gloo) backend: accelerate otherwise sees no device to distribute over.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes != int(os.environ["WORLD_SIZE"]):
+        raise RuntimeError(
+            f"launched with WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate set up "
+            f"{state.num_processes} process(es)"
+        )
     if state.device.type == "cuda":
         torch.cuda.set_device(state.device)  # "cuda" then means this process's GPU when the model loads
     return Shard(rank=state.process_index, world=state.num_processes)

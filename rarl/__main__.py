@@ -1,0 +1,3 @@
+from rarl.cli import main
+
+raise SystemExit(main())
