@@ -18,12 +18,23 @@ from typing import Any
 from rarl.errors import DataError, UserError
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process umask (usually 0644)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; results are ordinary files like any other
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -142,3 +142,8 @@ def test_overwrite_removes_stale_judgements_and_results(finished_run):
     assert results["generation"]["generated"] == 3
     assert not (out / "judgements").exists()
     assert json.loads((out / "provenance.json").read_text())["kind"] == "eval"
+    # Outputs get the mode any new file gets (atomic writes used to leave them 0600).
+    (out / "plain.txt").write_text("x")
+    ordinary = (out / "plain.txt").stat().st_mode & 0o777
+    for name in ("results.json", "provenance.json", "resolved_config.yaml", "predictions.jsonl"):
+        assert (out / name).stat().st_mode & 0o777 == ordinary, name

@@ -114,3 +114,16 @@ def test_ctrl_c_prints_how_to_resume(run_copy, capsys, monkeypatch):
     monkeypatch.setattr(rarl.train.run, "run_training", interrupted)
     assert main(["train", "--config", str(config), "--resume"]) == 130
     assert "rerun the same command with --resume" in capsys.readouterr().err
+
+
+def test_a_fresh_start_drops_rows_of_an_attempt_that_saved_no_checkpoint(
+    trained_run, tmp_path, tiny_model_dir
+):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(trained_run / "run" / "metrics.jsonl", run_dir)  # steps 1-3 of a crashed first attempt
+    config = tmp_path / "train.yaml"
+    write_config(config, tiny_model_dir, run_dir, max_steps=2, save_steps=2)
+    assert main(["train", "--config", str(config)]) == 0
+    steps = [row["step"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
+    assert steps == [1, 2]

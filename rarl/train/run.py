@@ -67,10 +67,12 @@ def run_training(
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir)
         write_provenance(output_dir, "train", settings)
-        if checkpoint:
-            dropped = cut_metrics_back(output_dir / METRICS_FILE, checkpoint_step(checkpoint))
-            if dropped:
-                log.info("%s: dropped %d rows logged after %s", METRICS_FILE, dropped, Path(checkpoint).name)
+        # Rows logged after the checkpoint (or, for a fresh start, by an earlier attempt that saved no
+        # checkpoint) are redone by this run: drop them so no step is logged twice.
+        step = checkpoint_step(checkpoint) if checkpoint else 0
+        dropped = cut_metrics_back(output_dir / METRICS_FILE, step)
+        if dropped:
+            log.info("%s: dropped %d rows logged after step %d", METRICS_FILE, dropped, step)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.time()
