@@ -215,12 +215,18 @@ def write_provenance(out_dir: str | Path, kind: str, settings: Mapping[str, Any]
 
     return atomic_write_json(
         Path(out_dir) / PROVENANCE_FILE,
-        {"kind": kind, "rarl_version": __version__, "settings": dict(sorted(settings.items()))},
+        {"kind": kind, "rarl_version": __version__, "settings": dict(sorted(as_recorded(settings).items()))},
     )
+
+
+def as_recorded(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as they read back from ``provenance.json`` (tuples become lists, enums strings, ...)."""
+    return json.loads(json.dumps(dict(settings), ensure_ascii=False, default=str))
 
 
 def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``"key: old -> new"`` for every setting that differs (a key missing on one side counts)."""
+    recorded, current = as_recorded(recorded), as_recorded(current)
     missing = "(unset)"
     out = []
     for key in sorted(set(recorded) | set(current)):
