@@ -98,6 +98,8 @@ def test_last_evaluates_only_the_newest_checkpoint(lora_run, tiny_model_dir, tmp
     args = ["eval", "--config", str(config), "--checkpoints", "last", "--run", str(lora_run), "--no-judges"]
     assert main(args) == 0
     assert sorted(p.name for p in (tmp_path / "sel").glob("checkpoint-*")) == ["checkpoint-3"]
+    assert (tmp_path / "sel" / "resolved_config.yaml").is_file()
+    assert (tmp_path / "sel" / "checkpoint-3" / "provenance.json").is_file()
     assert json.loads((tmp_path / "sel" / "results.json").read_text())["checkpoint_selection"]["chosen"] == (
         "checkpoint-3"
     )

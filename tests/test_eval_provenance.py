@@ -147,3 +147,17 @@ def test_overwrite_removes_stale_judgements_and_results(finished_run):
     ordinary = (out / "plain.txt").stat().st_mode & 0o777
     for name in ("results.json", "provenance.json", "resolved_config.yaml", "predictions.jsonl"):
         assert (out / name).stat().st_mode & 0o777 == ordinary, name
+
+
+def test_ctrl_c_keeps_finished_batches_and_says_how_to_resume(finished_run, capsys, monkeypatch):
+    import rarl.eval.generate as generate_module
+
+    config_path, _, out, _ = finished_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_module, "generate_batch", interrupted)
+    assert main(["eval", "--config", str(config_path), "--overwrite", "--no-judges"]) == 130
+    err = capsys.readouterr().err
+    assert "rerun the same command (without --overwrite) to resume" in err and str(out) in err

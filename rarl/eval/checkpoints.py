@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rarl.config import RunConfig
+from rarl.config import RunConfig, save_config
 from rarl.errors import UserError
 from rarl.eval.harness import run_evaluation, write_results
 from rarl.eval.shard import Shard, current_shard
@@ -192,6 +192,7 @@ def evaluate_checkpoints(
         "results_of": shown,
     }
     write_results(out_dir, summary)
+    save_config(config, out_dir)
     return summary
 
 
