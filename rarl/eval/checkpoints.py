@@ -112,6 +112,8 @@ def plot_curve(rows: list[dict[str, Any]], metric: str, chosen: str | None, path
                 [row["step"]], [row["value"]], s=120, facecolors="none", edgecolors="red", label=chosen
             )
             ax.legend()
+    if len(rows) <= 20:
+        ax.set_xticks([row["step"] for row in rows])
     ax.set_xlabel("training step (checkpoint)")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per checkpoint on {splits}")

@@ -126,9 +126,7 @@ def recorded_train_settings(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def check_resume_settings(
-    config: RunConfig, checkpoint: str, samples: list[Sample] | None
-) -> dict[str, Any]:
+def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Sample] | None) -> dict[str, Any]:
     """Refuse (one line, before anything is written) to resume a run with other settings or data.
 
     Returns this run's settings (to record when the check passes).
@@ -172,15 +170,19 @@ def check_adapter_matches(config: RunConfig, checkpoint: Path) -> None:
         for name, key, value in (("r", "r", expected.r), ("alpha", "lora_alpha", expected.lora_alpha))
         if saved.get(key) != value
     ]
-    targets = expected.target_modules
-    normalise = (lambda t: t if isinstance(t, str) else sorted(t))  # noqa: E731
-    if saved.get("target_modules") is not None and normalise(saved["target_modules"]) != normalise(targets):
-        diffs.append(f"lora.target_modules: {saved['target_modules']} -> {targets}")
+    saved_targets = saved.get("target_modules")
+    if saved_targets is not None and _as_pattern(saved_targets) != _as_pattern(expected.target_modules):
+        diffs.append(f"lora.target_modules: {saved_targets} -> {expected.target_modules}")
     if diffs:
         raise UserError(
             f"{checkpoint}: its adapter was trained with other LoRA settings ({'; '.join(diffs)}); "
             "resume with the recorded settings, or start a fresh run in another train.output_dir"
         )
+
+
+def _as_pattern(targets: Any) -> Any:
+    """PEFT saves target_modules as a regex string or a list of names (order not meaningful)."""
+    return targets if isinstance(targets, str) else sorted(targets)
 
 
 __all__ = [
