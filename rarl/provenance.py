@@ -172,6 +172,10 @@ def eval_settings(config: RunConfig) -> dict[str, Any]:
     flat = flatten(to_dict(config))
     settings = {key: flat.get(key) for key in EVAL_SETTING_KEYS}
     settings["model.adapter_weights"] = _adapter_weights(config.model.adapter_path)
+    # "auto" means bf16 on a GPU and fp32 on CPU: the same config produces different outputs on each.
+    from rarl.models import resolve_dtype
+
+    settings["model.dtype_resolved"] = str(resolve_dtype(config.model.dtype)).removeprefix("torch.")
     return settings
 
 
