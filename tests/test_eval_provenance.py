@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -82,17 +83,20 @@ def test_changed_generation_settings_are_refused_and_the_config_kept(finished_ru
 
 
 @pytest.mark.parametrize("change", ["answer", "question", "image"])
-def test_changed_items_under_the_same_ids_are_refused(finished_run, change):
+def test_changed_items_under_the_same_ids_are_refused(finished_run, tiny_model_dir, change):
     config_path, dataset, out, saved = finished_run
+    # A new version of the dataset in another folder: same ids, one item changed.
+    dataset = shutil.copytree(dataset, dataset.parent / "data_v2")
     if change == "image":
         Image.new("RGB", (56, 56), "white").save(dataset / "img1.png")
     else:
         rows = [json.loads(line) for line in (dataset / "test.jsonl").read_text().splitlines()]
         rows[1][change] = "changed " + rows[1][change]
         (dataset / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config_path = write_config(config_path.parent, tiny_model_dir, dataset)
     with pytest.raises(UserError, match=r"1 of the 3 items changed .* e\.g\. reasoning_jsonl/test/q1"):
         run_evaluation(load_config(config_path), progress=False)
-    assert (out / "resolved_config.yaml").read_text() == saved
+    assert (out / "resolved_config.yaml").read_text() == saved  # still names the data that was used
     # Starting fresh is one flag away, and then the new references are the ones scored.
     results = run_evaluation(load_config(config_path), overwrite=True, progress=False)
     assert results["generation"]["generated"] == 3

@@ -140,12 +140,8 @@ def _json_line(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, default=str) + "\n"
 
 
-def prepare_output_dir(config: RunConfig, out_dir: Path, shard: Shard) -> None:
-    """Check (every process) that ``out_dir`` holds outputs of these settings; record them (main only).
-
-    ``resolved_config.yaml`` and ``provenance.json`` are written only after the check passed, so they
-    always describe the settings that produced the predictions beside them.
-    """
+def check_output_dir(config: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """Refuse when ``out_dir`` holds outputs of other settings; returns this run's settings."""
     settings = eval_settings(config)
     recorded = read_provenance(out_dir)
     has_predictions = (out_dir / PREDICTIONS_FILE).exists() or bool(_part_files(out_dir))
@@ -156,10 +152,7 @@ def prepare_output_dir(config: RunConfig, out_dir: Path, shard: Shard) -> None:
         )
     if recorded is not None:
         check_same_settings(recorded["settings"], settings, what=str(out_dir), fresh=FRESH_HINT)
-    shard.wait()  # nobody writes before every process has checked
-    if shard.is_main:
-        save_config(config, out_dir)
-        write_provenance(out_dir, "eval", settings)
+    return settings
 
 
 def generate_missing(
@@ -174,19 +167,28 @@ def generate_missing(
 ) -> tuple[list[PredictionRecord], dict[str, Any]]:
     """Predictions for every sample, generating only those not already in ``predictions.jsonl``.
 
-    With several processes (``accelerate launch``) each generates its share of the missing items into
-    its own part file; the main process merges them and checks that every item is there exactly once.
-    Other processes return an empty list.
+    Predictions are reused only when ``out_dir``'s provenance shows the same settings and each item's
+    fingerprint is unchanged (else a :class:`UserError`, before anything is written). With several
+    processes (``accelerate launch``) each generates its share of the missing items into its own part
+    file; the main process merges them and checks that every item is there exactly once. Other processes
+    return an empty list.
     """
     shard = shard or Shard()
     path = out_dir / PREDICTIONS_FILE
     name = model_label(config.model)
     order = [sample_key(sample) for sample in samples]
+    settings = check_output_dir(config, out_dir)
+    shard.wait()  # every process has checked before the main one touches anything
     if shard.is_main:
         consolidate_predictions(out_dir, order)
     shard.wait()
     done = {r.key: r for r in read_predictions(path)} if path.exists() else {}
     check_item_fingerprints(path, samples, item_fingerprints(samples), done)
+    shard.wait()
+    if shard.is_main:
+        # Only now, with settings and items checked, so these always describe the predictions beside them.
+        save_config(config, out_dir)
+        write_provenance(out_dir, "eval", settings)
     todo = [sample for sample in samples if sample_key(sample) not in done]
     mine = shard.take(todo)
     info: dict[str, Any] = {"resumed": len(samples) - len(todo), "generated": len(todo), "generate_s": 0.0}
@@ -330,7 +332,6 @@ def run_evaluation(
         if overwrite:
             clear_outputs(out_dir)
     shard.wait()
-    prepare_output_dir(config, out_dir, shard)
     records, info = generate_missing(
         config, samples, out_dir, model=model, processor=processor, progress=progress, shard=shard
     )
