@@ -165,3 +165,16 @@ def test_ctrl_c_keeps_finished_batches_and_says_how_to_resume(finished_run, caps
     assert main(["eval", "--config", str(config_path), "--overwrite", "--no-judges"]) == 130
     err = capsys.readouterr().err
     assert "rerun the same command (without --overwrite) to resume" in err and str(out) in err
+
+
+def test_added_items_are_generated_and_finished_ones_resumed(finished_run, tiny_model_dir, capsys):
+    config_path, dataset, out, _ = finished_run
+    grown = write_jsonl_dataset(
+        dataset.parent / "grown",
+        answers=("yes", "no", "left", "right"),
+        colours=("red", "blue", "green", "gray"),
+    )
+    config_path = write_config(config_path.parent, tiny_model_dir, grown)  # same items 0-2, one more
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+    assert "4 items (3 resumed, 1 generated" in capsys.readouterr().out
+    assert [r.id for r in read_predictions(out / "predictions.jsonl")] == ["q0", "q1", "q2", "q3"]
