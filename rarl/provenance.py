@@ -69,8 +69,28 @@ TRAIN_COSMETIC_NAMES = frozenset(
         "max_steps",
         "num_train_epochs",
         "gradient_checkpointing",
+        "gradient_checkpointing_kwargs",
         "activation_checkpointing",
+        "activation_checkpointing_kwargs",
         "attn_implementation",
+        # TRL/transformers names for evaluation-during-training, hub upload, DDP and loader plumbing
+        "resume_from_checkpoint",
+        "overwrite_output_dir",
+        "eval_strategy",
+        "eval_steps",
+        "per_device_eval_batch_size",
+        "hub_strategy",
+        "hub_private_repo",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "skip_memory_metrics",
+        "ddp_timeout",
+        "ddp_find_unused_parameters",
+        "dataloader_pin_memory",
+        "dataloader_persistent_workers",
+        "dataloader_prefetch_factor",
+        "vllm_gpu_memory_utilization",
     }
 )
 TRAIN_SECTIONS = ("model", "lora", "data", "reward", "train")
