@@ -32,9 +32,7 @@ COMMANDS: dict[str, str] = {
 
 
 # what a user interrupted with Ctrl+C should do next (commands whose work survives an interruption)
-RESUME_HINTS: dict[str, str] = {
-    "train": "rerun with --resume to continue from the last checkpoint",
-    "eval": "rerun the same command to resume: finished predictions are kept",
+RESUME_HINTS: dict[str, str] = {  # train and eval print their own, naming the output directory
     "judge": "rerun the same command: finished judgements are cached",
     "bench": "rerun the same command",
 }

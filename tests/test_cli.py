@@ -115,7 +115,7 @@ def test_review_serve_refuses_a_port_out_of_range(
 
 @pytest.mark.parametrize(
     ("command", "hint"),
-    [("train", "rerun with --resume"), ("eval", "finished predictions are kept"), ("report", None)],
+    [("judge", "finished judgements are cached"), ("bench", "rerun the same command"), ("report", None)],
 )
 def test_ctrl_c_ends_with_a_resume_hint(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str, hint: str | None
@@ -126,7 +126,9 @@ def test_ctrl_c_ends_with_a_resume_hint(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(importlib.import_module(f"rarl.commands.{COMMANDS[command]}"), "run", interrupted)
-    args = [command, "some_dir"] if command == "report" else [command, "--config", "x.yaml"]
+    args = {"report": ["report", "some_dir"], "bench": ["bench", "rewards"]}.get(
+        command, [command, "--config", "x.yaml"]
+    )
     assert main(args) == 130
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"rarl {command}: interrupted")

@@ -81,7 +81,7 @@ def test_interrupted_eval_resumes_without_redoing_finished_items(
     assert third["rule_metrics"] == second["rule_metrics"]
     # Predictions from another prompt are never mixed in.
     other = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False, prompt="non_reasoning"))
-    with pytest.raises(UserError, match="prompt='reasoning'"):
+    with pytest.raises(UserError, match=r"eval\.prompt: reasoning -> non_reasoning"):
         run_evaluation(other, progress=False)
 
 

@@ -1,8 +1,11 @@
 """`rarl eval`: generate predictions on the configured eval datasets, score them, write results.
 
 ``rarl eval --config configs/x.yaml [eval.prompt=non_reasoning model.adapter_path=outputs/run ...]``
-writes ``predictions.jsonl`` incrementally (a rerun resumes where it stopped), then ``results.json`` and
-``results.md`` with rule metrics and, when ``judges:`` are configured, the LLM-judge scores.
+writes ``predictions.jsonl`` incrementally (a rerun with the same settings and items resumes where it
+stopped; other settings or changed items are refused), then ``results.json`` and ``results.md`` with rule
+metrics and, when ``judges:`` are configured, the LLM-judge scores. ``--checkpoints all|last|best``
+evaluates the checkpoints of a training run instead (:mod:`rarl.eval.checkpoints`). Under
+``accelerate launch -m rarl eval ...`` the items are shared between the processes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--no-judges", action="store_true", help="skip the configured LLM judges")
     parser.add_argument(
-        "--overwrite", action="store_true", help="discard existing predictions.jsonl instead of resuming"
+        "--overwrite",
+        action="store_true",
+        help="discard this output directory's predictions, judgements and results instead of resuming",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        choices=("all", "last", "best"),
+        help="evaluate a training run's checkpoint-N dirs: every one (curve), the newest, or every one "
+        "and choose the best on a validation split (never test)",
+    )
+    parser.add_argument(
+        "--run",
+        metavar="DIR",
+        help="training run whose checkpoints to evaluate (default: the run's output_dir)",
+    )
+    parser.add_argument(
+        "--select-metric",
+        default="accuracy",
+        metavar="NAME",
+        help="rule metric that --checkpoints best maximises, a path into the overall metrics such as "
+        "accuracy, closed.accuracy, open.token_f1, cvbench.combined (default: accuracy)",
     )
 
 
@@ -28,13 +51,45 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from rarl.errors import UserError
     from rarl.eval.harness import RESULTS_MD, run_evaluation
 
     config = config_from_args(args)
-    results = run_evaluation(config, judges=not args.no_judges, overwrite=args.overwrite)
+    if args.run and not args.checkpoints:
+        raise UserError("--run names a training run for --checkpoints; add --checkpoints all|last|best")
+    try:
+        if args.checkpoints:
+            from rarl.eval.checkpoints import evaluate_checkpoints
+
+            results = evaluate_checkpoints(
+                config,
+                args.run or config.train.output_dir,
+                args.checkpoints,
+                metric=args.select_metric,
+                judges=not args.no_judges,
+                overwrite=args.overwrite,
+            )
+        else:
+            results = run_evaluation(config, judges=not args.no_judges, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(
+            f"rarl eval: interrupted; finished predictions are kept in {config.eval.output_dir}/ — "
+            "rerun the same command (without --overwrite) to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if not results:  # a non-main process of a sharded run: the main one reports
+        return 0
     out = Path(config.eval.output_dir)
     console = Console()
     print((out / RESULTS_MD).read_text(encoding="utf-8"))
+    selection = results.get("checkpoint_selection")
+    if selection:
+        for row in selection["checkpoints"]:
+            mark = "  <- chosen" if row["checkpoint"] == selection["chosen"] else ""
+            print(f"{row['checkpoint']}: {selection['metric']} {row['value']:.4f} (n={row['n']}){mark}")
+        print(f"curve: {out}/checkpoints.png, {out}/checkpoints.csv")
+        return 0
     generation = results["generation"]
     console.print(
         f"{results['n']} items ({generation['resumed']} resumed, {generation['generated']} generated in "

@@ -4,8 +4,9 @@ Why this shape: evaluation must be deterministic (greedy by default) and cheap e
 checkpoint, so prompts are batched with left padding (each prompt ends where generation starts), images
 go through the processor's own chat template (the same rendering training used), and the answer and
 reasoning are extracted with :mod:`rarl.answers` — the exact code the rewards use, so metrics and
-rewards can never disagree about what the model answered. ``on_record`` is called after every batch's
-records so a caller can append them to disk immediately (resumable runs).
+rewards can never disagree about what the model answered. Each record carries its item's fingerprint
+(:mod:`rarl.provenance`) so a resumed run can tell whether the item changed since. ``on_record`` is
+called after every batch's records so a caller can append them to disk immediately (resumable runs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rarl.answers import extract_answer, extract_think
 from rarl.data.schema import Sample
 from rarl.eval.records import PredictionRecord
 from rarl.prompts import INFERENCE_SYSTEM_PROMPTS, inference_messages
+from rarl.provenance import item_fingerprint
 
 MessagesFn = Callable[[Sample], list[dict[str, Any]]]
 
@@ -53,6 +55,7 @@ def _record(sample: Sample, raw: str, prompt: str, model_name: str) -> Predictio
         image=sample.image_path,
         modality=sample.modality,
         extra={k: v for k, v in extra.items() if _is_json_scalar(v)},
+        fingerprint=item_fingerprint(sample),
     )
 
 

@@ -1,13 +1,16 @@
 """The evaluation pipeline behind ``rarl eval`` and ``rarl judge``.
 
 Why: generation is the slow part (minutes to hours on the real benchmarks), so predictions are appended to
-``predictions.jsonl`` as they are produced and a rerun with the same model and prompt skips every item
-already there. Everything downstream (rule metrics, judges, tables) is recomputed from that file, so it
-is cheap to redo and always consistent with the predictions on disk.
+``predictions.jsonl`` as they are produced and a rerun skips every item already there — but only when
+``provenance.json`` shows the same output-affecting settings and each prediction's item fingerprint
+matches the item now loaded (:mod:`rarl.provenance`); otherwise the rerun refuses. Everything downstream
+(rule metrics, judges, tables) is recomputed from that file, so it is cheap to redo and always consistent
+with the predictions on disk. Under ``accelerate launch`` the missing items are shared between the
+processes (:mod:`rarl.eval.shard`), each writing ``predictions.part-R-of-W.jsonl``, merged by the main one.
 
 Output directory (``eval.output_dir``):
-``resolved_config.yaml``, ``predictions.jsonl``, ``judgements/<judge>.jsonl``, ``results.json``,
-``results.md``.
+``resolved_config.yaml``, ``provenance.json``, ``predictions.jsonl``, ``judgements/<judge>.jsonl``,
+``results.json``, ``results.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from rarl.data.budget import preflight
 from rarl.data.schema import Sample
 from rarl.errors import UserError
 from rarl.eval.records import PredictionRecord
+from rarl.eval.shard import Shard, current_shard
 from rarl.io import append_jsonl, atomic_write_json, atomic_write_text
+from rarl.provenance import (
+    PROVENANCE_FILE,
+    check_same_settings,
+    eval_settings,
+    item_fingerprints,
+    read_provenance,
+    write_provenance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +42,10 @@ PREDICTIONS_FILE = "predictions.jsonl"
 RESULTS_FILE = "results.json"
 RESULTS_MD = "results.md"
 JUDGEMENTS_DIR = "judgements"
+PART_GLOB = "predictions.part-*-of-*.jsonl"
+FRESH_HINT = "pass --overwrite to discard them, or choose another eval.output_dir"
+# Everything a run writes into eval.output_dir: what --overwrite removes.
+OUTPUT_FILES = (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_MD, PROVENANCE_FILE, "resolved_config.yaml")
 
 
 def model_label(config: ModelConfig) -> str:
@@ -71,30 +87,76 @@ def read_predictions(path: str | Path) -> list[PredictionRecord]:
     return read_validated(path, one_model=True, tolerate_truncated_tail=True)
 
 
-def existing_predictions(path: Path, model: str, prompt: str) -> dict[str, PredictionRecord]:
-    """Finished predictions to resume from; refuses a file made by another model or prompt."""
-    if not path.exists():
-        return {}
-    text = path.read_text(encoding="utf-8")
-    records = read_predictions(path)
-    if text and not text.endswith("\n"):
-        # Drop the half-written last line so new appends start on a clean line.
-        atomic_write_text(path, "".join(_json_line(r.to_dict()) for r in records))
-        log.info("%s: dropped a truncated last line left by an interrupted run", path)
-    for record in records:
-        if record.model != model or record.prompt != prompt:
-            raise UserError(
-                f"{path}: holds predictions of model={record.model!r} prompt={record.prompt!r}, "
-                f"but this run is model={model!r} prompt={prompt!r}; "
-                "use another eval.output_dir or pass --overwrite"
-            )
-    return {record.key: record for record in records}
+def _part_files(out_dir: Path) -> list[Path]:
+    return sorted(out_dir.glob(PART_GLOB))
+
+
+def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> dict[str, PredictionRecord]:
+    """All finished predictions in ``out_dir``, merged into one ``predictions.jsonl``.
+
+    Part files left by a sharded run (finished or interrupted) are merged in and removed, and a
+    half-written last line is dropped; the first record of a key wins, so the file never holds a key
+    twice, and a rewritten file lists the keys of ``order`` (the samples) first, in that order. Only the
+    main process calls this; the others read the result after a barrier.
+    """
+    path = out_dir / PREDICTIONS_FILE
+    sources = ([path] if path.exists() else []) + _part_files(out_dir)
+    done: dict[str, PredictionRecord] = {}
+    rewrite = bool(_part_files(out_dir))
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        rewrite = rewrite or bool(text and not text.endswith("\n"))
+        for record in read_predictions(source):
+            if record.key in done:
+                rewrite = True
+                continue
+            done[record.key] = record
+    if rewrite:
+        rank = {key: index for index, key in enumerate(order or [])}
+        done = dict(sorted(done.items(), key=lambda item: rank.get(item[0], len(rank))))
+        atomic_write_text(path, "".join(_json_line(r.to_dict()) for r in done.values()))
+        for part in _part_files(out_dir):
+            part.unlink()
+        log.info("%s: merged %d predictions (part files / a truncated last line)", path, len(done))
+    return done
+
+
+def check_item_fingerprints(
+    path: Path, samples: list[Sample], fingerprints: list[str], done: dict[str, PredictionRecord]
+) -> None:
+    """Refuse to reuse a prediction whose item (question, references, image) changed since it was made."""
+    changed = [
+        sample_key(sample)
+        for sample, fingerprint in zip(samples, fingerprints, strict=True)
+        if sample_key(sample) in done and done[sample_key(sample)].fingerprint != fingerprint
+    ]
+    if changed:
+        raise UserError(
+            f"{path}: {len(changed)} of the {len(samples)} items changed since their predictions were made "
+            f"(question, reference, choices or image differ under the same id, e.g. {changed[0]}); "
+            f"{FRESH_HINT}"
+        )
 
 
 def _json_line(data: dict[str, Any]) -> str:
     import json
 
     return json.dumps(data, ensure_ascii=False, default=str) + "\n"
+
+
+def check_output_dir(config: RunConfig, out_dir: Path) -> dict[str, Any]:
+    """Refuse when ``out_dir`` holds outputs of other settings; returns this run's settings."""
+    settings = eval_settings(config)
+    recorded = read_provenance(out_dir)
+    has_predictions = (out_dir / PREDICTIONS_FILE).exists() or bool(_part_files(out_dir))
+    if recorded is None and has_predictions:
+        raise UserError(
+            f"{out_dir}: holds predictions without a {PROVENANCE_FILE} (made by an older rarl or by "
+            f"hand), so they cannot be checked against this run; {FRESH_HINT}"
+        )
+    if recorded is not None:
+        check_same_settings(recorded["settings"], settings, what=str(out_dir), fresh=FRESH_HINT)
+    return settings
 
 
 def generate_missing(
@@ -105,14 +167,39 @@ def generate_missing(
     model: Any = None,
     processor: Any = None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> tuple[list[PredictionRecord], dict[str, Any]]:
-    """Predictions for every sample, generating only those not already in ``predictions.jsonl``."""
+    """Predictions for every sample, generating only those not already in ``predictions.jsonl``.
+
+    Predictions are reused only when ``out_dir``'s provenance shows the same settings and each item's
+    fingerprint is unchanged (else a :class:`UserError`, before anything is written). With several
+    processes (``accelerate launch``) each generates its share of the missing items into its own part
+    file; the main process merges them and checks that every item is there exactly once. Other processes
+    return an empty list.
+    """
+    shard = shard or Shard()
     path = out_dir / PREDICTIONS_FILE
     name = model_label(config.model)
-    done = existing_predictions(path, name, config.eval.prompt)
+    order = [sample_key(sample) for sample in samples]
+    settings = check_output_dir(config, out_dir)
+    shard.wait()  # every process has checked before the main one touches anything
+    if shard.is_main:
+        consolidate_predictions(out_dir, order)
+    shard.wait()
+    done = {r.key: r for r in read_predictions(path)} if path.exists() else {}
+    check_item_fingerprints(path, samples, item_fingerprints(samples), done)
+    shard.wait()
+    if shard.is_main:
+        # Only now, with settings and items checked, so these always describe the predictions beside them.
+        save_config(config, out_dir)
+        write_provenance(out_dir, "eval", settings)
     todo = [sample for sample in samples if sample_key(sample) not in done]
+    mine = shard.take(todo)
     info: dict[str, Any] = {"resumed": len(samples) - len(todo), "generated": len(todo), "generate_s": 0.0}
-    if todo:
+    if shard.world > 1:
+        info["processes"] = shard.world
+    target = path if shard.world == 1 else out_dir / f"predictions.part-{shard.rank}-of-{shard.world}.jsonl"
+    if mine:
         if done:
             log.info("resuming: %d of %d predictions already in %s", len(done), len(samples), path)
         if model is None or processor is None:
@@ -123,22 +210,41 @@ def generate_missing(
         from rarl.eval.generate import generate_predictions
 
         start = time.perf_counter()
-        new = generate_predictions(
+        generate_predictions(
             model,
             processor,
-            todo,
+            mine,
             prompt=config.eval.prompt,
             batch_size=config.eval.batch_size,
             max_new_tokens=config.eval.max_new_tokens,
             model_name=name,
             do_sample=config.eval.do_sample,
-            on_record=lambda record: append_jsonl(path, [record.to_dict()]),
+            on_record=lambda record: append_jsonl(target, [record.to_dict()]),
             max_pixels=config.model.max_pixels,
-            progress=progress,
+            progress=progress and shard.is_main,
         )
         info["generate_s"] = round(time.perf_counter() - start, 3)
-        done.update({record.key: record for record in new})
-    return [done[sample_key(sample)] for sample in samples], info
+    shard.wait()
+    if not shard.is_main:
+        return [], info
+    merged = consolidate_predictions(out_dir, order) if shard.world > 1 or _part_files(out_dir) else None
+    if merged is None:
+        merged = {r.key: r for r in read_predictions(path)}
+    check_complete(path, samples, merged)
+    return [merged[sample_key(sample)] for sample in samples], info
+
+
+def check_complete(path: Path, samples: list[Sample], merged: dict[str, PredictionRecord]) -> None:
+    """Every sample has exactly one prediction in the file (a failure here is a bug, not user input)."""
+    from collections import Counter
+
+    duplicates = {key for key, n in Counter(r.key for r in read_predictions(path)).items() if n > 1}
+    missing = [sample_key(s) for s in samples if sample_key(s) not in merged]
+    if duplicates or missing:
+        raise RuntimeError(
+            f"{path}: merged predictions are inconsistent: {len(duplicates)} duplicate key(s) "
+            f"{sorted(duplicates)[:3]}, {len(missing)} missing {missing[:3]}"
+        )
 
 
 def judge_predictions(
@@ -227,6 +333,17 @@ def _check_judge_keys(judges: list[JudgeConfig]) -> None:
             )
 
 
+def clear_outputs(out_dir: Path) -> None:
+    """``--overwrite``: remove every output of a previous run (stale judgements included)."""
+    import shutil
+
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    for part in _part_files(out_dir):
+        part.unlink()
+    shutil.rmtree(out_dir / JUDGEMENTS_DIR, ignore_errors=True)
+
+
 def run_evaluation(
     config: RunConfig,
     *,
@@ -235,22 +352,31 @@ def run_evaluation(
     model: Any = None,
     processor: Any = None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> dict[str, Any]:
-    """Generate (resuming), score with rule metrics and the configured judges, write all outputs."""
+    """Generate (resuming), score with rule metrics and the configured judges, write all outputs.
+
+    Under ``accelerate launch`` every process generates its share; only the main process scores,
+    judges and writes results (the others return ``{}``).
+    """
     from rarl.eval.metrics import dataset_labels, rule_metrics
 
+    shard = shard or current_shard()
     out_dir = Path(config.eval.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        (out_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
     if judges:
         _check_judge_keys(config.judges)
-    save_config(config, out_dir)
     samples = load_eval_samples(config)
     preflight(config, samples, "eval", processor)  # images present, no truncation: before the model loads
+    if shard.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            clear_outputs(out_dir)
+    shard.wait()
     records, info = generate_missing(
-        config, samples, out_dir, model=model, processor=processor, progress=progress
+        config, samples, out_dir, model=model, processor=processor, progress=progress, shard=shard
     )
+    if not shard.is_main:
+        return {}
     metrics = rule_metrics(
         records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
     )
@@ -312,7 +438,8 @@ def rejudge(
 __all__ = [
     "PREDICTIONS_FILE",
     "RESULTS_FILE",
-    "existing_predictions",
+    "clear_outputs",
+    "consolidate_predictions",
     "generate_missing",
     "judge_predictions",
     "load_eval_samples",

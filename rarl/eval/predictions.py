@@ -20,7 +20,7 @@ from rarl.io import read_jsonl_numbered
 
 REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
 OPTIONAL_TEXT_FIELDS = ("prompt", "question_type", "raw_output", "pred_reasoning")  # default ""
-NULLABLE_TEXT_FIELDS = ("reference_reasoning", "image", "modality")  # default None
+NULLABLE_TEXT_FIELDS = ("reference_reasoning", "image", "modality", "fingerprint")  # default None
 
 
 def record_from_row(row: dict[str, Any], path: str, line: int) -> PredictionRecord:

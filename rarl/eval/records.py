@@ -31,6 +31,7 @@ class PredictionRecord:
     image: str | None = None  # image path when the sample's image lives on disk
     modality: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. cvbench task, rule-metric values
+    fingerprint: str | None = None  # rarl.provenance.item_fingerprint of the item it was made from
 
     @property
     def key(self) -> str:

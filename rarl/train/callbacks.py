@@ -2,7 +2,8 @@
 
 Why: TensorBoard (``report_to``) is good for curves, but a plain ``metrics.jsonl`` in the output directory
 is what scripts, tests and the demo read back, and it survives a crash line by line (appends, and a torn
-last line is tolerated by :func:`rarl.io.read_jsonl`). The console shows one progress bar whose postfix
+last line is tolerated by :func:`rarl.io.read_jsonl`); on resume it is cut back to the checkpoint's step
+(:func:`cut_metrics_back`) so no step appears twice. The console shows one progress bar whose postfix
 carries the numbers that tell whether GRPO is working: the total reward, each reward component,
 ``frac_reward_zero_std`` (groups that teach nothing) and the completion length.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from rarl.io import append_jsonl
+from rarl.io import append_jsonl, atomic_write_text, read_jsonl
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -50,6 +51,25 @@ class MetricsJsonlCallback(TrainerCallback):
         record = {"step": state.global_step, "epoch": _clean(state.epoch)}
         record.update({key: _clean(value) for key, value in logs.items() if isinstance(value, (int, float))})
         append_jsonl(path, [record])
+
+
+def cut_metrics_back(path: str | Path, step: int) -> int:
+    """Drop the rows logged after ``step`` (resuming from that checkpoint redoes those steps).
+
+    Without this a resumed run logs steps 5, 6 again after the 5, 6 logged before the crash, and the
+    curves draw them twice. Returns the number of rows removed.
+    """
+    import json
+
+    target = Path(path)
+    if not target.is_file():
+        return 0
+    rows = list(read_jsonl(target, tolerate_truncated_tail=True))
+    kept = [row for row in rows if isinstance(row.get("step"), int) and row["step"] <= step]
+    text = target.read_text(encoding="utf-8")
+    if len(kept) != len(rows) or (text and not text.endswith("\n")):
+        atomic_write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+    return len(rows) - len(kept)
 
 
 def console_summary(logs: dict[str, Any]) -> dict[str, str]:
@@ -99,5 +119,6 @@ __all__ = [
     "CompactProgressCallback",
     "MetricsJsonlCallback",
     "console_summary",
+    "cut_metrics_back",
     "install_callbacks",
 ]

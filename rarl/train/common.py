@@ -2,13 +2,12 @@
 
 Why: the two trainers differ only in their TRL class and a handful of method-specific arguments. Keeping
 the shared part here means both get the same dtype policy (bf16 on a GPU that supports it, fp32 on CPU),
-the same checkpoint cadence, the same logging, and the same ``--resume`` behaviour.
+the same checkpoint cadence and the same logging (``--resume`` lives in :mod:`rarl.train.resume`).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarl.errors import UserError
@@ -116,46 +115,6 @@ def peft_config_for(config: RunConfig) -> Any:
     from rarl.models import lora_config
 
     return lora_config(config.lora) if config.lora.enabled else None
-
-
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` directory in ``output_dir`` (None when there is none)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    directory = Path(output_dir)
-    if not directory.is_dir():
-        return None
-    return get_last_checkpoint(str(directory))
-
-
-def resume_target(output_dir: str | Path, resume: bool | str) -> str | None:
-    """What to pass to ``trainer.train(resume_from_checkpoint=...)``.
-
-    ``True`` means the last checkpoint in ``output_dir`` (a clear error when there is none); a string is a
-    checkpoint path that must exist.
-    """
-    if not resume:
-        return None
-    if isinstance(resume, str):
-        if not (Path(resume) / "trainer_state.json").exists():
-            raise UserError(f"{resume}: not a checkpoint directory (no trainer_state.json)")
-        return resume
-    found = last_checkpoint(output_dir)
-    if found is None:
-        raise UserError(f"--resume: no checkpoint-* directory in {output_dir} to resume from")
-    return found
-
-
-def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
-    """Refuse to silently mix a new run into a directory that already holds checkpoints."""
-    if resume:
-        return
-    found = last_checkpoint(output_dir)
-    if found is not None:
-        raise UserError(
-            f"{output_dir} already holds checkpoints (latest {Path(found).name}); pass --resume to continue "
-            "or choose another train.output_dir"
-        )
 
 
 def trainable_summary(model: Any) -> str:

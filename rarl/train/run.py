@@ -1,8 +1,9 @@
 """One training run from a :class:`~rarl.config.RunConfig`: what ``rarl train`` does.
 
 Why a function rather than CLI code: the demo, the tests and users' notebooks run the same sequence —
-load data, build the GRPO or SFT trainer, save the resolved config, train (optionally resuming from the
-last checkpoint), save the final adapter (or full model) and processor in ``train.output_dir``.
+load data, build the GRPO or SFT trainer, save the resolved config and provenance, train (optionally
+resuming from the last complete checkpoint, after checking the settings are the run's own:
+:mod:`rarl.train.resume`), save the final adapter (or full model) and processor in the run's ``output_dir``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from rarl.config import save_config
 from rarl.data.budget import preflight
-from rarl.train.common import (
-    check_fresh_output_dir,
-    check_train_settings,
-    load_train_samples,
-    resume_target,
-    trainable_summary,
-)
+from rarl.provenance import train_settings, write_provenance
+from rarl.train.callbacks import METRICS_FILE, cut_metrics_back
+from rarl.train.common import check_train_settings, load_train_samples, trainable_summary
+from rarl.train.resume import check_fresh_output_dir, check_resume_settings, checkpoint_step, resume_target
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -61,6 +59,11 @@ def run_training(
     checkpoint = resume_target(output_dir, resume)
     samples = samples if samples is not None else load_train_samples(config)
     preflight(config, samples, "train", processor)  # images present, no truncation: before the model loads
+    # A resume with other settings or data is refused here, before anything is written.
+    if checkpoint:
+        settings = check_resume_settings(config, checkpoint, samples)
+    else:
+        settings = train_settings(config, samples)
     trainer = build_trainer(config, samples, model, processor)
     # Under ``accelerate launch`` every process runs this; only the main one writes rarl's own files
     # (TRL/transformers already limit checkpoints, metrics and TensorBoard events to it).
@@ -69,6 +72,13 @@ def run_training(
         log.info("%s: %s", config.train.method.upper(), trainable_summary(trainer.model))
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir)
+        write_provenance(output_dir, "train", settings)
+        # Rows logged after the checkpoint (or, for a fresh start, by an earlier attempt that saved no
+        # checkpoint) are redone by this run: drop them so no step is logged twice.
+        step = checkpoint_step(checkpoint) if checkpoint else 0
+        dropped = cut_metrics_back(output_dir / METRICS_FILE, step)
+        if dropped:
+            log.info("%s: dropped %d rows logged after step %d", METRICS_FILE, dropped, step)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.time()

@@ -1,0 +1,131 @@
+"""`rarl train --resume` continues the same run or refuses: settings, LoRA shape, checkpoints, metrics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from rarl.cli import main
+from rarl.io import read_jsonl
+
+
+def write_config(path, model_dir, output_dir, max_steps: int, save_steps: int) -> None:
+    config = {
+        "model": {"name_or_path": str(model_dir), "dtype": "float32", "max_pixels": 112 * 112},
+        "data": {"train": [{"source": "synthetic", "num_samples": 8, "seed": 5}]},
+        "train": {
+            "method": "sft",
+            "sft": {
+                "output_dir": str(output_dir),
+                "max_steps": max_steps,
+                "save_steps": save_steps,
+                "learning_rate": 1e-2,
+                "per_device_train_batch_size": 2,
+                "report_to": [],
+            },
+        },
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """Three SFT steps, checkpoints at steps 2 and 3 (the trainer also saves the final step)."""
+    root = tmp_path_factory.mktemp("resume")
+    write_config(root / "train.yaml", tiny_model_dir, root / "run", max_steps=3, save_steps=2)
+    assert main(["train", "--config", str(root / "train.yaml")]) == 0
+    return root
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path, tiny_model_dir):
+    """A private copy of the trained run and its config (pointing at the copy)."""
+    shutil.copytree(trained_run / "run", tmp_path / "run")
+    config = tmp_path / "train.yaml"
+    write_config(config, tiny_model_dir, tmp_path / "run", max_steps=3, save_steps=2)
+    return config, tmp_path / "run"
+
+
+def snapshot(run_dir):
+    return {
+        name: (run_dir / name).read_bytes()
+        for name in ("resolved_config.yaml", "provenance.json", "metrics.jsonl")
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("train.sft.learning_rate=0.5", "train.sft.learning_rate: 0.01 -> 0.5"),
+        ("lora.r=4", "lora.r: 8 -> 4"),
+        ("data.train.0.num_samples=9", "data.train.0.num_samples: 8 -> 9"),
+    ],
+)
+def test_resume_with_changed_settings_is_refused_before_writing(run_copy, capsys, override, named):
+    config, run_dir = run_copy
+    before = snapshot(run_dir)
+    assert main(["train", "--config", str(config), "train.sft.max_steps=4", override, "--resume"]) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("rarl train: error:")]
+    assert named in line and "output_dir" in line and "Traceback" not in err
+    assert snapshot(run_dir) == before
+    assert not (run_dir / "checkpoint-4").exists()
+
+
+def test_lora_shape_mismatch_without_a_provenance_record_is_one_line(run_copy, capsys):
+    """Runs from before provenance (or --resume-from another run): the adapter itself is checked."""
+    config, run_dir = run_copy
+    (run_dir / "provenance.json").unlink()
+    (run_dir / "resolved_config.yaml").unlink()
+    assert main(["train", "--config", str(config), "train.sft.max_steps=4", "lora.r=4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-3: its adapter was trained with other LoRA settings (lora.r: 8 -> 4)" in err
+    assert "Traceback" not in err and "size mismatch" not in err
+
+
+def test_incomplete_newest_checkpoint_falls_back_and_metrics_are_cut_back(run_copy, capsys, monkeypatch):
+    config, run_dir = run_copy
+    # A crash while saving checkpoint-3: weights written, trainer_state.json (written last) missing;
+    # step 3 was already logged.
+    assert (run_dir / "checkpoint-3" / "adapter_model.safetensors").is_file()
+    (run_dir / "checkpoint-3" / "trainer_state.json").unlink()
+    logged = [row["step"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
+    assert logged == [1, 2, 3]
+    monkeypatch.setenv("COLUMNS", "500")  # the log line unwrapped
+    assert main(["train", "--config", str(config), "train.sft.max_steps=4", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "resumed from" in captured.out and "checkpoint-2" in captured.out
+    assert "checkpoint-3 is incomplete (no trainer_state.json); falling back" in captured.err
+    state = json.loads((run_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    steps = [row["step"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
+    assert steps == [1, 2, 3, 4]  # steps 3 and 4 of the resumed run, the old step 3 dropped
+
+
+def test_ctrl_c_prints_how_to_resume(run_copy, capsys, monkeypatch):
+    import rarl.train.run
+
+    config, _ = run_copy
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rarl.train.run, "run_training", interrupted)
+    assert main(["train", "--config", str(config), "--resume"]) == 130
+    assert "rerun the same command with --resume" in capsys.readouterr().err
+
+
+def test_a_fresh_start_drops_rows_of_an_attempt_that_saved_no_checkpoint(
+    trained_run, tmp_path, tiny_model_dir
+):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(trained_run / "run" / "metrics.jsonl", run_dir)  # steps 1-3 of a crashed first attempt
+    config = tmp_path / "train.yaml"
+    write_config(config, tiny_model_dir, run_dir, max_steps=2, save_steps=2)
+    assert main(["train", "--config", str(config)]) == 0
+    steps = [row["step"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
+    assert steps == [1, 2]
