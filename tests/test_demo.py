@@ -174,3 +174,23 @@ def test_tiny_model_width_option_builds_a_wider_model_that_runs(tmp_path):
     assert out.logits.shape[-1] == text.vocab_size
     with pytest.raises(ValueError):
         build_tiny_model(tmp_path / "odd", width=40)
+
+
+@pytest.mark.parametrize("method", ["sft", "grpo"])
+def test_demo_yaml_presets_match_what_rarl_demo_runs(method):
+    """configs/demo_tiny_*.yaml reproduce the demo's stages: same TRL settings, LoRA and rewards."""
+    from pathlib import Path
+
+    from rarl.config import load_config
+    from rarl.train.demo import DemoSettings, demo_config
+
+    root = Path(__file__).resolve().parents[1]
+    preset = load_config(root / "configs" / f"demo_tiny_{method}.yaml")
+    demo = demo_config(DemoSettings(), "model-dir", method)
+    stage = DemoSettings().sft_train if method == "sft" else DemoSettings().grpo_train
+    for name in stage:
+        assert getattr(preset.train, name) == getattr(demo.train, name), name
+    assert preset.lora.enabled == demo.lora.enabled and preset.train.seed == demo.train.seed
+    if method == "grpo":
+        assert (preset.lora.r, preset.lora.alpha) == (demo.lora.r, demo.lora.alpha)
+        assert (preset.reward.names, preset.reward.weights) == (demo.reward.names, demo.reward.weights)
