@@ -97,6 +97,27 @@ def bootstrap_mean_interval(
     return _percentile(_bootstrap_means(data, resamples, seed), confidence)
 
 
+def bootstrap_difference_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval | None:
+    """Percentile-bootstrap interval of ``mean(b) - mean(a)`` for two *independent* samples.
+
+    Each sample is resampled on its own (use :func:`paired_difference` when items are matched).
+    """
+    import numpy as np
+
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if first.size == 0 or second.size == 0:
+        return None
+    diffs = _bootstrap_means(second, resamples, seed + 1) - _bootstrap_means(first, resamples, seed)
+    return _percentile(diffs, confidence)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Mean of ``b - a`` over matched items, its paired-bootstrap interval, and McNemar for 0/1 outcomes."""
@@ -268,6 +289,7 @@ __all__ = [
     "WILSON",
     "Estimate",
     "PairedDifference",
+    "bootstrap_difference_interval",
     "bootstrap_mean_interval",
     "cohen_kappa",
     "estimate",

@@ -143,3 +143,22 @@ def test_summary_spread_matches_numpy():
     assert spread["sd"] == pytest.approx(np.std(values, ddof=1))
     assert (spread["min"], spread["max"]) == (0.74, 0.81)
     assert summary_spread([0.5])["sd"] is None
+
+
+def test_independent_bootstrap_difference_agrees_with_scipy():
+    from rarl.stats import bootstrap_difference_interval
+
+    rng = np.random.default_rng(2)
+    first, second = rng.normal(2.70, 0.1, size=50), rng.normal(2.76, 0.1, size=60)
+    low, high = bootstrap_difference_interval(first, second, resamples=4000)
+    oracle = scipy_stats.bootstrap(
+        (first, second),
+        lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis),
+        n_resamples=4000,
+        method="percentile",
+        random_state=4,
+    ).confidence_interval
+    width = oracle.high - oracle.low
+    assert low == pytest.approx(oracle.low, abs=0.06 * width)
+    assert high == pytest.approx(oracle.high, abs=0.06 * width)
+    assert bootstrap_difference_interval([], [1.0]) is None
