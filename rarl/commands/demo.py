@@ -1,14 +1,15 @@
-"""`rarl demo`: offline end-to-end run on CPU — tiny Qwen2-VL, synthetic data, SFT -> GRPO -> held-out eval.
+"""`rarl demo`: offline run on CPU — tiny Qwen2-VL, synthetic data, SFT warm-up -> GRPO + LoRA -> eval.
 
-Prints a small accuracy table (untrained / SFT warm-up / SFT + GRPO against chance) and the GRPO reward
-trend, and writes ``outputs/demo/results.json``. See docs/training.md for what it shows and why.
+Prints held-out accuracy per stage with 95% intervals (against chance), the paired GRPO-vs-warm-up
+difference with its interval and McNemar p-value, the GRPO reward trend and the adapter check, and writes
+``outputs/demo/results.json``; ``--seeds N`` repeats it and reports mean ± SD. See README "The offline demo".
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "Offline end-to-end demo: tiny model, synthetic data, SFT -> GRPO -> eval"
+HELP = "Offline demo: tiny model, synthetic data, SFT warm-up -> GRPO with LoRA -> eval with CIs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
