@@ -119,9 +119,9 @@ def test_paired_comparison_matches_items_counts_unmatched_and_mcnemar(tmp_path):
     a_pct = 100 * sum(a_right[i] for i in common) / 40
     b_pct = 100 * sum(b_right[i] for i in common) / 40
     assert float(row["A %"]) == pytest.approx(a_pct) and float(row["B %"]) == pytest.approx(b_pct)
-    diff = float(row["B − A (pp) [95% CI]"])
+    diff = float(row["B − A (pp)"])
     assert diff == pytest.approx(b_pct - a_pct)
-    low, high = float(row["B − A (pp) [95% CI] CI low"]), float(row["B − A (pp) [95% CI] CI high"])
+    low, high = float(row["B − A (pp) CI low"]), float(row["B − A (pp) CI high"])
     assert low < diff < high
     # McNemar: 6 items only B got right, 2 only A -> exact binomial test of 2 of 8 at 1/2
     assert float(row["McNemar p"]) == pytest.approx(scipy_stats.binomtest(2, 8).pvalue, abs=1e-4)

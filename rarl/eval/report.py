@@ -590,7 +590,7 @@ def paired_table(runs: Sequence[RunData]) -> Table | None:
         "only in B",
         "A %",
         "B %",
-        "B − A (pp) [95% CI]",
+        "B − A (pp)",
         "McNemar p",
     ]
     notes = [
