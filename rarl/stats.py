@@ -17,7 +17,7 @@ depend on scipy/statsmodels (the tests check these functions against them):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -116,6 +116,28 @@ def bootstrap_difference_interval(
         return None
     diffs = _bootstrap_means(second, resamples, seed + 1) - _bootstrap_means(first, resamples, seed)
     return _percentile(diffs, confidence)
+
+
+def stratified_bootstrap_interval(
+    strata: Sequence[Sequence[float]],
+    combine: Callable[[list[Any]], Any],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval | None:
+    """Percentile-bootstrap interval of a score built from the means of several item groups.
+
+    Each stratum (e.g. a CV-Bench task or source subset) is resampled on its own, so every resample keeps
+    the groups' sizes; ``combine`` maps the list of per-stratum mean arrays to the score's array.
+    """
+    import numpy as np
+
+    arrays = [np.asarray(values, dtype=float) for values in strata]
+    if not arrays or any(a.size == 0 for a in arrays):
+        return None
+    means = [_bootstrap_means(a, resamples, seed + index) for index, a in enumerate(arrays)]
+    return _percentile(np.asarray(combine(means), dtype=float), confidence)
 
 
 @dataclass(frozen=True)
@@ -297,6 +319,7 @@ __all__ = [
     "kappa_interval",
     "mcnemar_exact_p",
     "paired_difference",
+    "stratified_bootstrap_interval",
     "summary_spread",
     "wilson_interval",
 ]

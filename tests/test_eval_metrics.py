@@ -176,3 +176,46 @@ def test_real_bertscore_ranks_a_paraphrase_above_an_unrelated_answer():
     scores = item_scores(records)
     assert scores[0]["bertscore"] > scores[1]["bertscore"]
     assert scores[0]["bertscore"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cvbench_combined_interval_is_a_stratified_bootstrap_like_scipys():
+    """scipy.stats.bootstrap with several samples resamples each on its own: the same stratified scheme."""
+    np = pytest.importorskip("numpy")
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    plan = {("Count", "ADE20K"): 60, ("Count", "COCO"): 50, ("Relation", "COCO"): 40, ("Depth", "Omni3D"): 45}
+    outcomes = {key: list(rng.random(n) < 0.7) for key, n in plan.items()}
+    records, i = [], 0
+    for (task, source), hits in outcomes.items():
+        for ok in hits:
+            records.append(
+                rec(
+                    i,
+                    "choice",
+                    "(A)",
+                    "(A)" if ok else "(B)",
+                    dataset="cv",
+                    choices=["1", "2"],
+                    task=task,
+                    source=source,
+                )
+            )
+            i += 1
+    cv = rule_metrics(records, bertscore=False)["datasets"]["cv"]["cvbench"]
+    ade = np.array(outcomes[("Count", "ADE20K")], dtype=float)
+    coco = np.array(outcomes[("Count", "COCO")] + outcomes[("Relation", "COCO")], dtype=float)
+    depth = np.array(outcomes[("Depth", "Omni3D")], dtype=float)
+
+    def combined(a, c, d, axis=-1):
+        return ((a.mean(axis=axis) + c.mean(axis=axis)) / 2 + d.mean(axis=axis)) / 2
+
+    assert cv["combined"] == pytest.approx(combined(ade, coco, depth))
+    oracle = scipy_stats.bootstrap(
+        (ade, coco, depth), combined, n_resamples=4000, method="percentile", random_state=1
+    ).confidence_interval
+    width = oracle.high - oracle.low
+    low, high = cv["combined_ci"]
+    assert low == pytest.approx(oracle.low, abs=0.08 * width)
+    assert high == pytest.approx(oracle.high, abs=0.08 * width)
+    assert cv["accuracy_3d_ci"][0] < cv["accuracy_3d"] < cv["accuracy_3d_ci"][1]
+    assert cv["n"] == sum(plan.values())

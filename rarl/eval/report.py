@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
+from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
 from rarl.eval.records import PredictionRecord
 from rarl.io import atomic_write_text
 from rarl.stats import (
@@ -460,7 +461,7 @@ def rule_table(runs: Sequence[RunData]) -> Table:
     notes = [
         INTERVAL_NOTE,
         "Acc. %: closed/choice matching and open exact match over all items; BERTScore only on open "
-        "questions; CV-Bench % is the official combined score (no interval: see the CV-Bench table).",
+        "questions; CV-Bench % is the official combined score (details in the CV-Bench table).",
     ]
     for run in runs:
         metrics = run.results.get("rule_metrics") or {}
@@ -492,12 +493,30 @@ def cvbench_table(runs: Sequence[RunData]) -> Table | None:
     rows: list[list[Any]] = [
         [task] + [_block_estimate(cv["tasks"].get(task), "accuracy") for _, cv in columns] for task in tasks
     ]
-    rows.append(["2D"] + [_pct(cv.get("accuracy_2d")) for _, cv in columns])
-    rows.append(["3D"] + [_pct(cv.get("accuracy_3d")) for _, cv in columns])
-    rows.append(["Combined"] + [_pct(cv.get("combined")) for _, cv in columns])
-    notes = [INTERVAL_NOTE, "2D, 3D and Combined are averages of task/subset accuracies: no interval given."]
+
+    def task_n(cv: dict[str, Any], names: tuple[str, ...]) -> int:
+        return sum(int(cv["tasks"].get(t, {}).get("n", 0)) for t in names)
+
+    for label, name, names in (
+        ("2D", "accuracy_2d", CVBENCH_2D_TASKS),
+        ("3D", "accuracy_3d", CVBENCH_3D_TASKS),
+        ("Combined", "combined", CVBENCH_2D_TASKS + CVBENCH_3D_TASKS),
+    ):
+        rows.append([label] + [_cv_estimate(cv, name, task_n(cv, names)) for _, cv in columns])
+    notes = [
+        INTERVAL_NOTE,
+        "2D, 3D and Combined average task/subset accuracies; their intervals come from a bootstrap that "
+        "resamples within each task/subset (stratified).",
+    ]
     notes += [f"{label}: {cv.get('combined_rule')}" for label, cv in columns]
     return Table("CV-Bench", ["Task"] + [c[0] for c in columns], rows, notes, slug="cvbench")
+
+
+def _cv_estimate(cv: dict[str, Any], name: str, n: int) -> Estimate | None:
+    if cv.get(name) is None:
+        return None
+    low, high = cv.get(f"{name}_ci") or (None, None)
+    return Estimate(float(cv[name]), low, high, n or None).scaled(100.0)
 
 
 def agreement_table(runs: Sequence[RunData]) -> Table | None:
