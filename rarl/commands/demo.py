@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="repeat with N consecutive seeds and report mean ± SD (default 1)",
     )
     parser.add_argument(
-        "--width", type=int, default=None, help="hidden size of the tiny language model (default: tuned)"
+        "--width", type=int, default=None, help="hidden size of the tiny language model (default 64)"
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads for torch (1: bit-reproducible results)"
