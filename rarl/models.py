@@ -223,6 +223,7 @@ def _first_line(exc: BaseException) -> str:
 # tiny offline model
 
 TINY_VOCAB_SIZE = 1024
+TINY_WIDTH = 64
 
 
 def _default_tokenizer_corpus() -> list[str]:
@@ -246,14 +247,22 @@ def _default_tokenizer_corpus() -> list[str]:
 
 
 def build_tiny_model(
-    path: str | Path, seed: int = 0, texts: Iterable[str] | None = None, vocab_size: int = TINY_VOCAB_SIZE
+    path: str | Path,
+    seed: int = 0,
+    texts: Iterable[str] | None = None,
+    vocab_size: int = TINY_VOCAB_SIZE,
+    width: int = TINY_WIDTH,
 ) -> Path:
     """Create a tiny Qwen2-VL checkpoint (model + processor + tokenizer) at ``path``, offline.
 
     Deterministic for a given ``seed`` and ``texts``: the tokenizer is a byte-level BPE trained on
     ``texts`` (default: the prompts and a medical-VQA word list) with Qwen's special tokens, and the model
     weights are drawn from a seeded generator. The result loads with ``from_pretrained`` like any hub model.
+    ``width`` is the language model's hidden size (4 heads, MLP twice as wide): the tests use the 64-wide
+    default; a wider model gives a rank-8 LoRA adapter more room where it must learn something.
     """
+    if width < 16 or width % 16:
+        raise ValueError(f"tiny model width must be a multiple of 16 (>= 16), got {width}")
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -288,17 +297,21 @@ def build_tiny_model(
         padding_side="left",
     )
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
+    # mrope splits half of each head's rotary dims (4 heads: width / 8) into temporal/height/width parts;
+    # [2, 3, 3] at the default width, as Qwen2-VL's [16, 24, 24] for 128-dim heads.
+    half = width // 8
+    mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
 
     config = Qwen2VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
@@ -306,7 +319,7 @@ def build_tiny_model(
         vision_config={
             "depth": 2,
             "embed_dim": 32,
-            "hidden_size": 64,
+            "hidden_size": width,  # the merger projects vision features to the language model's width
             "num_heads": 2,
             "patch_size": 14,
             "spatial_merge_size": 2,
@@ -331,7 +344,9 @@ def build_tiny_model(
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     processor.save_pretrained(target)
-    (target / "rarl_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": len(tokenizer)}) + "\n")
+    (target / "rarl_tiny.json").write_text(
+        json.dumps({"seed": seed, "vocab_size": len(tokenizer), "width": width}) + "\n"
+    )
     return target
 
 

@@ -77,7 +77,8 @@ def test_open_metrics_exact_recall_f1_and_bertscore_only_on_open():
     assert cands == ["the left lung", "left lobe", "computed tomography", ""]
     assert refs[2] == ["ct", "computed tomography"]
     assert open_["bertscore"] == pytest.approx((0.5 + 0.5 + 1.0 + 0.0) / 4)
-    assert metrics["datasets"]["ds"]["closed"] == {"n": 1, "accuracy": 1.0}
+    assert metrics["datasets"]["ds"]["closed"]["n"] == 1
+    assert metrics["datasets"]["ds"]["closed"]["accuracy"] == 1.0
     assert metrics["datasets"]["ds"]["accuracy"] == pytest.approx(3 / 5)
 
 
@@ -92,7 +93,8 @@ def test_choice_questions_and_dataset_rows_split_when_needed():
     ]
     assert dataset_labels(records) == ["a", "a", "a", "b/test", "b/val"]
     metrics = rule_metrics(records, bertscore=False)
-    assert metrics["datasets"]["a"]["choice"] == {"n": 3, "accuracy": pytest.approx(2 / 3)}
+    choice = metrics["datasets"]["a"]["choice"]
+    assert (choice["n"], choice["accuracy"]) == (3, pytest.approx(2 / 3))
     assert metrics["datasets"]["b/test"]["closed"]["accuracy"] == 1.0
     assert metrics["datasets"]["b/val"]["closed"]["accuracy"] == 0.0
     assert metrics["overall"]["n"] == 5 and metrics["n"] == 5
@@ -126,7 +128,7 @@ def test_cvbench_per_task_and_official_combined_score():
             )
         )
     cv = rule_metrics(records, bertscore=False)["datasets"]["cvbench"]["cvbench"]
-    assert cv["tasks"]["Count"] == {"n": 4, "accuracy": 0.75}
+    assert (cv["tasks"]["Count"]["n"], cv["tasks"]["Count"]["accuracy"]) == (4, 0.75)
     assert list(cv["tasks"]) == ["Count", "Relation", "Depth", "Distance"]
     assert cv["tasks"]["Relation"]["accuracy"] == 0.5
     # official: 2D = mean(ADE20K 2/2, COCO 2/4) = 0.75; 3D = 1/2; combined = 0.625
@@ -143,12 +145,30 @@ def test_cvbench_per_task_and_official_combined_score():
 
 def test_no_cvbench_block_without_tasks_and_empty_input():
     assert "cvbench" not in rule_metrics([rec(1, "closed", "yes", "yes")], bertscore=False)["datasets"]["ds"]
-    assert rule_metrics([], bertscore=False) == {
-        "n": 0,
-        "bertscore_model": None,
-        "overall": {"n": 0},
-        "datasets": {},
-    }
+    empty = rule_metrics([], bertscore=False)
+    assert (empty["n"], empty["overall"], empty["datasets"]) == (0, {"n": 0}, {})
+
+
+def test_every_rule_metric_has_a_95_interval_wilson_for_proportions_bootstrap_for_means():
+    """Checked against scipy: Wilson for 0/1 metrics; the bootstrap interval brackets the mean."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    records = [rec(i, "closed", "yes", "yes" if i % 3 else "no") for i in range(30)]
+    records += [rec(100 + i, "open", "left lung", ["left lung", "left", "heart"][i % 3]) for i in range(24)]
+    metrics = rule_metrics(records, scorer=LengthScorer())
+    block = metrics["datasets"]["ds"]
+
+    def wilson(k, n):
+        ci = scipy_stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+        return pytest.approx([ci.low, ci.high], abs=1e-9)
+
+    assert block["closed"]["accuracy_ci"] == wilson(20, 30)
+    assert block["open"]["exact_ci"] == wilson(8, 24)
+    assert block["accuracy_ci"] == wilson(28, 54)
+    for name in ("token_recall", "token_f1", "bertscore"):
+        low, high = block["open"][f"{name}_ci"]
+        assert low < block["open"][name] < high, name  # per-item scores vary, so the interval has width
+    assert "Wilson" in metrics["intervals"]["proportions"] and "bootstrap" in metrics["intervals"]["means"]
+    assert metrics["intervals"]["confidence"] == 0.95
 
 
 def test_real_bertscore_ranks_a_paraphrase_above_an_unrelated_answer():
@@ -156,3 +176,46 @@ def test_real_bertscore_ranks_a_paraphrase_above_an_unrelated_answer():
     scores = item_scores(records)
     assert scores[0]["bertscore"] > scores[1]["bertscore"]
     assert scores[0]["bertscore"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cvbench_combined_interval_is_a_stratified_bootstrap_like_scipys():
+    """scipy.stats.bootstrap with several samples resamples each on its own: the same stratified scheme."""
+    np = pytest.importorskip("numpy")
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    plan = {("Count", "ADE20K"): 60, ("Count", "COCO"): 50, ("Relation", "COCO"): 40, ("Depth", "Omni3D"): 45}
+    outcomes = {key: list(rng.random(n) < 0.7) for key, n in plan.items()}
+    records, i = [], 0
+    for (task, source), hits in outcomes.items():
+        for ok in hits:
+            records.append(
+                rec(
+                    i,
+                    "choice",
+                    "(A)",
+                    "(A)" if ok else "(B)",
+                    dataset="cv",
+                    choices=["1", "2"],
+                    task=task,
+                    source=source,
+                )
+            )
+            i += 1
+    cv = rule_metrics(records, bertscore=False)["datasets"]["cv"]["cvbench"]
+    ade = np.array(outcomes[("Count", "ADE20K")], dtype=float)
+    coco = np.array(outcomes[("Count", "COCO")] + outcomes[("Relation", "COCO")], dtype=float)
+    depth = np.array(outcomes[("Depth", "Omni3D")], dtype=float)
+
+    def combined(a, c, d, axis=-1):
+        return ((a.mean(axis=axis) + c.mean(axis=axis)) / 2 + d.mean(axis=axis)) / 2
+
+    assert cv["combined"] == pytest.approx(combined(ade, coco, depth))
+    oracle = scipy_stats.bootstrap(
+        (ade, coco, depth), combined, n_resamples=4000, method="percentile", random_state=1
+    ).confidence_interval
+    width = oracle.high - oracle.low
+    low, high = cv["combined_ci"]
+    assert low == pytest.approx(oracle.low, abs=0.08 * width)
+    assert high == pytest.approx(oracle.high, abs=0.08 * width)
+    assert cv["accuracy_3d_ci"][0] < cv["accuracy_3d"] < cv["accuracy_3d_ci"][1]
+    assert cv["n"] == sum(plan.values())

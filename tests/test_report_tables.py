@@ -102,8 +102,8 @@ def test_report_tables_numbers_csv_and_plots(tmp_path):
     written = build_report([base, rarl], tmp_path / "report", labels=["Base", "RARL"], train_runs=[train])
     report = written["report.md"].read_text()
     rows = list(csv.reader(written["judges.csv"].open()))
-    assert rows[0] == [
-        "Dataset",
+    value_columns = [i for i, name in enumerate(rows[0]) if name.endswith("%")]
+    assert [rows[0][i] for i in value_columns] == [
         "Base · gpt Reasoning %",
         "Base · gpt Final %",
         "Base · gemini Reasoning %",
@@ -111,7 +111,12 @@ def test_report_tables_numbers_csv_and_plots(tmp_path):
         "RARL · gpt Reasoning %",
         "RARL · gpt Final %",
     ]
-    table = {row[0]: [float(v) if v else None for v in row[1:]] for row in rows[1:]}
+    assert rows[0][value_columns[0] + 1 : value_columns[0] + 4] == [
+        "Base · gpt Reasoning % CI low",
+        "Base · gpt Reasoning % CI high",
+        "Base · gpt Reasoning % n",
+    ]
+    table = {row[0]: [float(row[i]) if row[i] else None for i in value_columns] for row in rows[1:]}
     assert table["vqa_rad"] == [50.0, 100.0, 100.0, 50.0, 100.0, 50.0]
     # gemini failed on one slake item: it stays in the denominator as 0
     assert table["slake"] == [50.0, 50.0, 0.0, 50.0, 100.0, 100.0]
@@ -157,11 +162,12 @@ def test_human_ratings_become_columns_and_kappa(tmp_path):
         for record, (rs, ps) in zip(records, scores, strict=False):
             store.save(rater, "rarl-model", record.key, rs, ps)
     written = build_report([run], tmp_path / "out", human_db=tmp_path / "ratings.sqlite")
-    rows = {row[0]: row for row in csv.reader(written["judges.csv"].open())}
-    assert rows["Dataset"][3:] == ["Human Reasoning %", "Human Final %"]
+    rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}
+    human = ["Human Reasoning %", "Human Final %"]
     # vqa_rad: item0 means (1,1), item1 means (0.5, 0) -> reasoning 75, final 50; slake: item2 (0.5, 1)
-    assert [float(v) for v in rows["vqa_rad"][3:]] == [75.0, 50.0]
-    assert [float(v) for v in rows["slake"][3:]] == [50.0, 100.0]
+    assert [float(rows["vqa_rad"][c]) for c in human] == [75.0, 50.0]
+    assert [float(rows["slake"][c]) for c in human] == [50.0, 100.0]
+    assert rows["vqa_rad"]["Human Final % n"] == "2"
     assert "3 rated items only" in written["report.md"].read_text()
     agreement = list(csv.DictReader(written["agreement.csv"].open()))
     assert any({r["Rater A"], r["Rater B"]} == {"gpt", "Human"} and r["n"] == "3" for r in agreement)

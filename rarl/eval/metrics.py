@@ -16,10 +16,19 @@ from typing import Any
 
 from rarl.answers import answers_match, exact_match, reference_texts, token_f1, token_recall
 from rarl.eval.records import PredictionRecord
+from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, estimate_interval, stratified_bootstrap_interval
 
 CVBENCH_2D_TASKS = ("Count", "Relation")
 CVBENCH_3D_TASKS = ("Depth", "Distance")
 CVBENCH_2D_SOURCES = ("ADE20K", "COCO")
+
+# How the ``*_ci`` fields of rule metrics are computed (also written into results.json).
+INTERVALS = {
+    "confidence": CONFIDENCE,
+    "proportions": WILSON,  # accuracy, exact match, CV-Bench task accuracy
+    "means": BOOTSTRAP,  # token recall, token F1, BERTScore
+    "cvbench_averages": "stratified " + BOOTSTRAP.replace("over items", "within each task/subset"),
+}
 
 
 def dataset_label(record: PredictionRecord, multi_split: set[str]) -> str:
@@ -117,27 +126,68 @@ def cvbench_scores(records: Sequence[PredictionRecord], correct: Sequence[bool])
     order = [t for t in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS if t in tasks] + sorted(
         t for t in tasks if t not in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
     )
-    per_task = {name: {"n": len(tasks[name]), "accuracy": _mean(map(float, tasks[name]))} for name in order}
+    per_task: dict[str, dict[str, Any]] = {}
+    for name in order:
+        per_task[name] = {"n": len(tasks[name])}
+        _with_interval(per_task[name], "accuracy", [float(ok) for ok in tasks[name]])
     pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
     pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
     known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
     if known_sources and sum(len(sources_2d[s]) for s in known_sources) == len(pooled_2d):
         # The official script averages the ADE20K and COCO subsets for the 2D score.
-        acc_2d = _mean(_mean(map(float, sources_2d[s])) for s in known_sources)
+        strata_2d = [[float(ok) for ok in sources_2d[s]] for s in known_sources]
         rule_2d = "mean of " + "/".join(known_sources) + " subset accuracies"
     else:
-        acc_2d = _mean(map(float, pooled_2d))
+        strata_2d = [[float(ok) for ok in pooled_2d]] if pooled_2d else []
         rule_2d = "accuracy over Count+Relation"
-    acc_3d = _mean(map(float, pooled_3d))
+    strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
+    acc_2d = _mean(_mean(stratum) for stratum in strata_2d) if strata_2d else None
+    acc_3d = _mean(strata_3d[0]) if strata_3d else None
     parts = [v for v in (acc_2d, acc_3d) if v is not None]
-    return {
+    out: dict[str, Any] = {
         "tasks": per_task,
+        "n": sum(len(v) for v in tasks.values()),
         "accuracy_2d": acc_2d,
         "accuracy_3d": acc_3d,
         "combined": _mean(parts),
         "combined_rule": f"(2D + 3D) / 2; 2D = {rule_2d}; 3D = accuracy over Depth+Distance"
         + ("" if len(parts) == 2 else " (only one of 2D/3D present: combined = that one)"),
     }
+    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
+    # every resample keeps the official formula's groups.
+    halves = [len(strata_2d), len(strata_3d)]
+    for name, strata, combine in (
+        ("accuracy_2d", strata_2d, lambda means: sum(means) / len(means)),
+        ("accuracy_3d", strata_3d, lambda means: means[0]),
+        ("combined", strata_2d + strata_3d, lambda means: _combined(means, halves)),
+    ):
+        interval = stratified_bootstrap_interval(strata, combine) if strata else None
+        if interval is not None:
+            out[f"{name}_ci"] = list(interval)
+    return out
+
+
+def _combined(means: list[Any], halves: list[int]) -> Any:
+    """(2D + 3D) / 2 from per-stratum means (the first ``halves[0]`` are 2D); one half alone if absent."""
+    n_2d, n_3d = halves
+    parts = []
+    if n_2d:
+        parts.append(sum(means[:n_2d]) / n_2d)
+    if n_3d:
+        parts.append(means[n_2d])
+    return sum(parts) / len(parts)
+
+
+def _with_interval(block: dict[str, Any], name: str, values: Sequence[float]) -> None:
+    """Set ``block[name]`` to the mean of ``values`` and ``block[name + '_ci']`` to its 95% interval.
+
+    Wilson for 0/1 values (accuracy, exact match), the seeded percentile bootstrap otherwise (token recall,
+    F1, BERTScore); see :mod:`rarl.stats`.
+    """
+    block[name] = _mean(values)
+    interval, _ = estimate_interval(list(values))
+    if interval is not None:
+        block[f"{name}_ci"] = list(interval)
 
 
 def _aggregate(records: Sequence[PredictionRecord], items: Sequence[dict[str, float]]) -> dict[str, Any]:
@@ -147,15 +197,16 @@ def _aggregate(records: Sequence[PredictionRecord], items: Sequence[dict[str, fl
     out: dict[str, Any] = {"n": len(records)}
     for qtype in ("closed", "choice"):
         if by_type.get(qtype):
-            out[qtype] = {"n": len(by_type[qtype]), "accuracy": _mean(i["correct"] for i in by_type[qtype])}
+            out[qtype] = {"n": len(by_type[qtype])}
+            _with_interval(out[qtype], "accuracy", [i["correct"] for i in by_type[qtype]])
     if by_type.get("open"):
         rows = by_type["open"]
         out["open"] = {"n": len(rows)}
         for name in ("exact", "token_recall", "token_f1", "bertscore"):
             if all(name in row for row in rows):
-                out["open"][name] = _mean(row[name] for row in rows)
+                _with_interval(out["open"], name, [row[name] for row in rows])
     # One headline number per dataset: closed/choice correctness and open exact match over all items.
-    out["accuracy"] = _mean(item.get("correct", item.get("exact", 0.0)) for item in items)
+    _with_interval(out, "accuracy", [item.get("correct", item.get("exact", 0.0)) for item in items])
     cv = cvbench_scores(records, [item.get("correct", item.get("exact", 0.0)) == 1.0 for item in items])
     if cv is not None:
         out["cvbench"] = cv
@@ -173,7 +224,10 @@ def rule_metrics(
 
     Shape: ``{"n", "overall": {...}, "datasets": {label: {"n", "accuracy", "closed": {"n", "accuracy"},
     "choice": {...}, "open": {"n", "exact", "token_recall", "token_f1", "bertscore"}, "cvbench": {...}}}}``.
-    Values are fractions in [0, 1]; a question type absent from a dataset is absent from its entry.
+    Values are fractions in [0, 1]; a question type absent from a dataset is absent from its entry. Each
+    value ``x`` comes with ``x_ci`` = [low, high], its 95% interval (method in ``"intervals"``), and every
+    block carries the ``n`` behind it. CV-Bench's 2D/3D/combined scores (averages of subsets) get a
+    stratified bootstrap interval.
     """
     records = list(records)
     items = item_scores(records, bertscore=bertscore, scorer=scorer, bertscore_model=bertscore_model)
@@ -188,6 +242,7 @@ def rule_metrics(
     return {
         "n": len(records),
         "bertscore_model": bertscore_model if bertscore else None,
+        "intervals": INTERVALS,
         "overall": _aggregate(records, items) if records else {"n": 0},
         "datasets": datasets,
     }

@@ -17,6 +17,7 @@ from typing import Any
 
 from rarl.errors import UserError
 from rarl.io import read_jsonl
+from rarl.stats import Estimate
 
 _COMPONENT = re.compile(r"^rewards/(.+)/mean$")
 
@@ -109,22 +110,71 @@ def plot_reward_curves(runs: dict[str, str | Path], out_path: str | Path) -> Pat
 
 def plot_dataset_scores(
     datasets: Sequence[str],
-    bars: dict[str, Sequence[float | None]],
+    bars: dict[str, Sequence[Estimate | float | None]],
     out_path: str | Path,
     title: str,
     ylabel: str = "%",
 ) -> Path:
-    """Grouped bars: one group per dataset, one bar per series (e.g. "run · judge Final %")."""
+    """Grouped bars: one group per dataset, one bar per series (e.g. "run · judge Final %").
+
+    Each bar carries its 95% interval as an error bar and its n as a label; a missing value is drawn as
+    missing (no bar, an "n/a" mark), never as a bar of height 0 that reads as a score of 0.
+    """
     plt = _pyplot()
     width = 0.8 / max(1, len(bars))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(datasets) * max(1, len(bars)) ** 0.5 + 3), 4.5))
     for index, (name, values) in enumerate(bars.items()):
         xs = [i + (index - (len(bars) - 1) / 2) * width for i in range(len(datasets))]
-        ys = [v if v is not None else 0.0 for v in values]
-        ax.bar(xs, ys, width=width, label=name)
+        points = [
+            (x, value if isinstance(value, Estimate) else Estimate(value))
+            for x, value in zip(xs, values, strict=True)
+        ]
+        present = [(x, est) for x, est in points if est.value is not None]
+        color = f"C{index % 10}"  # matplotlib's default colour cycle, one colour per series
+        ax.bar(
+            [x for x, _ in present], [est.value for _, est in present], width=width, label=name, color=color
+        )
+        with_ci = [(x, est) for x, est in present if est.low is not None and est.high is not None]
+        if with_ci:
+            ax.errorbar(
+                [x for x, _ in with_ci],
+                [est.value for _, est in with_ci],
+                yerr=[
+                    [est.value - est.low for _, est in with_ci],
+                    [est.high - est.value for _, est in with_ci],
+                ],
+                fmt="none",
+                ecolor="black",
+                elinewidth=1,
+                capsize=3,
+            )
+        for x, est in present:
+            if est.n is not None:
+                top = est.high if est.high is not None else est.value
+                ax.annotate(
+                    f"n={est.n}",
+                    (x, top),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
+        for x, est in points:
+            if est.value is None:
+                ax.annotate(
+                    "n/a",
+                    (x, 0),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="grey",
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
     ax.set_xticks(range(len(datasets)), list(datasets), rotation=20, ha="right")
     ax.set(title=title, ylabel=ylabel)
-    ax.set_ylim(0, 100 if ylabel == "%" else None)
+    ax.set_ylim(0, 108 if ylabel == "%" else None)  # headroom for the n labels above 100 %
     ax.grid(axis="y", alpha=0.3)
     if bars:  # beside the axes, so it never hides a bar
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -21,55 +21,126 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
+from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
 from rarl.eval.records import PredictionRecord
 from rarl.io import atomic_write_text
+from rarl.stats import (
+    BOOTSTRAP,
+    SMALL_N,
+    WILSON,
+    Estimate,
+    cohen_kappa,
+    estimate,
+    kappa_interval,
+    paired_difference,
+    wilson_interval,
+)
 
 log = logging.getLogger(__name__)
 
 HUMAN = "Human"
+PROPORTIONS = {"accuracy", "exact"}  # 0/1 per item: a Wilson interval follows from value and n
+INTERVAL_NOTE = (
+    f"Cells: value [95% CI] n=items. Proportions (accuracies, exact match, judge verdicts): {WILSON}; "
+    f"means of graded scores (token recall/F1, BERTScore, mean human ratings) and kappa: {BOOTSTRAP}."
+)
 
 
 @dataclass
 class Table:
-    """A rendered-agnostic table: a title, column headers, rows of cells, and footnotes."""
+    """A rendered-agnostic table: a title, column headers, rows of cells, and footnotes.
+
+    A cell may be an :class:`~rarl.stats.Estimate`: markdown shows ``value [low, high] n=…`` (``†`` when
+    n < 20), CSV spreads it over four columns (value, CI low, CI high, n) so that nothing is lost.
+    """
 
     title: str
     headers: list[str]
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
     slug: str = "table"
+    digits: dict[str, int] = field(default_factory=dict)  # header -> decimals (default 1 for estimates)
 
     def markdown(self) -> str:
         lines = [f"### {self.title}", "", "| " + " | ".join(self.headers) + " |"]
         numeric = [
-            all(isinstance(row[i], (int, float)) for row in self.rows if row[i] is not None)
+            all(isinstance(row[i], (int, float, Estimate)) for row in self.rows if row[i] is not None)
             and any(row[i] is not None for row in self.rows)
             for i in range(len(self.headers))
         ]
         lines.append("|" + "|".join("---:" if right else "---" for right in numeric) + "|")
-        lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in self.rows]
+        lines += [
+            "| "
+            + " | ".join(_cell(v, self.digits.get(h)) for h, v in zip(self.headers, row, strict=True))
+            + " |"
+            for row in self.rows
+        ]
+        if any(isinstance(v, Estimate) and v.small for row in self.rows for v in row):
+            lines += ["", f"† fewer than {SMALL_N} items: the interval is wide and only approximate."]
         lines += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(lines).rstrip() + "\n"
 
     def csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(self.headers)
+        spread = [any(isinstance(row[i], Estimate) for row in self.rows) for i in range(len(self.headers))]
+        header: list[str] = []
+        for name, wide in zip(self.headers, spread, strict=True):
+            header += [name, f"{name} CI low", f"{name} CI high", f"{name} n"] if wide else [name]
+        writer.writerow(header)
         for row in self.rows:
-            writer.writerow(["" if v is None else (round(v, 4) if isinstance(v, float) else v) for v in row])
+            cells: list[Any] = []
+            for value, wide in zip(row, spread, strict=True):
+                if wide:
+                    est = value if isinstance(value, Estimate) else Estimate(value)
+                    cells += [_csv_value(est.value), _csv_value(est.low), _csv_value(est.high), est.n]
+                else:
+                    cells.append(_csv_value(value))
+            writer.writerow(["" if v is None else v for v in cells])
         return buffer.getvalue()
 
 
-def _cell(value: Any) -> str:
+def _csv_value(value: Any) -> Any:
+    return None if value is None else (round(value, 4) if isinstance(value, float) else value)
+
+
+def _cell(value: Any, digits: int | None = None) -> str:
     if value is None:
         return "–"
+    if isinstance(value, Estimate):
+        if value.value is None:
+            return "–" if value.n is None else f"– n={value.n}"
+        places = 1 if digits is None else digits
+        text = f"{value.value:.{places}f}"
+        if value.low is not None and value.high is not None:
+            text += f" [{value.low:.{places}f}, {value.high:.{places}f}]"
+        if value.n is not None:
+            text += f" n={value.n}" + (" †" if value.small else "")
+        return text
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:.{2 if digits is None else digits}f}"
     return str(value).replace("|", "\\|")
 
 
 def _pct(value: float | None) -> float | None:
     return None if value is None else 100.0 * value
+
+
+def _block_estimate(block: dict[str, Any] | None, name: str, n: Any = None) -> Estimate | None:
+    """An estimate in % from a results.json block: ``block[name]``, ``block[name + '_ci']`` and its n.
+
+    results.json files written before intervals existed have no ``_ci``: proportions then get their Wilson
+    interval from value and n (exact), other means are shown without one.
+    """
+    if not block or block.get(name) is None:
+        return None
+    value = float(block[name])
+    count = block.get("n", n)
+    interval = block.get(f"{name}_ci")
+    if interval is None and name in PROPORTIONS and isinstance(count, int):
+        interval = wilson_interval(round(value * count), count)
+    low, high = interval if interval else (None, None)
+    return Estimate(value, low, high, count if isinstance(count, int) else None).scaled(100.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,25 +210,6 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
 # statistics
 
 
-def cohen_kappa(a: Sequence[int], b: Sequence[int]) -> float | None:
-    """Cohen's kappa of two binary raters on the same items; ``None`` when chance agreement is 1.
-
-    (po - pe) / (1 - pe): agreement beyond what the raters' base rates alone would give. When both raters
-    give one constant label, kappa is undefined (pe = 1) and reported as such instead of as 0 or 1.
-    """
-    if len(a) != len(b):
-        raise ValueError("raters must score the same items")
-    n = len(a)
-    if n == 0:
-        return None
-    po = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    pa, pb = sum(a) / n, sum(b) / n
-    pe = pa * pb + (1 - pa) * (1 - pb)
-    if pe >= 1.0:
-        return None
-    return (po - pe) / (1 - pe)
-
-
 def _pairs(first: dict[str, int], second: dict[str, int]) -> tuple[list[int], list[int]]:
     keys = [key for key in first if key in second]
     return [first[k] for k in keys], [second[k] for k in keys]
@@ -179,6 +231,97 @@ def rater_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
 
 
 # --------------------------------------------------------------------------------------------------
+# per-item outcomes and coverage
+
+
+def item_outcomes(run: RunData) -> dict[str, dict[str, float]]:
+    """Per-item 0/1 outcomes by metric: ``Rule Acc.`` and each judge's ``Final``/``Reasoning``.
+
+    A judge's failed item counts as 0, as in its percentages (every sample stays in the denominator).
+    Paired comparisons and subgroup tables are computed from these.
+    """
+    from rarl.eval.metrics import rule_correct
+
+    outcomes: dict[str, dict[str, float]] = {}
+    if run.records:
+        outcomes["Rule Acc."] = {r.key: float(rule_correct(r)) for r in run.records}
+        for judge, by_key in run.judgements.items():
+            for kind, field_name in (("Final", "prediction_score"), ("Reasoning", "reasoning_score")):
+                outcomes[f"{judge} {kind}"] = {
+                    r.key: float(
+                        by_key.get(r.key) is not None
+                        and by_key[r.key].status == "ok"
+                        and bool(getattr(by_key[r.key], field_name))
+                    )
+                    for r in run.records
+                }
+    return outcomes
+
+
+def _labelled_records(run: RunData) -> list[tuple[str, PredictionRecord]]:
+    from rarl.eval.metrics import dataset_labels
+
+    return list(zip(dataset_labels(run.records), run.records, strict=True))
+
+
+def _dataset_keys(run: RunData) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for label, record in _labelled_records(run):
+        keys.setdefault(label, set()).add(record.key)
+    return keys
+
+
+def _dataset_n(run: RunData, dataset: str) -> int | None:
+    metrics = run.results.get("rule_metrics") or {}
+    block = metrics.get("overall") if dataset == "All" else (metrics.get("datasets") or {}).get(dataset)
+    n = (block or {}).get("n")
+    if n is None and dataset == "All":
+        n = run.results.get("n")
+    return n if isinstance(n, int) else None
+
+
+def coverage(runs: Sequence[RunData]) -> tuple[dict[str, str], str | None]:
+    """Whether the compared runs cover the same items, per dataset row and overall.
+
+    Returns ``({row: text}, warning)``: ``text`` is "same items" or says how they differ; ``warning`` is a
+    one-line note for the tables (``None`` when every row matches). Items are matched by their key
+    (dataset/split/id) when predictions are available, otherwise only the counts can be compared.
+    """
+    if len(runs) < 2:
+        return {}, None
+    rows: dict[str, str] = {}
+    differing: list[str] = []
+    with_records = all(run.records for run in runs)
+    keys = [_dataset_keys(run) for run in runs] if with_records else []
+    for dataset in [*_dataset_rows(runs), "All"]:
+        if with_records:
+            sets = [set().union(*k.values()) if dataset == "All" else k.get(dataset, set()) for k in keys]
+            common = set.intersection(*sets)
+            same = all(s == sets[0] for s in sets)
+            counts = " / ".join(f"{run.label} {len(s)}" for run, s in zip(runs, sets, strict=True))
+            rows[dataset] = "same items" if same else f"⚠ differ: {counts}, {len(common)} in all"
+        else:
+            counts_n = [_dataset_n(run, dataset) for run in runs]
+            same = len(set(counts_n)) == 1 and counts_n[0] is not None
+            rows[dataset] = (
+                "same n (items unchecked: no predictions.jsonl)"
+                if same
+                else "⚠ differ: "
+                + " / ".join(f"{run.label} n={n}" for run, n in zip(runs, counts_n, strict=True))
+            )
+        if not same:
+            differing.append(dataset)
+    if not differing:
+        return rows, None
+    warning = (
+        "⚠ The compared runs do NOT cover the same items (rows: " + ", ".join(differing) + "): "
+        "side-by-side columns are computed on different items and are not comparable item for item; "
+        "the paired comparison uses only the items all runs share."
+    )
+    return rows, warning
+
+
+# --------------------------------------------------------------------------------------------------
 # tables
 
 
@@ -189,23 +332,44 @@ def _dataset_rows(runs: Sequence[RunData]) -> list[str]:
     return rows
 
 
-def _human_block(run: RunData, keys: set[str] | None) -> tuple[int, float | None, float | None]:
-    """(n rated, Reasoning %, Final %) of the human ratings over rated items within ``keys``."""
+def _human_estimates(run: RunData, keys: set[str] | None) -> tuple[int, Estimate | None, Estimate | None]:
+    """(n rated, Reasoning %, Final %) of the mean human ratings over rated items within ``keys``."""
     assert run.human is not None
     items = [v for k, v in run.human.items() if keys is None or k in keys]
     if not items:
         return 0, None, None
-    reasoning = 100.0 * sum(v["reasoning_score"] for v in items) / len(items)
-    final = 100.0 * sum(v["prediction_score"] for v in items) / len(items)
+    reasoning = estimate([v["reasoning_score"] for v in items]).scaled(100.0)
+    final = estimate([v["prediction_score"] for v in items]).scaled(100.0)
     return len(items), reasoning, final
+
+
+def _judge_estimate(block: dict[str, Any] | None, kind: str) -> Estimate | None:
+    """A judge's pass rate (%) with its Wilson interval: failures count as 0, so k = rate × n exactly."""
+    if not block or block.get(kind) is None or not block.get("n"):
+        return None
+    n = int(block["n"])
+    value = float(block[kind]) / 100.0
+    low, high = wilson_interval(round(value * n), n) or (None, None)
+    return Estimate(value, low, high, n).scaled(100.0)
+
+
+def _with_coverage(
+    runs: Sequence[RunData], headers: list[str], rows: list[list[Any]], notes: list[str]
+) -> None:
+    """Add the coverage column and warning in place when the compared runs cover different items."""
+    per_row, warning = coverage(runs)
+    if warning is None:
+        return
+    headers.append("Items")
+    for row in rows:
+        row.append(per_row.get(row[0], ""))
+    notes.insert(0, warning)
 
 
 def judge_table(runs: Sequence[RunData]) -> Table | None:
     """Datasets as rows; per run and judge (and Human) a Reasoning % and a Final % column."""
     if not any(run.judges or run.human for run in runs):
         return None
-    from rarl.eval.metrics import dataset_labels
-
     prefix = len(runs) > 1
     headers = ["Dataset"]
     for run in runs:
@@ -218,20 +382,22 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
         row: list[Any] = [dataset]
         for run in runs:
             for judge in run.judges:
-                summary = run.results["judges"][judge]["summary"]
-                block = summary["overall"] if dataset == "All" else summary["datasets"].get(dataset)
-                row += [block["reasoning"], block["final"]] if block else [None, None]
+                summary = run.results["judges"][judge].get("summary") or {}
+                block = (
+                    summary.get("overall") if dataset == "All" else summary.get("datasets", {}).get(dataset)
+                )
+                row += [_judge_estimate(block, "reasoning"), _judge_estimate(block, "final")]
             if run.human:
                 keys = None
                 if dataset != "All" and run.records:
-                    labels = dataset_labels(run.records)
-                    keys = {r.key for r, label in zip(run.records, labels, strict=True) if label == dataset}
-                _, reasoning, final = _human_block(run, keys)
+                    keys = _dataset_keys(run).get(dataset, set())
+                _, reasoning, final = _human_estimates(run, keys)
                 row += [reasoning, final]
         rows.append(row)
     notes = [
+        INTERVAL_NOTE,
         "Every sample is in the denominator: an item the judge could not score (parse or API failure) "
-        "counts as 0."
+        "counts as 0.",
     ]
     for run in runs:
         for judge in run.judges:
@@ -243,65 +409,79 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
                 f"failures, {stats.get('api_errors', 0)} API failures"
             )
         if run.human:
-            n, _, _ = _human_block(run, None)
+            n, _, _ = _human_estimates(run, None)
             notes.append(f"{run.label} · Human: mean of raters over the {n} rated items only (not all items)")
+    _with_coverage(runs, headers, rows, notes)
     title = "LLM-judge Reasoning % / Final % per dataset (shape of the paper's Tables 2, 3 and 6)"
     return Table(title, headers, rows, notes, slug="judges")
 
 
+# (column, sub-block of a dataset's rule metrics or None for the dataset block itself, metric name)
 RULE_COLUMNS = [
-    ("Acc. %", lambda m: m.get("accuracy")),
-    ("Closed %", lambda m: m.get("closed", {}).get("accuracy")),
-    ("Choice %", lambda m: m.get("choice", {}).get("accuracy")),
-    ("Open EM %", lambda m: m.get("open", {}).get("exact")),
-    ("Open recall %", lambda m: m.get("open", {}).get("token_recall")),
-    ("Open F1 %", lambda m: m.get("open", {}).get("token_f1")),
-    ("BERTScore %", lambda m: m.get("open", {}).get("bertscore")),
-    ("CV-Bench %", lambda m: m.get("cvbench", {}).get("combined")),
+    ("Acc. %", None, "accuracy"),
+    ("Closed %", "closed", "accuracy"),
+    ("Choice %", "choice", "accuracy"),
+    ("Open EM %", "open", "exact"),
+    ("Open recall %", "open", "token_recall"),
+    ("Open F1 %", "open", "token_f1"),
+    ("BERTScore %", "open", "bertscore"),
+    ("CV-Bench %", "cvbench", "combined"),
 ]
+
+
+def _rule_estimate(block: dict[str, Any] | None, sub: str | None, name: str) -> Estimate | None:
+    if not block:
+        return None
+    inner = block if sub is None else block.get(sub)
+    n = block.get("n") if sub == "cvbench" else None  # CV-Bench's combined score: over the dataset's items
+    return _block_estimate(inner, name, n)
 
 
 def rule_table(runs: Sequence[RunData]) -> Table:
     """Datasets as rows; per run the rule metrics (columns empty for every row are left out)."""
     datasets = _dataset_rows(runs)
     prefix = len(runs) > 1
-    columns: list[tuple[str, RunData, Any]] = []
+    columns: list[tuple[str, RunData, str | None, str]] = []
     for run in runs:
-        metrics = run.results.get("rule_metrics", {})
-        blocks = [metrics.get("datasets", {}).get(d, {}) for d in datasets] + [metrics.get("overall", {})]
-        for name, getter in RULE_COLUMNS:
-            if any(getter(block) is not None for block in blocks):
-                columns.append((f"{run.label} · {name}" if prefix else name, run, getter))
+        metrics = run.results.get("rule_metrics") or {}
+        blocks = [(metrics.get("datasets") or {}).get(d, {}) for d in datasets] + [metrics.get("overall", {})]
+        for name, sub, metric in RULE_COLUMNS:
+            if any(_rule_estimate(block, sub, metric) is not None for block in blocks):
+                columns.append((f"{run.label} · {name}" if prefix else name, run, sub, metric))
     rows = []
     for dataset in [*datasets, "All"]:
         row: list[Any] = [dataset]
-        for _, run, getter in columns:
-            metrics = run.results.get("rule_metrics", {})
+        for _, run, sub, metric in columns:
+            metrics = run.results.get("rule_metrics") or {}
             block = (
-                metrics.get("overall", {}) if dataset == "All" else metrics.get("datasets", {}).get(dataset)
+                metrics.get("overall") if dataset == "All" else (metrics.get("datasets") or {}).get(dataset)
             )
-            row.append(_pct(getter(block)) if block else None)
+            row.append(_rule_estimate(block, sub, metric))
         rows.append(row)
     notes = [
+        INTERVAL_NOTE,
         "Acc. %: closed/choice matching and open exact match over all items; BERTScore only on open "
-        "questions."
+        "questions; CV-Bench % is the official combined score (details in the CV-Bench table).",
     ]
     for run in runs:
-        model = run.results.get("rule_metrics", {}).get("bertscore_model")
+        metrics = run.results.get("rule_metrics") or {}
+        if not metrics:
+            notes.append(f"{run.label}: no rule metrics in results.json")
+            continue
+        model = metrics.get("bertscore_model")
         notes.append(
-            f"{run.label}: model {run.results.get('model')}, prompt {run.results.get('prompt')}, "
-            f"n={run.results.get('n')}" + (f", BERTScore model {model}" if model else "")
+            f"{run.label}: {run_description(run.results)}" + (f", BERTScore model {model}" if model else "")
         )
-    return Table(
-        "Rule metrics per dataset", ["Dataset"] + [c[0] for c in columns], rows, notes, slug="rule_metrics"
-    )
+    headers = ["Dataset"] + [c[0] for c in columns]
+    _with_coverage(runs, headers, rows, notes)
+    return Table("Rule metrics per dataset", headers, rows, notes, slug="rule_metrics")
 
 
 def cvbench_table(runs: Sequence[RunData]) -> Table | None:
-    """CV-Bench per task, 2D, 3D and the official combined score; one column per run and dataset row."""
+    """CV-Bench per task (with intervals), 2D, 3D and the official combined score; one column per run."""
     columns: list[tuple[str, dict[str, Any]]] = []
     for run in runs:
-        for dataset, block in run.results.get("rule_metrics", {}).get("datasets", {}).items():
+        for dataset, block in (run.results.get("rule_metrics") or {}).get("datasets", {}).items():
             if "cvbench" in block:
                 label = f"{run.label} · {dataset}" if len(runs) > 1 else dataset
                 columns.append((label + " %", block["cvbench"]))
@@ -311,17 +491,36 @@ def cvbench_table(runs: Sequence[RunData]) -> Table | None:
     for _, cv in columns:
         tasks += [t for t in cv["tasks"] if t not in tasks]
     rows: list[list[Any]] = [
-        [task] + [_pct(cv["tasks"].get(task, {}).get("accuracy")) for _, cv in columns] for task in tasks
+        [task] + [_block_estimate(cv["tasks"].get(task), "accuracy") for _, cv in columns] for task in tasks
     ]
-    rows.append(["2D"] + [_pct(cv.get("accuracy_2d")) for _, cv in columns])
-    rows.append(["3D"] + [_pct(cv.get("accuracy_3d")) for _, cv in columns])
-    rows.append(["Combined"] + [_pct(cv.get("combined")) for _, cv in columns])
-    notes = [f"{label}: {cv.get('combined_rule')}" for label, cv in columns]
+
+    def task_n(cv: dict[str, Any], names: tuple[str, ...]) -> int:
+        return sum(int(cv["tasks"].get(t, {}).get("n", 0)) for t in names)
+
+    for label, name, names in (
+        ("2D", "accuracy_2d", CVBENCH_2D_TASKS),
+        ("3D", "accuracy_3d", CVBENCH_3D_TASKS),
+        ("Combined", "combined", CVBENCH_2D_TASKS + CVBENCH_3D_TASKS),
+    ):
+        rows.append([label] + [_cv_estimate(cv, name, task_n(cv, names)) for _, cv in columns])
+    notes = [
+        INTERVAL_NOTE,
+        "2D, 3D and Combined average task/subset accuracies; their intervals come from a bootstrap that "
+        "resamples within each task/subset (stratified).",
+    ]
+    notes += [f"{label}: {cv.get('combined_rule')}" for label, cv in columns]
     return Table("CV-Bench", ["Task"] + [c[0] for c in columns], rows, notes, slug="cvbench")
 
 
+def _cv_estimate(cv: dict[str, Any], name: str, n: int) -> Estimate | None:
+    if cv.get(name) is None:
+        return None
+    low, high = cv.get(f"{name}_ci") or (None, None)
+    return Estimate(float(cv[name]), low, high, n or None).scaled(100.0)
+
+
 def agreement_table(runs: Sequence[RunData]) -> Table | None:
-    """Cohen's kappa and raw agreement between every pair of raters (judges, Human, Rule) per score."""
+    """Cohen's kappa (with a bootstrap CI) and raw agreement between every pair of raters per score."""
     rows = []
     for run in runs:
         for kind in ("prediction", "reasoning"):
@@ -330,34 +529,209 @@ def agreement_table(runs: Sequence[RunData]) -> Table | None:
                 a, b = _pairs(raters[first], raters[second])
                 if not a:
                     continue
-                agree = 100.0 * sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
-                rows.append([run.label, f"{kind}_score", first, second, len(a), agree, cohen_kappa(a, b)])
+                agree = estimate([float(x == y) for x, y in zip(a, b, strict=True)]).scaled(100.0)
+                kappa = cohen_kappa(a, b)
+                low, high = kappa_interval(a, b) or (None, None)
+                rows.append(
+                    [run.label, f"{kind}_score", first, second, len(a), agree, Estimate(kappa, low, high)]
+                )
     if not rows:
         return None
     notes = [
+        f"Agreement %: {WILSON}; Cohen's kappa [95% CI]: {BOOTSTRAP} (pairs of ratings resampled together).",
         "Rule = the rule verdict (closed/choice matching, open exact match); compared with prediction_score.",
         "Items a judge failed to score are left out of its pairs; Human = mean rating >= 0.5.",
         "kappa '–': undefined because both raters gave one constant label.",
     ]
     headers = ["Run", "Score", "Rater A", "Rater B", "n", "Agreement %", "Cohen's kappa"]
-    return Table("Agreement between judges, humans and rule metrics", headers, rows, notes, slug="agreement")
+    return Table(
+        "Agreement between judges, humans and rule metrics",
+        headers,
+        rows,
+        notes,
+        slug="agreement",
+        digits={"Cohen's kappa": 2},
+    )
+
+
+def _groups(run: RunData, *, by_type: bool) -> dict[tuple[str, str], set[str]]:
+    """Item keys per (dataset row, question type); type "all" = the whole dataset; ("All", "all") = all."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    for label, record in _labelled_records(run):
+        for key in [(label, "all"), ("All", "all")] + ([(label, record.question_type)] if by_type else []):
+            groups.setdefault(key, set()).add(record.key)
+    return groups
+
+
+def paired_table(runs: Sequence[RunData]) -> Table | None:
+    """ "B vs A" for every later run against the first, per dataset and question type, on matched items.
+
+    Items are matched by key (dataset/split/id); items only one run has are counted in the table, never
+    silently dropped from view. Differences are in percentage points with a paired-bootstrap 95% CI;
+    McNemar's exact p-value tests the 0/1 outcomes.
+    """
+    if len(runs) < 2 or not all(run.records for run in runs):
+        return None
+    base = runs[0]
+    base_outcomes = item_outcomes(base)
+    rows: list[list[Any]] = []
+    for other in runs[1:]:
+        other_outcomes = item_outcomes(other)
+        groups_a, groups_b = _groups(base, by_type=True), _groups(other, by_type=True)
+        order = list(dict.fromkeys([*groups_a, *groups_b]))
+        types_of: dict[str, set[str]] = {}
+        for dataset, qtype in order:
+            types_of.setdefault(dataset, set()).add(qtype)
+        # a per-type row that would repeat its dataset's "all" row (one question type only) is left out
+        order = [g for g in order if g[1] == "all" or len(types_of[g[0]] - {"all"}) > 1]
+        order.sort(key=lambda g: (g[0] == "All", g[0], g[1] != "all", g[1]))
+        for metric in [m for m in base_outcomes if m in other_outcomes]:
+            a_scores, b_scores = base_outcomes[metric], other_outcomes[metric]
+            for group in order:
+                keys_a, keys_b = groups_a.get(group, set()), groups_b.get(group, set())
+                common = sorted(keys_a & keys_b)
+                result = paired_difference([a_scores[k] for k in common], [b_scores[k] for k in common])
+                cells: list[Any] = [f"{other.label} vs {base.label}", metric, group[0], group[1], len(common)]
+                cells += [len(keys_a - keys_b), len(keys_b - keys_a)]
+                if result is None:
+                    rows.append([*cells, None, None, None, None])
+                    continue
+                diff = Estimate(result.difference, *result.interval, result.n).scaled(100.0)
+                cells += [100.0 * result.mean_a, 100.0 * result.mean_b, diff, result.mcnemar_p]
+                rows.append(cells)
+    headers = [
+        "Comparison",
+        "Metric",
+        "Dataset",
+        "Type",
+        "n matched",
+        "only in A",
+        "only in B",
+        "A %",
+        "B %",
+        "B − A (pp)",
+        "McNemar p",
+    ]
+    notes = [
+        "A = the first run, B = the later one; only items both runs answered (matched by dataset/split/id) "
+        "enter A %, B % and the difference; 'only in A/B' counts the unmatched items.",
+        f"B − A: mean per-item difference in percentage points, 95% paired {BOOTSTRAP}; McNemar: exact "
+        "two-sided binomial test on the items exactly one run got right.",
+        "Judge metrics count a failed judgement as 0, as in the judge table.",
+    ]
+    return Table(
+        "Paired comparison on matched items",
+        headers,
+        rows,
+        notes,
+        slug="paired",
+        digits={"McNemar p": 3, "A %": 1, "B %": 1},
+    )
+
+
+def _organ(record: PredictionRecord) -> str | None:
+    extra = record.extra or {}
+    value = extra.get("organ") or extra.get("location")
+    return str(value) if value else None
+
+
+def subgroup_table(runs: Sequence[RunData]) -> Table | None:
+    """Rule accuracy (and judge Final %) per dataset × question type × modality × organ, with n and CI.
+
+    Only the dimensions some item has are shown (modality and organ come from the source when it records
+    them); every observed cell is listed, and cells with fewer than 20 items are marked, not hidden.
+    """
+    runs = [run for run in runs if run.records]
+    if not runs:
+        return None
+    records = [r for run in runs for r in run.records]
+    show_modality = any(r.modality for r in records)
+    show_organ = any(_organ(r) for r in records)
+    cells: dict[tuple[str, ...], dict[str, set[str]]] = {}
+    for run in runs:
+        for label, record in _labelled_records(run):
+            key = (label, record.question_type)
+            key += (record.modality or "–",) if show_modality else ()
+            key += (_organ(record) or "–",) if show_organ else ()
+            cells.setdefault(key, {}).setdefault(run.label, set()).add(record.key)
+    prefix = len(runs) > 1
+    outcomes = {run.label: item_outcomes(run) for run in runs}
+    metrics = {
+        run.label: [m for m in outcomes[run.label] if m == "Rule Acc." or m.endswith(" Final")]
+        for run in runs
+    }
+    headers = (
+        ["Dataset", "Type"] + (["Modality"] if show_modality else []) + (["Organ"] if show_organ else [])
+    )
+    for run in runs:
+        headers += [f"{run.label} · {m} %" if prefix else f"{m} %" for m in metrics[run.label]]
+    headers.append(f"n < {SMALL_N}")
+    rows = []
+    for key in sorted(cells):
+        row: list[Any] = list(key)
+        smallest = None
+        for run in runs:
+            keys = cells[key].get(run.label, set())
+            for metric in metrics[run.label]:
+                est = estimate([outcomes[run.label][metric][k] for k in sorted(keys)]).scaled(100.0)
+                row.append(est if keys else None)
+            smallest = len(keys) if smallest is None else min(smallest, len(keys))
+        row.append("⚠ small" if (smallest or 0) < SMALL_N else "")
+        rows.append(row)
+    notes = [
+        INTERVAL_NOTE,
+        f"Every observed cell is listed; cells with fewer than {SMALL_N} items are marked '⚠ small' (†): "
+        "their intervals are wide, read them as anecdotes.",
+    ]
+    if show_organ:
+        notes.append("Organ: the source's organ/location field (VQA-RAD image_organ, SLAKE location).")
+    return Table(
+        "Subgroups: dataset × question type × modality × organ", headers, rows, notes, slug="subgroups"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # documents
 
 
+def run_description(results: dict[str, Any]) -> str:
+    """ "model m, reasoning prompt, n=192" from what results.json has (absent fields are left out)."""
+    parts = [f"model {results['model']}" if results.get("model") else "model not recorded"]
+    if results.get("prompt"):
+        parts.append(f"{results['prompt']} prompt")
+    parts.append(f"n={results['n']}" if isinstance(results.get("n"), int) else "n not recorded")
+    return ", ".join(parts)
+
+
 def results_markdown(results: dict[str, Any], label: str | None = None) -> str:
     """Markdown for one run's ``results.json`` (what ``rarl eval`` writes as ``results.md``)."""
     run = RunData(label=label or "run", results=results)
-    parts = [
-        f"# Evaluation: {results.get('model')} ({results.get('prompt')} prompt, n={results.get('n')})",
-        "",
-    ]
-    for table in (judge_table([run]), rule_table([run]), cvbench_table([run])):
+    parts = [f"# Evaluation: {run_description(results)}", ""]
+    if not results.get("rule_metrics") and not results.get("judges"):
+        parts.append("No scores in this results.json (no rule metrics, no judges).\n")
+    for table in (
+        judge_table([run]),
+        rule_table([run]) if results.get("rule_metrics") else None,
+        cvbench_table([run]),
+    ):
         if table is not None:
             parts.append(table.markdown())
     return "\n".join(parts)
+
+
+def _plot_bars(runs: Sequence[RunData], datasets: list[str]) -> dict[str, list[Estimate | None]]:
+    """Bars for ``dataset_scores.png``: each run's judges' Final % and rule Acc. %, with intervals and n."""
+    bars: dict[str, list[Estimate | None]] = {}
+    for run in runs:
+        for judge in run.judges:
+            summary = (run.results["judges"][judge].get("summary") or {}).get("datasets", {})
+            name = f"{run.label} · {judge}" if len(runs) > 1 else judge
+            bars[f"{name} Final %"] = [_judge_estimate(summary.get(d), "final") for d in datasets]
+        rule = (run.results.get("rule_metrics") or {}).get("datasets", {})
+        bars[f"{run.label} rule Acc. %" if len(runs) > 1 else "rule Acc. %"] = [
+            _block_estimate(rule.get(d), "accuracy") for d in datasets
+        ]
+    return bars
 
 
 def build_report(
@@ -384,26 +758,22 @@ def build_report(
         attach_human(runs, human_db)
     out = Path(out_dir)
     written: dict[str, Path] = {}
-    tables = [
-        t for t in (judge_table(runs), rule_table(runs), cvbench_table(runs), agreement_table(runs)) if t
-    ]
+    candidates = (
+        judge_table(runs),
+        rule_table(runs),
+        cvbench_table(runs),
+        paired_table(runs),
+        subgroup_table(runs),
+        agreement_table(runs),
+    )
+    tables = [t for t in candidates if t]
     for table in tables:
         written[f"{table.slug}.csv"] = atomic_write_text(out / f"{table.slug}.csv", table.csv())
 
     figures: list[str] = []
     datasets = _dataset_rows(runs)
-    bars: dict[str, list[float | None]] = {}
-    for run in runs:
-        for judge in run.judges:
-            summary = run.results["judges"][judge]["summary"]["datasets"]
-            name = f"{run.label} · {judge}" if len(runs) > 1 else judge
-            bars[f"{name} Final %"] = [summary.get(d, {}).get("final") for d in datasets]
-        rule = run.results.get("rule_metrics", {}).get("datasets", {})
-        bars[f"{run.label} rule Acc. %" if len(runs) > 1 else "rule Acc. %"] = [
-            _pct(rule.get(d, {}).get("accuracy")) for d in datasets
-        ]
     written["dataset_scores.png"] = plot_dataset_scores(
-        datasets, bars, out / "dataset_scores.png", "Per-dataset scores"
+        datasets, _plot_bars(runs, datasets), out / "dataset_scores.png", "Per-dataset scores (95% CI, n)"
     )
     figures.append("dataset_scores.png")
     if train_runs:
@@ -412,11 +782,12 @@ def build_report(
         figures.append("reward_curves.png")
 
     parts = ["# rarl evaluation report", ""]
-    parts += [
-        f"- **{run.label}**: {run.results.get('model')} — {run.results.get('prompt')} prompt, "
-        f"n={run.results.get('n')}"
-        for run in runs
-    ]
+    parts += [f"- **{run.label}**: {run_description(run.results)}" for run in runs]
+    _, warning = coverage(runs)
+    if warning:
+        parts += ["", f"**{warning}**"]
+    if len(runs) > 1 and not any(t.slug == "paired" for t in tables):
+        parts += ["", "No paired comparison: it needs every run's predictions.jsonl (items matched by key)."]
     parts.append("")
     for table in tables:
         parts.append(table.markdown())
@@ -433,10 +804,15 @@ __all__ = [
     "attach_human",
     "build_report",
     "cohen_kappa",
+    "coverage",
     "cvbench_table",
+    "item_outcomes",
     "judge_table",
     "load_run",
+    "paired_table",
     "rater_scores",
     "results_markdown",
     "rule_table",
+    "run_description",
+    "subgroup_table",
 ]

@@ -1,0 +1,325 @@
+"""Uncertainty for every reported number: intervals, paired differences, McNemar, kappa.
+
+Why: benchmark test sets of 150-6,761 items leave percentages several points wide, so a table of bare
+percentages invites reading noise as progress. Every score rarl reports carries a 95% interval and its n;
+two models are compared on the items both answered, with a paired interval of the difference and, for 0/1
+outcomes, McNemar's exact test. The methods are textbook and take a few lines each, so the package does not
+depend on scipy/statsmodels (the tests check these functions against them):
+
+* proportions (accuracy, judge pass rates): the Wilson score interval, which keeps its coverage near 0% and
+  100% and at small n, where the normal-approximation (Wald) interval fails;
+* means of non-0/1 per-item scores (token F1, BERTScore, mean human ratings) and Cohen's kappa: the
+  percentile bootstrap over items, ``RESAMPLES`` resamples from a fixed seed (reproducible to the digit);
+* paired differences: the percentile bootstrap of the mean per-item difference (items resampled jointly);
+* McNemar's exact test: the two-sided binomial test on the discordant pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
+SMALL_N = 20  # cells with fewer items are flagged in tables: their interval is wide and coverage shaky
+
+WILSON = "Wilson score interval"
+BOOTSTRAP = f"percentile bootstrap over items ({RESAMPLES:,} resamples, seed {SEED})"
+
+Interval = tuple[float, float]
+
+
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def wilson_interval(successes: float, n: int, confidence: float = CONFIDENCE) -> Interval | None:
+    """Wilson score interval of a proportion ``successes / n``; ``None`` when ``n == 0``."""
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n], got {successes} of {n}")
+    z = _z(confidence)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rng(seed: int) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+def _resample_indices(n: int, resamples: int, seed: int) -> Iterator[Any]:
+    """Bootstrap index rows ``(k, n)`` in chunks of at most ~2M entries (memory stays small for big n)."""
+    rng = _rng(seed)
+    chunk = max(1, min(resamples, 2_000_000 // max(1, n)))
+    for start in range(0, resamples, chunk):
+        yield rng.integers(0, n, size=(min(chunk, resamples - start), n))
+
+
+def _bootstrap_means(values: Any, resamples: int, seed: int) -> Any:
+    import numpy as np
+
+    return np.concatenate(
+        [values[rows].mean(axis=1) for rows in _resample_indices(values.size, resamples, seed)]
+    )
+
+
+def _percentile(values: Any, confidence: float) -> Interval:
+    import numpy as np
+
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def bootstrap_mean_interval(
+    values: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval | None:
+    """Percentile-bootstrap interval of the mean of per-item ``values``; ``None`` for no items."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return None
+    return _percentile(_bootstrap_means(data, resamples, seed), confidence)
+
+
+def bootstrap_difference_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval | None:
+    """Percentile-bootstrap interval of ``mean(b) - mean(a)`` for two *independent* samples.
+
+    Each sample is resampled on its own (use :func:`paired_difference` when items are matched).
+    """
+    import numpy as np
+
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if first.size == 0 or second.size == 0:
+        return None
+    diffs = _bootstrap_means(second, resamples, seed + 1) - _bootstrap_means(first, resamples, seed)
+    return _percentile(diffs, confidence)
+
+
+def stratified_bootstrap_interval(
+    strata: Sequence[Sequence[float]],
+    combine: Callable[[list[Any]], Any],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval | None:
+    """Percentile-bootstrap interval of a score built from the means of several item groups.
+
+    Each stratum (e.g. a CV-Bench task or source subset) is resampled on its own, so every resample keeps
+    the groups' sizes; ``combine`` maps the list of per-stratum mean arrays to the score's array.
+    """
+    import numpy as np
+
+    arrays = [np.asarray(values, dtype=float) for values in strata]
+    if not arrays or any(a.size == 0 for a in arrays):
+        return None
+    means = [_bootstrap_means(a, resamples, seed + index) for index, a in enumerate(arrays)]
+    return _percentile(np.asarray(combine(means), dtype=float), confidence)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of ``b - a`` over matched items, its paired-bootstrap interval, and McNemar for 0/1 outcomes."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    interval: Interval
+    mcnemar_p: float | None  # None unless both outcomes are 0/1
+    a_only: int | None = None  # items right under A only (0/1 outcomes)
+    b_only: int | None = None
+
+
+def paired_difference(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> PairedDifference | None:
+    """Compare two models' per-item scores on the same items (``a[i]`` and ``b[i]`` are one item)."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError("paired scores must cover the same items")
+    if not a:
+        return None
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diffs = second - first
+    interval = _percentile(_bootstrap_means(diffs, resamples, seed), confidence)
+    binary = bool(np.isin(first, (0.0, 1.0)).all() and np.isin(second, (0.0, 1.0)).all())
+    a_only = int(((first == 1) & (second == 0)).sum()) if binary else None
+    b_only = int(((first == 0) & (second == 1)).sum()) if binary else None
+    return PairedDifference(
+        n=int(diffs.size),
+        mean_a=float(first.mean()),
+        mean_b=float(second.mean()),
+        difference=float(diffs.mean()),
+        interval=interval,
+        mcnemar_p=mcnemar_exact_p(a_only, b_only) if binary else None,
+        a_only=a_only,
+        b_only=b_only,
+    )
+
+
+def mcnemar_exact_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: the binomial test of ``a_only`` of the discordant pairs at 1/2.
+
+    Only items the two models disagree on carry information; under "no difference" each of the
+    ``a_only + b_only`` discordant items is equally likely to favour either model.
+    """
+    discordant = a_only + b_only
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(min(a_only, b_only) + 1))
+    return min(1.0, 2 * tail / 2**discordant)  # exact integers: no overflow for thousands of items
+
+
+def cohen_kappa(a: Sequence[int], b: Sequence[int]) -> float | None:
+    """Cohen's kappa of two binary raters on the same items; ``None`` when chance agreement is 1.
+
+    (po - pe) / (1 - pe): agreement beyond what the raters' base rates alone would give. When both raters
+    give one constant label, kappa is undefined (pe = 1) and reported as such instead of as 0 or 1.
+    """
+    if len(a) != len(b):
+        raise ValueError("raters must score the same items")
+    n = len(a)
+    if n == 0:
+        return None
+    po = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    if pe >= 1.0:
+        return None
+    return (po - pe) / (1 - pe)
+
+
+def kappa_interval(
+    a: Sequence[int],
+    b: Sequence[int],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> Interval | None:
+    """Percentile-bootstrap interval of Cohen's kappa, resampling items (pairs of ratings) jointly.
+
+    Resamples where kappa is undefined (both raters constant) are left out; ``None`` when kappa itself
+    is undefined or too few resamples are defined to form an interval.
+    """
+    import numpy as np
+
+    if cohen_kappa(a, b) is None:
+        return None
+    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    agree = (first == second).astype(float)
+    parts = [
+        (agree[rows].mean(axis=1), first[rows].mean(axis=1), second[rows].mean(axis=1))
+        for rows in _resample_indices(first.size, resamples, seed)
+    ]
+    po, pa, pb = (np.concatenate(column) for column in zip(*parts, strict=True))
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    defined = pe < 1.0
+    if defined.sum() < resamples / 2:
+        return None
+    kappas = (po[defined] - pe[defined]) / (1 - pe[defined])
+    return _percentile(kappas, confidence)
+
+
+def estimate_interval(values: Sequence[float], **kwargs: Any) -> tuple[Interval | None, str]:
+    """Interval of a mean, with the method used: Wilson when every value is 0/1, else the bootstrap."""
+    if all(v in (0.0, 1.0) for v in values):
+        return wilson_interval(sum(values), len(values)), WILSON
+    return bootstrap_mean_interval(values, **kwargs), BOOTSTRAP
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One reported number: the value, its 95% interval and the n behind it (rendered by the tables)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate in other units (fractions to percent)."""
+
+        def scale(x: float | None) -> float | None:
+            return None if x is None else factor * x
+
+        return Estimate(scale(self.value), scale(self.low), scale(self.high), self.n)
+
+    @property
+    def small(self) -> bool:
+        return self.n is not None and self.n < SMALL_N
+
+
+def estimate(values: Sequence[float], **kwargs: Any) -> Estimate:
+    """Mean of per-item ``values`` with its interval (see :func:`estimate_interval`) and n."""
+    if not values:
+        return Estimate(None, n=0)
+    interval, _ = estimate_interval(values, **kwargs)
+    low, high = interval if interval else (None, None)
+    return Estimate(sum(values) / len(values), low, high, len(values))
+
+
+def summary_spread(values: Sequence[float]) -> dict[str, float | int | None]:
+    """Mean, sample standard deviation, min and max over repeated runs (e.g. seeds)."""
+    n = len(values)
+    mean = sum(values) / n if n else None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 and mean is not None else None
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "min": min(values) if n else None,
+        "max": max(values) if n else None,
+    }
+
+
+__all__ = [
+    "BOOTSTRAP",
+    "CONFIDENCE",
+    "RESAMPLES",
+    "SMALL_N",
+    "WILSON",
+    "Estimate",
+    "PairedDifference",
+    "bootstrap_difference_interval",
+    "bootstrap_mean_interval",
+    "cohen_kappa",
+    "estimate",
+    "estimate_interval",
+    "kappa_interval",
+    "mcnemar_exact_p",
+    "paired_difference",
+    "stratified_bootstrap_interval",
+    "summary_spread",
+    "wilson_interval",
+]
