@@ -243,13 +243,6 @@ def build_reward_functions(config: Any, device: str | None = None) -> tuple[list
     return funcs, weights
 
 
-def reward_name(func: Any) -> str:
-    """The name TRL logs for a reward function (unwrapping ``functools.partial``)."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    return getattr(func, "__name__", type(func).__name__)
-
-
 __all__ = [
     "REWARD_FUNCTIONS",
     "accuracy_reward",
@@ -258,5 +251,4 @@ __all__ = [
     "format_score",
     "length_reward",
     "reasoning_reward",
-    "reward_name",
 ]
