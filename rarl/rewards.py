@@ -221,10 +221,6 @@ def build_reward_functions(config: Any, device: str | None = None) -> tuple[list
         raise UserError(f"reward.weights has {len(weights)} entries but reward.names has {len(names)}")
     if len(set(names)) != len(names):
         raise UserError(f"reward.names lists a reward twice: {names}")
-    if getattr(config, "reasoning_backend", "bertscore") != "bertscore" and "reasoning" in names:
-        raise UserError(
-            f"reward.reasoning_backend={config.reasoning_backend!r} is not available yet; use bertscore"
-        )
     funcs: list[RewardFunc] = []
     for name in names:
         if name not in REWARD_FUNCTIONS:
