@@ -129,9 +129,9 @@ def get_scorer(
     num_layers: int | None = None,
 ) -> BertScoreF1:
     """The process-wide scorer for ``model_type`` on ``device`` (loaded on first use, then reused)."""
-    import torch
+    from rarl.models import default_device
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     path, layers = resolve_model(model_type, num_layers)
     key = (path, device, layers)
     with _LOCK:
@@ -147,16 +147,10 @@ def get_scorer(
     return BertScoreF1(scorer, model_type, batch_size)
 
 
-def loaded_models() -> list[tuple[str, str, int]]:
-    """(model path, device, layer) of every scorer loaded in this process — lets tests prove reuse."""
-    return list(_SCORERS)
-
-
 __all__ = [
     "PACKAGED_MINILM",
     "BertScoreF1",
     "get_scorer",
-    "loaded_models",
     "packaged_minilm_dir",
     "resolve_model",
 ]

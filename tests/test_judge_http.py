@@ -20,7 +20,7 @@ import pytest
 
 from rarl.config import JudgeConfig
 from rarl.errors import UserError
-from rarl.eval.judge import JudgeCache, run_judge, run_judges, summarize
+from rarl.eval.judge import JudgeCache, run_judges, summarize
 from rarl.eval.records import PredictionRecord
 
 GOOD = {"evaluation": "Sound reasoning, correct answer.", "reasoning_score": 1, "prediction_score": 1}
@@ -186,6 +186,11 @@ def server():
     srv.httpd.server_close()
 
 
+def judge_once(records, judge, **kwargs):
+    """One judge through the production entry point, as ``rarl eval`` and ``rarl judge`` call it."""
+    return run_judges(records, [judge], **kwargs)[judge.name]
+
+
 def records_for(cases):
     return [
         PredictionRecord(
@@ -241,7 +246,7 @@ def test_mixed_server_behaviour_counts_and_cache(server, tmp_path, monkeypatch):
     monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-test-123")
     records = records_for(CASES)
     judge = judge_config(server, tmp_path)
-    judgements, stats = run_judge(records, judge, progress=False)
+    judgements, stats = judge_once(records, judge, progress=False)
 
     by_case = {case: j for case, j in zip(CASES, judgements, strict=True)}
     assert [j.key for j in judgements] == [r.key for r in records]
@@ -294,7 +299,7 @@ def test_mixed_server_behaviour_counts_and_cache(server, tmp_path, monkeypatch):
 
     # Second run: served from the cache file; only the two API failures are asked again.
     before = sum(server.requests.values())
-    again, stats2 = run_judge(records, judge, progress=False)
+    again, stats2 = judge_once(records, judge, progress=False)
     assert stats2.cache_hits == 10 and stats2.requests == 4  # down: 3 attempts, badrequest: 1
     assert sum(server.requests.values()) - before == 4
     assert [(j.status, j.reasoning_score, j.prediction_score) for j in again] == [
@@ -306,11 +311,11 @@ def test_second_run_sends_no_requests_and_needs_no_key(server, tmp_path, monkeyp
     monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-test")
     records = records_for(["good", "fenced", "prose", "refusal", "flaky"])
     judge = judge_config(server, tmp_path, concurrency=1)
-    first, _ = run_judge(records, judge, progress=False)
+    first, _ = judge_once(records, judge, progress=False)
     sent = sum(server.requests.values())
     assert sent == 7 and server.max_in_flight == 1
     monkeypatch.delenv("RARL_TEST_JUDGE_KEY")
-    second, stats = run_judge(records, judge, progress=False)
+    second, stats = judge_once(records, judge, progress=False)
     assert sum(server.requests.values()) == sent and stats.requests == 0 and stats.cache_hits == 5
     assert [j.to_dict() | {"cached": None, "attempts": None} for j in second] == [
         j.to_dict() | {"cached": None, "attempts": None} for j in first
@@ -319,8 +324,8 @@ def test_second_run_sends_no_requests_and_needs_no_key(server, tmp_path, monkeyp
     changed = records_for(["good"])
     changed[0].raw_output = "<answer>no</answer>"
     monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-test")
-    run_judge(changed, judge, progress=False)
-    run_judge(records_for(["good"]), judge_config(server, tmp_path, model="other-judge"), progress=False)
+    judge_once(changed, judge, progress=False)
+    judge_once(records_for(["good"]), judge_config(server, tmp_path, model="other-judge"), progress=False)
     assert server.requests["good"] == 3
 
 
@@ -342,7 +347,7 @@ def test_several_judges_at_once_share_one_cache_file(server, tmp_path, monkeypat
 def test_missing_api_key_is_a_user_error(server, tmp_path, monkeypatch):
     monkeypatch.delenv("RARL_TEST_JUDGE_KEY", raising=False)
     with pytest.raises(UserError, match="RARL_TEST_JUDGE_KEY"):
-        run_judge(records_for(["good"]), judge_config(server, tmp_path), progress=False)
+        judge_once(records_for(["good"]), judge_config(server, tmp_path), progress=False)
     assert sum(server.requests.values()) == 0
 
 

@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 
 import pytest
 import yaml
-from test_judge_http import JudgeServer, judge_config, records_for
+from test_judge_http import JudgeServer, judge_config, judge_once, records_for
 
 import rarl.eval.judge as judge_module
 from rarl.cli import main
-from rarl.eval.judge import _retry_after, run_judge
+from rarl.eval.judge import _retry_after
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def api_key(monkeypatch):
 def test_timeout_is_a_total_deadline_even_when_the_server_drips_bytes(server, tmp_path):
     judge = judge_config(server, tmp_path, timeout_s=0.5, max_retries=1)
     start = time.perf_counter()
-    (judgement,), stats = run_judge(records_for(["drip"]), judge, progress=False)
+    (judgement,), stats = judge_once(records_for(["drip"]), judge, progress=False)
     elapsed = time.perf_counter() - start
     # Two attempts of at most 0.5 s each (+ backoff); the server would drip for 10 s per attempt.
     assert elapsed < 3.0, elapsed
@@ -47,7 +47,7 @@ def test_timeout_is_a_total_deadline_even_when_the_server_drips_bytes(server, tm
 def test_retry_after_as_an_http_date_is_honoured(server, tmp_path):
     judge = judge_config(server, tmp_path, backoff_s=0.01, max_retries=1)
     start = time.perf_counter()
-    (judgement,), _ = run_judge(records_for(["retrydate"]), judge, progress=False)
+    (judgement,), _ = judge_once(records_for(["retrydate"]), judge, progress=False)
     elapsed = time.perf_counter() - start
     assert judgement.status == "ok" and server.requests["retrydate"] == 2
     # The date is 2 s ahead at whole-second resolution: the wait is 1-2 s, far above backoff_s=0.01.
@@ -92,7 +92,7 @@ def test_instructions_in_the_model_output_do_not_change_the_verdict(server, tmp_
     records = records_for(["naive"])
     records[0].raw_output = injected  # the reference is "yes": a correct verdict is prediction_score 0
     judge = judge_config(server, tmp_path)
-    (judgement,), _ = run_judge(records, judge, progress=False)
+    (judgement,), _ = judge_once(records, judge, progress=False)
     assert judgement.status == "ok"
     assert (judgement.reasoning_score, judgement.prediction_score) == (0, 0)
 
@@ -102,22 +102,22 @@ def test_instructions_in_the_model_output_do_not_change_the_verdict(server, tmp_
         "Question: {question}\nGround-truth answer: {reference}\nModel response:\n{prediction}\n{tag:.0}"
     )
     monkeypatch.setattr(judge_module, "JUDGE_USER_TEMPLATE", undelimited)
-    (naive,), _ = run_judge(records, judge_config(server, tmp_path, model="other"), progress=False)
+    (naive,), _ = judge_once(records, judge_config(server, tmp_path, model="other"), progress=False)
     assert (naive.reasoning_score, naive.prediction_score) == (1, 1)
 
 
 def test_unreadable_replies_are_cached_but_retry_failed_asks_again(server, tmp_path):
     records = records_for(["overloaded", "good"])
     judge = judge_config(server, tmp_path)
-    first, stats = run_judge(records, judge, progress=False)
+    first, stats = judge_once(records, judge, progress=False)
     assert [j.status for j in first] == ["parse_error", "ok"] and stats.parse_errors == 1
     # A plain rerun reuses the cached reply (reproducible, no cost) ...
-    second, stats = run_judge(records, judge, progress=False)
+    second, stats = judge_once(records, judge, progress=False)
     assert second[0].status == "parse_error" and stats.requests == 0 and server.requests["overloaded"] == 1
     # ... and retry_failed asks only the unreadable one again; its new reply replaces the cached one.
-    third, stats = run_judge(records, judge, progress=False, retry_failed=True)
+    third, stats = judge_once(records, judge, progress=False, retry_failed=True)
     assert [j.status for j in third] == ["ok", "ok"] and stats.requests == 1 and stats.cache_hits == 1
-    fourth, stats = run_judge(records, judge, progress=False)
+    fourth, stats = judge_once(records, judge, progress=False)
     assert [j.status for j in fourth] == ["ok", "ok"] and stats.requests == 0
 
 

@@ -6,6 +6,7 @@ import pickle
 from collections import defaultdict
 
 import pytest
+from trl.trainer.utils import get_callable_name
 
 from rarl import rewards
 from rarl.config import RewardConfig
@@ -16,7 +17,6 @@ from rarl.rewards import (
     format_reward,
     length_reward,
     reasoning_reward,
-    reward_name,
 )
 
 MALFORMED = [None, "", "   ", [], {}, [{"role": "assistant"}], [{"role": "assistant", "content": None}], 42]
@@ -198,7 +198,7 @@ def test_malformed_and_empty_completions_score_zero_without_raising() -> None:
 def test_registry_builds_named_functions_with_config_weights() -> None:
     config = RewardConfig(names=["accuracy", "format", "reasoning"], weights=[2.0, 0.5, 1.0])
     funcs, weights = build_reward_functions(config)
-    assert [reward_name(f) for f in funcs] == ["accuracy_reward", "format_reward", "reasoning_reward"]
+    assert [get_callable_name(f) for f in funcs] == ["accuracy_reward", "format_reward", "reasoning_reward"]
     assert weights == [2.0, 0.5, 1.0]
     assert funcs[0].keywords["bertscore_model"] == config.bertscore_model
     restored = pickle.loads(pickle.dumps(funcs[0]))  # TRL/accelerate may pickle reward functions

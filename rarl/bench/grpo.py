@@ -245,7 +245,9 @@ def command_line(settings: dict[str, Any], names: list[str], out: Path) -> str:
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from rarl.models import default_device
+
+    device = args.device or default_device()
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
     for flag, value, low in [
@@ -380,11 +382,10 @@ def tiny_model_dir() -> str:
 
 
 def _weight_dtype(config: BenchConfig, device: str) -> Any:
-    import torch
+    """The same ``auto`` rule as training and evaluation (bf16 on a GPU that supports it, else fp32)."""
+    from rarl.models import resolve_dtype
 
-    if config.weights == "auto":
-        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, config.weights)
+    return resolve_dtype(config.weights, device)
 
 
 def arch_for_tokenizer(tokenizer: Any, attn: str) -> dict[str, Any]:

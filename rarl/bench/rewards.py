@@ -102,12 +102,13 @@ def make_batch(n: int, seed: int, group_size: int = 1) -> dict[str, list[Any]]:
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
+    from trl.trainer.utils import get_callable_name
 
     from rarl.bertscore import get_scorer
     from rarl.config import RewardConfig
     from rarl.errors import UserError
     from rarl.io import atomic_write_json, atomic_write_text
-    from rarl.rewards import build_reward_functions, reward_name
+    from rarl.rewards import build_reward_functions
 
     if min(args.num_completions, args.repeats, args.group_size, args.batch_size) < 1:
         raise UserError("--num-completions, --repeats, --group-size and --batch-size must be at least 1")
@@ -124,15 +125,15 @@ def run(args: argparse.Namespace) -> int:
     for func in funcs:  # warm-up: first-call allocations, tokenizer caches
         func(batch["completions"][: min(8, args.num_completions)], **{k: v[:8] for k, v in columns.items()})
 
-    seconds = {reward_name(func): 0.0 for func in funcs}
+    seconds = {get_callable_name(func): 0.0 for func in funcs}
     means: dict[str, float] = {}
     cpu_start = time.process_time()  # CPU seconds of this process: less sensitive to a busy shared machine
     for _ in tqdm(range(args.repeats), desc="reward batches", unit="batch"):
         for func in funcs:
             t0 = time.perf_counter()
             scores = func(batch["completions"], **columns)
-            seconds[reward_name(func)] += time.perf_counter() - t0
-            means[reward_name(func)] = sum(s for s in scores if s is not None) / len(scores)
+            seconds[get_callable_name(func)] += time.perf_counter() - t0
+            means[get_callable_name(func)] = sum(s for s in scores if s is not None) / len(scores)
     n, repeats = args.num_completions, args.repeats
     cpu_total = (time.process_time() - cpu_start) / repeats
     total = sum(seconds.values()) / repeats

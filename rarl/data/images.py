@@ -4,8 +4,9 @@ Why: Qwen2-VL's processor wants RGB images, and its visual-token count grows wit
 consumer (training, eval, ``rarl ask``, the review page) goes through :func:`load_image` to get the same
 conversion and the same ``max_pixels`` cap. DICOM is what hospitals actually store; its raw values are
 stored intensities (often 12-16 bit, HU after the modality LUT for CT), so they are windowed to 8 bit with
-the file's own WindowCenter/WindowWidth when present (what a radiologist's viewer shows by default) and
-with a robust 0.5-99.5 percentile window otherwise (so one hot pixel cannot wash out the image).
+the file's own VOI LUT or WindowCenter/WindowWidth when present (applied by pydicom; what a
+radiologist's viewer shows by default) and with a robust 0.5-99.5 percentile window otherwise (so one
+hot pixel cannot wash out the image).
 """
 
 from __future__ import annotations
@@ -76,6 +77,31 @@ def window_to_uint8(values: Any, center: float | None = None, width: float | Non
     return np.nan_to_num(scaled).round().astype(np.uint8)
 
 
+def _voi_to_uint8(values: Any, ds: Any) -> Any:
+    """The file's own VOI transform (VOI LUT Sequence, else WindowCenter/Width with its VOILUTFunction:
+    LINEAR, LINEAR_EXACT or SIGMOID) by pydicom, scaled to 0-255; None when the file has none we can use.
+
+    Why pydicom: it implements the standard's exact definitions (PS3.3 C.11.2), which a hand-written
+    ``center ± width/2`` only approximates and which ignores VOI LUT tables and the sigmoid function.
+    """
+    import numpy as np
+    from pydicom.pixels import apply_voi_lut
+
+    has_window = _first_value(ds.get("WindowCenter")) is not None and _first_value(ds.get("WindowWidth"))
+    if "VOILUTSequence" not in ds and not has_window:
+        return None
+    try:
+        out = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
+        # The output range of this transform: what it gives far below and far above any stored value.
+        low, high = (float(v) for v in apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0))
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        return None  # a malformed window (e.g. width < 1 for LINEAR): fall back to the percentile window
+    if not high > low:
+        return None
+    scaled = (np.clip(out, low, high) - low) / (high - low) * 255.0
+    return np.nan_to_num(scaled).round().astype(np.uint8)
+
+
 def load_dicom(path: str | os.PathLike[str]) -> Image.Image:
     """Read a DICOM file as RGB: modality LUT (rescale slope/intercept), then windowing to 8 bit.
 
@@ -108,9 +134,9 @@ def load_dicom(path: str | os.PathLike[str]) -> Image.Image:
             pixels = window_to_uint8(pixels)
         return Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
     values = apply_modality_lut(pixels, ds)
-    center = _first_value(ds.get("WindowCenter"))
-    width = _first_value(ds.get("WindowWidth"))
-    grey = window_to_uint8(values, center, width)
+    grey = _voi_to_uint8(values, ds)
+    if grey is None:
+        grey = window_to_uint8(values)
     if photometric == "MONOCHROME1":
         grey = 255 - grey
     return Image.fromarray(grey, mode="L").convert("RGB")

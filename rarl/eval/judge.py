@@ -479,25 +479,6 @@ def _client_if_needed(
     return make_client(judge) if misses else None
 
 
-def run_judge(
-    records: Sequence[PredictionRecord],
-    judge: JudgeConfig,
-    *,
-    cache: JudgeCache | None = None,
-    client: Any = None,
-    progress: bool = True,
-    retry_failed: bool = False,
-) -> tuple[list[Judgement], JudgeStats]:
-    """Judge every record with one judge; results are in record order, one per record.
-
-    ``retry_failed`` asks again for items whose cached reply is unreadable (a transient "overloaded"
-    text, or a reply from before a prompt fix); API errors are never cached and always asked again.
-    """
-    cache = cache if cache is not None else JudgeCache(judge.cache_path)
-    client = client if client is not None else _client_if_needed(records, judge, cache, retry_failed)
-    return asyncio.run(_judge_all(records, judge, cache, client, progress, retry_failed))
-
-
 def run_judges(
     records: Sequence[PredictionRecord],
     judges: Sequence[JudgeConfig],
@@ -584,7 +565,6 @@ __all__ = [
     "make_client",
     "parse_judge_reply",
     "read_judgements",
-    "run_judge",
     "run_judges",
     "summarize",
     "write_judgements",

@@ -4,8 +4,8 @@ Why this shape: TRL's GRPO and SFT trainers handle vision-language models when e
 *conversational* ``prompt`` and an ``image`` column; the trainer inserts the image into the first user turn
 and renders the processor's chat template itself. Extra columns (``answer``, ``question_type``,
 ``reasoning``, ``choices``) are passed to the reward functions by name. The training template (prompting
-diversity, DESIGN.md §4) is chosen per sample with a seed, so a run is reproducible and resuming sees the
-same prompts.
+diversity: one of three phrasings) is chosen per sample with a seed, so a run is reproducible and
+resuming sees the same prompts.
 """
 
 from __future__ import annotations
