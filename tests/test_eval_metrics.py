@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rarl.eval.metrics import cvbench_scores, dataset_labels, item_scores, rule_correct, rule_metrics
-from rarl.eval.records import PredictionRecord
+from rarl.schema.records import PredictionRecord
 
 
 def rec(i, qtype, ref, pred, dataset="ds", split="test", choices=None, **extra):

@@ -12,8 +12,8 @@ from rarl.cli import main
 from rarl.eval.harness import write_results
 from rarl.eval.judge import Judgement, summarize, write_judgements
 from rarl.eval.metrics import dataset_labels, rule_metrics
-from rarl.eval.records import PredictionRecord
-from rarl.eval.report import build_report, cohen_kappa
+from rarl.report.tables import build_report, cohen_kappa
+from rarl.schema.records import PredictionRecord
 
 
 def test_cohen_kappa_known_values():
@@ -186,7 +186,7 @@ def test_report_cli_and_user_errors(tmp_path, capsys):
 
 
 def test_training_log_from_latest_checkpoint_trainer_state(tmp_path):
-    from rarl.eval.plots import read_training_log, reward_series
+    from rarl.report.plots import read_training_log, reward_series
 
     for step, rewards in ((2, [0.1, 0.2]), (10, [0.1, 0.2, 0.4, float("nan")])):
         ckpt = tmp_path / f"checkpoint-{step}"

@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
     from rarl.config import ModelConfig
     from rarl.data.images import load_image
-    from rarl.data.schema import Sample
     from rarl.errors import UserError
     from rarl.eval.generate import generate_predictions
     from rarl.models import load_model, load_processor
+    from rarl.schema.sample import Sample
 
     if not args.question.strip():
         raise UserError("the question is empty")

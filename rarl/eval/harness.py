@@ -22,9 +22,7 @@ from typing import Any
 
 from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
 from rarl.data.budget import preflight
-from rarl.data.schema import Sample
 from rarl.errors import UserError
-from rarl.eval.records import PredictionRecord
 from rarl.eval.shard import Shard, current_shard
 from rarl.io import append_jsonl, atomic_write_json, atomic_write_text
 from rarl.provenance import (
@@ -35,14 +33,19 @@ from rarl.provenance import (
     read_provenance,
     write_provenance,
 )
+from rarl.schema.records import PredictionRecord
+from rarl.schema.rundir import (
+    JUDGEMENTS_DIR,
+    PART_GLOB,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RESULTS_MD,
+    read_predictions,
+)
+from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = "predictions.jsonl"
-RESULTS_FILE = "results.json"
-RESULTS_MD = "results.md"
-JUDGEMENTS_DIR = "judgements"
-PART_GLOB = "predictions.part-*-of-*.jsonl"
 FRESH_HINT = "pass --overwrite to discard them, or choose another eval.output_dir"
 # Everything a run writes into eval.output_dir: what --overwrite removes.
 OUTPUT_FILES = (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_MD, PROVENANCE_FILE, "resolved_config.yaml")
@@ -77,14 +80,6 @@ def load_eval_samples(config: RunConfig) -> list[Sample]:
     if not samples:
         raise UserError("data.eval: no evaluation samples (check the paths, splits and limits)")
     return samples
-
-
-def read_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Validated records of a predictions file of one run (see :mod:`rarl.eval.predictions`; a truncated
-    last line, left by an interruption, is ignored)."""
-    from rarl.eval.predictions import read_predictions as read_validated
-
-    return read_validated(path, one_model=True, tolerate_truncated_tail=True)
 
 
 def _part_files(out_dir: Path) -> list[Path]:
@@ -314,11 +309,10 @@ def merge_judges(results: dict[str, Any], judged: dict[str, Any]) -> None:
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> None:
-    """``results.json`` plus ``results.md`` (the same tables ``rarl report`` makes, for this one run)."""
-    from rarl.eval.report import results_markdown
-
+    """``results.json``. Its rendering as ``results.md`` (the tables of ``rarl report`` for this one run)
+    is written by the layer above, :func:`rarl.report.tables.write_results_markdown`, which the commands
+    call: evaluation never imports the report package."""
     atomic_write_json(out_dir / RESULTS_FILE, results)
-    atomic_write_text(out_dir / RESULTS_MD, results_markdown(results))
 
 
 def _check_judge_keys(judges: list[JudgeConfig]) -> None:

@@ -44,8 +44,8 @@ from typing import Any
 
 from rarl.config import JudgeConfig
 from rarl.errors import UserError
-from rarl.eval.records import PredictionRecord
 from rarl.io import append_jsonl, atomic_write_text, read_jsonl
+from rarl.schema.records import PredictionRecord
 
 PROMPT_VERSION = "rarl-judge-v2"
 

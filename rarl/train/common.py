@@ -14,7 +14,7 @@ from rarl.errors import UserError
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 

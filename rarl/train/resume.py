@@ -26,7 +26,7 @@ from rarl.provenance import (
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 

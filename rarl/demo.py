@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.config import RunConfig
-from rarl.data.schema import Sample
+from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 
