@@ -24,7 +24,7 @@ from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
 from rarl.data.budget import preflight
 from rarl.errors import UserError
 from rarl.eval.shard import Shard, current_shard
-from rarl.io import append_jsonl, atomic_write_json, atomic_write_text
+from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail
 from rarl.provenance import (
     PROVENANCE_FILE,
     check_same_settings,
@@ -99,8 +99,7 @@ def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> di
     done: dict[str, PredictionRecord] = {}
     rewrite = bool(_part_files(out_dir))
     for source in sources:
-        text = source.read_text(encoding="utf-8")
-        rewrite = rewrite or bool(text and not text.endswith("\n"))
+        rewrite = rewrite or has_torn_tail(source)
         for record in read_predictions(source):
             if record.key in done:
                 rewrite = True
@@ -317,14 +316,10 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
 
 def _check_judge_keys(judges: list[JudgeConfig]) -> None:
     """Fail before hours of generation, not after, when a judge's API key is missing."""
-    import os
+    from rarl.eval.judge import judge_api_key
 
     for judge in judges:
-        if judge.api_key_env and not os.environ.get(judge.api_key_env):
-            raise UserError(
-                f"judge '{judge.name}': environment variable {judge.api_key_env} is not set "
-                "(set it, pass --no-judges, or set api_key_env to '' for a local server without keys)"
-            )
+        judge_api_key(judge, alternative="pass --no-judges, ")
 
 
 def clear_outputs(out_dir: Path) -> None:
