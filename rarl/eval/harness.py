@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
+from rarl.config import JudgeConfig, RunConfig, save_config
 from rarl.data.budget import preflight
 from rarl.errors import UserError
 from rarl.eval.shard import Shard, current_shard
 from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail
+from rarl.models.loading import model_label
 from rarl.provenance import (
     PROVENANCE_FILE,
     check_same_settings,
@@ -49,12 +50,6 @@ log = logging.getLogger(__name__)
 FRESH_HINT = "pass --overwrite to discard them, or choose another eval.output_dir"
 # Everything a run writes into eval.output_dir: what --overwrite removes.
 OUTPUT_FILES = (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_MD, PROVENANCE_FILE, "resolved_config.yaml")
-
-
-def model_label(config: ModelConfig) -> str:
-    """How a model is named in records and tables: its path or hub id, plus ``+adapter`` when one is used."""
-    name = config.name_or_path
-    return f"{name}+{config.adapter_path}" if config.adapter_path else name
 
 
 def sample_key(sample: Sample) -> str:

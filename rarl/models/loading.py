@@ -53,6 +53,12 @@ def default_device() -> str:
 # loading
 
 
+def model_label(config: ModelConfig) -> str:
+    """How a model is named in records and tables: its path or hub id, plus ``+adapter`` when one is used."""
+    name = config.name_or_path
+    return f"{name}+{config.adapter_path}" if config.adapter_path else name
+
+
 def resolve_model_path(config: ModelConfig, cache_dir: str | Path = "outputs/tiny_model") -> str:
     """Map ``tiny`` to a built tiny checkpoint (built once per seed); pass anything else through."""
     if config.name_or_path != TINY_MODEL_NAME:

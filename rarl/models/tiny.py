@@ -47,10 +47,16 @@ TINY_VOCAB_SIZE = 1024
 TINY_WIDTH = 64
 
 
-def _default_tokenizer_corpus() -> list[str]:
-    """Text the tiny tokenizer is trained on: the prompts plus medical-VQA vocabulary."""
+def prompt_texts() -> list[str]:
+    """Every training template and inference system prompt: the start of any tiny tokenizer's corpus, so
+    that the prompts rarl sends tokenize into few, stable tokens."""
     from rarl import prompts
 
+    return [*prompts.TRAINING_TEMPLATES.values(), *prompts.INFERENCE_SYSTEM_PROMPTS.values()]
+
+
+def _default_tokenizer_corpus() -> list[str]:
+    """Text the tiny tokenizer is trained on: the prompts plus medical-VQA vocabulary."""
     vocabulary = (
         "yes no left right both neither normal abnormal opacity lesion nodule mass effusion fracture "
         "chest lung heart brain liver kidney x-ray xray ct mri ultrasound pathology modality organ "
@@ -60,8 +66,7 @@ def _default_tokenizer_corpus() -> list[str]:
         "the image appears"
     )
     words = vocabulary.split()
-    corpus = [template for template in prompts.TRAINING_TEMPLATES.values()]
-    corpus += list(prompts.INFERENCE_SYSTEM_PROMPTS.values())
+    corpus = prompt_texts()
     corpus += [" ".join(words[i : i + 12]) for i in range(0, len(words), 6)]
     corpus += [f"<think>{w} {v}</think><answer>{v}</answer>" for w in words[:40] for v in ("yes", "no", w)]
     return corpus
