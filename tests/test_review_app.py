@@ -231,7 +231,7 @@ def test_images_are_served_and_converted(client_for) -> None:
 
 
 def test_dicom_images_are_converted_to_png(tmp_path: Path) -> None:
-    images = pytest.importorskip("rarl.data.images", reason="rarl.data.images (DICOM loader) not there yet")
+    from rarl.data import images
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
