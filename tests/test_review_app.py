@@ -231,10 +231,11 @@ def test_images_are_served_and_converted(client_for) -> None:
 
 
 def test_dicom_images_are_converted_to_png(tmp_path: Path) -> None:
-    from rarl.data import images
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    from rarl.data import images
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage

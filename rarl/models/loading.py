@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 LANGUAGE_MODEL_PATTERN = r".*language_model.*\.({modules})$"
 
 
-
 # --------------------------------------------------------------------------------------------------
 # dtype / device
 
@@ -153,4 +152,3 @@ def lora_config(settings: LoraSettings) -> LoraConfig:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-

@@ -174,4 +174,3 @@ def build_tiny_model(
         json.dumps({"seed": seed, "vocab_size": len(tokenizer), "width": width}) + "\n"
     )
     return target
-
