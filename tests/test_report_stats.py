@@ -11,9 +11,10 @@ import json
 import pytest
 
 from rarl.eval.harness import write_results
-from rarl.eval.judge import Judgement, summarize, write_judgements
+from rarl.eval.judge import summarize
 from rarl.eval.metrics import dataset_labels, rule_metrics
 from rarl.report.tables import build_report, results_markdown
+from rarl.schema.judgements import Judgement, write_judgements
 from rarl.schema.records import PredictionRecord
 
 scipy_stats = pytest.importorskip("scipy.stats")

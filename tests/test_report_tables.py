@@ -10,9 +10,10 @@ from PIL import Image
 
 from rarl.cli import main
 from rarl.eval.harness import write_results
-from rarl.eval.judge import Judgement, summarize, write_judgements
+from rarl.eval.judge import summarize
 from rarl.eval.metrics import dataset_labels, rule_metrics
 from rarl.report.tables import build_report, cohen_kappa
+from rarl.schema.judgements import Judgement, write_judgements
 from rarl.schema.records import PredictionRecord
 
 

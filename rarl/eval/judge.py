@@ -45,6 +45,7 @@ from typing import Any
 from rarl.config import JudgeConfig
 from rarl.errors import UserError
 from rarl.io import append_jsonl, atomic_write_text, has_torn_tail, read_jsonl
+from rarl.schema.judgements import Judgement, read_judgements, write_judgements
 from rarl.schema.records import PredictionRecord
 
 PROMPT_VERSION = "rarl-judge-v2"
@@ -240,32 +241,6 @@ class JudgeCache:
 
 # --------------------------------------------------------------------------------------------------
 # results
-
-
-@dataclass
-class Judgement:
-    """The outcome of judging one prediction (``status`` ok | parse_error | api_error)."""
-
-    key: str  # PredictionRecord.key
-    judge: str
-    model: str
-    status: str
-    reasoning_score: int | None = None
-    prediction_score: int | None = None
-    evaluation: str = ""
-    parsed_by: str | None = None
-    cached: bool = False
-    attempts: int = 0
-    error: str | None = None
-    reply: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Judgement:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -565,16 +540,6 @@ def summarize(
 
     datasets = {label: block(items) for label, items in groups.items()}
     return {"datasets": datasets, "overall": block(groups_all)}
-
-
-def write_judgements(path: str | os.PathLike[str], judgements: Sequence[Judgement]) -> Path:
-    """All judgements of one judge as JSONL (rewritten atomically: it is derived data, not a log)."""
-    text = "".join(json.dumps(j.to_dict(), ensure_ascii=False) + "\n" for j in judgements)
-    return atomic_write_text(path, text)
-
-
-def read_judgements(path: str | os.PathLike[str]) -> list[Judgement]:
-    return [Judgement.from_dict(row) for row in read_jsonl(path)]
 
 
 __all__ = [

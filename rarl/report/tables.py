@@ -168,7 +168,7 @@ class RunData:
 
 def load_run(path: str | Path, label: str | None = None) -> RunData:
     """Read an eval output directory (``results.json``, ``predictions.jsonl``, ``judgements/*.jsonl``)."""
-    from rarl.eval.judge import read_judgements
+    from rarl.schema.judgements import read_judgements
     from rarl.schema.rundir import JUDGEMENTS_DIR, PREDICTIONS_FILE, RESULTS_FILE, read_predictions
 
     source = Path(path)
