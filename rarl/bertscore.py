@@ -129,7 +129,7 @@ def get_scorer(
     num_layers: int | None = None,
 ) -> BertScoreF1:
     """The process-wide scorer for ``model_type`` on ``device`` (loaded on first use, then reused)."""
-    from rarl.models import default_device
+    from rarl.devices import default_device
 
     device = device or default_device()
     path, layers = resolve_model(model_type, num_layers)

@@ -18,11 +18,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from rarl import trl_schema
-from rarl.data.sources import SOURCE_NAMES
 from rarl.errors import UserError
 from rarl.io import atomic_write_text, read_text
+from rarl.schema.sources import SOURCE_NAMES
 
-Source = Literal[SOURCE_NAMES]  # type: ignore[valid-type]  # the one list lives in rarl.data.sources
+Source = Literal[SOURCE_NAMES]  # type: ignore[valid-type]  # the one list lives in rarl.schema.sources
 
 
 TEMPLATE_NAMES = ("explanation", "short", "open_ended")  # rarl.prompts.TRAINING_TEMPLATES' keys

@@ -77,6 +77,20 @@ def read_text(path: str | os.PathLike[str]) -> str:
         raise DataError(str(path), None, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def has_torn_tail(path: str | os.PathLike[str]) -> bool:
+    """True when a non-empty file's last line lacks its newline: what an interrupted append leaves.
+
+    Appending writers (predictions, the judge cache) rewrite such a file from what they could read, so the
+    next append starts on a clean line instead of gluing onto half a record.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
 def read_jsonl(
     path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False
 ) -> Iterator[dict[str, Any]]:

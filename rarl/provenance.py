@@ -27,7 +27,7 @@ from rarl.io import atomic_write_json
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 PROVENANCE_FILE = "provenance.json"
 

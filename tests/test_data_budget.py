@@ -12,9 +12,9 @@ from PIL import Image
 from rarl.config import DatasetSpec, ModelConfig, RunConfig
 from rarl.data.budget import image_tokens, load_token_counter, preflight, sample_tokens
 from rarl.data.images import load_image
-from rarl.data.schema import Sample
 from rarl.data.synthetic import generate_samples
 from rarl.errors import UserError
+from rarl.schema.sample import Sample
 
 
 def _config(model: ModelConfig, **eval_settings) -> RunConfig:

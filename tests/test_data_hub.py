@@ -209,7 +209,7 @@ def test_registry_is_the_one_list():
     from rarl.commands import data as data_command
     from rarl.config import Source
     from rarl.data.loaders import LOADERS
-    from rarl.data.sources import DEFAULT_SPLITS, HUB_DATASETS, SOURCE_NAMES
+    from rarl.schema.sources import DEFAULT_SPLITS, HUB_DATASETS, SOURCE_NAMES
 
     assert set(LOADERS) == set(SOURCE_NAMES) == set(get_args(Source)) == set(DEFAULT_SPLITS)
     assert set(HUB_DATASETS.values()) <= set(SOURCE_NAMES)

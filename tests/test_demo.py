@@ -13,7 +13,7 @@ import pytest
 
 
 def test_demo_settings_map_onto_valid_configs(tmp_path):
-    from rarl.train.demo import PAPER_REWARDS, DemoSettings, demo_config
+    from rarl.demo import PAPER_REWARDS, DemoSettings, demo_config
 
     settings = DemoSettings(output_dir=str(tmp_path))
     sft = demo_config(settings, "model-dir", "sft")
@@ -49,8 +49,8 @@ def test_adapter_check_sees_trained_lora_and_untouched_base(tiny_model_dir):
     from transformers import Qwen2VLForConditionalGeneration
 
     from rarl.config import LoraSettings
+    from rarl.demo import adapter_check, snapshot_weights
     from rarl.models import lora_config
-    from rarl.train.demo import adapter_check, snapshot_weights
 
     model = Qwen2VLForConditionalGeneration.from_pretrained(tiny_model_dir)
     before = snapshot_weights(model)
@@ -69,7 +69,7 @@ def test_adapter_check_sees_trained_lora_and_untouched_base(tiny_model_dir):
 
 def test_compare_stages_and_seed_summary():
     scipy_stats = pytest.importorskip("scipy.stats")
-    from rarl.train.demo import compare_stages, seed_summary, seeds_table
+    from rarl.demo import compare_stages, seed_summary, seeds_table
 
     before = {"correct": [1] * 50 + [0] * 30 + [1] * 4 + [0] * 12}
     after = {"correct": [1] * 50 + [0] * 30 + [0] * 4 + [1] * 12}
@@ -182,7 +182,7 @@ def test_demo_yaml_presets_match_what_rarl_demo_runs(method):
     from pathlib import Path
 
     from rarl.config import load_config
-    from rarl.train.demo import DemoSettings, demo_config
+    from rarl.demo import DemoSettings, demo_config
 
     root = Path(__file__).resolve().parents[1]
     preset = load_config(root / "configs" / f"demo_tiny_{method}.yaml")

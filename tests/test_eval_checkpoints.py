@@ -57,6 +57,7 @@ def test_best_is_chosen_on_validation_from_the_predictions(lora_run, tiny_model_
     for step in (1, 2, 3):
         rows = list(read_jsonl(sel / f"checkpoint-{step}" / "predictions.jsonl"))
         assert len(rows) == 5 and all(r["model"].endswith(f"+{lora_run}/checkpoint-{step}") for r in rows)
+        assert f"checkpoint-{step}" in (sel / f"checkpoint-{step}" / "results.md").read_text()
     summary = json.loads((sel / "results.json").read_text())["checkpoint_selection"]
     assert summary["mode"] == "all" and summary["chosen"] is None
     # Make checkpoint-2's answers all correct, as a model at its peak would answer; every prediction

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rarl.eval.metrics import cvbench_scores, dataset_labels, item_scores, rule_correct, rule_metrics
-from rarl.eval.records import PredictionRecord
+from rarl.schema.records import PredictionRecord
 
 
 def rec(i, qtype, ref, pred, dataset="ds", split="test", choices=None, **extra):
@@ -42,18 +42,21 @@ class LengthScorer:
 
 
 def test_closed_accuracy_uses_shared_matching():
+    # The verdicts are read off the documented yes/no rule by hand (not recomputed with the code):
+    # a leading "Yes," answers yes; "absent" is no yes/no word (answers.NO_WORDS lists "no", "negative",
+    # ...), so it does not match "no"; a contradiction and an empty answer are wrong.
     records = [
-        rec(1, "closed", "yes", "Yes, there is."),
-        rec(2, "closed", "no", "absent"),  # "absent" is not a recognised 'no' synonym unless answers says so
-        rec(3, "closed", "no", "yes"),
-        rec(4, "closed", "yes", ""),
+        rec(1, "closed", "yes", "Yes, there is."),  # correct
+        rec(2, "closed", "no", "absent"),  # wrong: not a recognised 'no'
+        rec(3, "closed", "no", "yes"),  # wrong
+        rec(4, "closed", "yes", ""),  # wrong
+        rec(5, "closed", "no", "Negative."),  # correct: a listed synonym
     ]
     metrics = rule_metrics(records, bertscore=False)
     closed = metrics["datasets"]["ds"]["closed"]
-    expected = sum(rule_correct(r) for r in records) / 4
-    assert closed["n"] == 4
-    assert closed["accuracy"] == pytest.approx(expected)
-    assert rule_correct(records[0]) and not rule_correct(records[2]) and not rule_correct(records[3])
+    assert closed["n"] == 5
+    assert closed["accuracy"] == pytest.approx(2 / 5)
+    assert [rule_correct(r) for r in records] == [True, False, False, False, True]
     assert "open" not in metrics["datasets"]["ds"]
 
 
@@ -172,10 +175,17 @@ def test_every_rule_metric_has_a_95_interval_wilson_for_proportions_bootstrap_fo
 
 
 def test_real_bertscore_ranks_a_paraphrase_above_an_unrelated_answer():
-    records = [rec(1, "open", "left lung", "left lung"), rec(2, "open", "left lung", "fractured femur")]
-    scores = item_scores(records)
-    assert scores[0]["bertscore"] > scores[1]["bertscore"]
-    assert scores[0]["bertscore"] == pytest.approx(1.0, abs=1e-3)
+    # A real paraphrase (different words, same finding) must score between the identical answer and an
+    # unrelated one: an identical pair alone would pass with any scorer that returns 1 for equal strings.
+    references = "left lung"
+    records = [
+        rec(1, "open", references, "left lung"),
+        rec(2, "open", references, "the lung on the left side"),
+        rec(3, "open", references, "fractured femur"),
+    ]
+    identical, paraphrase, unrelated = (score["bertscore"] for score in item_scores(records))
+    assert identical == pytest.approx(1.0, abs=1e-3)
+    assert unrelated < paraphrase < identical
 
 
 def test_cvbench_combined_interval_is_a_stratified_bootstrap_like_scipys():

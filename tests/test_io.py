@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from rarl.io import atomic_write_json, atomic_write_text
+from rarl.io import atomic_write_json, atomic_write_text, has_torn_tail
 
 
 def _mode(path: Path) -> int:
@@ -29,3 +29,15 @@ def test_rewriting_keeps_the_existing_mode(tmp_path: Path) -> None:
     os.chmod(target, 0o640)
     atomic_write_text(target, "[]")
     assert _mode(target) == 0o640 and target.read_text() == "[]"
+
+
+def test_a_torn_tail_is_a_last_line_without_its_newline(tmp_path: Path) -> None:
+    cases = {"empty": b"", "whole": b'{"a": 1}\n', "torn": b'{"a": 1}\n{"b"', "crlf": b'{"a": 1}\r\n'}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    assert {name: has_torn_tail(tmp_path / name) for name in cases} == {
+        "empty": False,
+        "whole": False,
+        "torn": True,
+        "crlf": False,
+    }

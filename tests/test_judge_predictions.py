@@ -10,9 +10,9 @@ import yaml
 
 from rarl.cli import main
 from rarl.errors import DataError
-from rarl.eval.predictions import read_predictions
-from rarl.eval.report import load_run
+from rarl.report.tables import load_run
 from rarl.review.app import load_items
+from rarl.schema.predictions import read_predictions
 
 
 def row(i: int, **changes) -> dict:

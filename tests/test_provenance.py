@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from rarl.config import RunConfig
-from rarl.data.schema import Sample
 from rarl.errors import UserError
 from rarl.provenance import (
     check_same_settings,
@@ -20,6 +19,7 @@ from rarl.provenance import (
     train_settings,
     write_provenance,
 )
+from rarl.schema.sample import Sample
 
 
 def sample(**changes):

@@ -11,10 +11,11 @@ import json
 import pytest
 
 from rarl.eval.harness import write_results
-from rarl.eval.judge import Judgement, summarize, write_judgements
+from rarl.eval.judge import summarize
 from rarl.eval.metrics import dataset_labels, rule_metrics
-from rarl.eval.records import PredictionRecord
-from rarl.eval.report import build_report, results_markdown
+from rarl.report.tables import build_report, results_markdown
+from rarl.schema.judgements import Judgement, write_judgements
+from rarl.schema.records import PredictionRecord
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -186,7 +187,7 @@ def test_results_json_with_only_a_model_gives_a_sensible_report(tmp_path):
 
 
 def test_dataset_scores_plot_draws_missing_as_missing_with_n_and_error_bars(tmp_path, monkeypatch):
-    from rarl.eval import plots
+    from rarl.report import plots
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda plt, fig, out: figures.append(fig) or out)

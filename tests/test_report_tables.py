@@ -10,10 +10,11 @@ from PIL import Image
 
 from rarl.cli import main
 from rarl.eval.harness import write_results
-from rarl.eval.judge import Judgement, summarize, write_judgements
+from rarl.eval.judge import summarize
 from rarl.eval.metrics import dataset_labels, rule_metrics
-from rarl.eval.records import PredictionRecord
-from rarl.eval.report import build_report, cohen_kappa
+from rarl.report.tables import build_report, cohen_kappa
+from rarl.schema.judgements import Judgement, write_judgements
+from rarl.schema.records import PredictionRecord
 
 
 def test_cohen_kappa_known_values():
@@ -173,6 +174,31 @@ def test_human_ratings_become_columns_and_kappa(tmp_path):
     assert any({r["Rater A"], r["Rater B"]} == {"gpt", "Human"} and r["n"] == "3" for r in agreement)
 
 
+def test_ratings_under_another_model_name_are_used_for_the_only_run_with_a_warning(tmp_path, caplog):
+    """attach_human's fallback: one run, one rated model whose name differs (e.g. the adapter path was
+    added): the ratings are used, with a warning; with two rated models none is guessed."""
+    from rarl.review.store import RatingStore
+
+    run, records = make_run(tmp_path, "rarl", "rarl-model", PREDS, {"gpt": [(1, 1), (0, 0), (1, 1), (0, 1)]})
+    database = tmp_path / "ratings.sqlite"
+    store = RatingStore(database)
+    store.register_items(records)
+    for record, (rs, ps) in zip(records, [(1, 1), (0, 1), (1, 0)], strict=False):
+        store.save("ann", "rarl-model+outputs/adapter", record.key, rs, ps)
+    with caplog.at_level("WARNING"):
+        written = build_report([run], tmp_path / "out", human_db=database)
+    assert "ratings are for another model name" in caplog.text
+    rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}
+    # by hand: vqa_rad items rated (1,1) and (0,1) -> Reasoning 50 %, Final 100 %; slake (1,0) -> 100, 0
+    assert [float(rows["vqa_rad"][c]) for c in ("Human Reasoning %", "Human Final %")] == [50.0, 100.0]
+    assert [float(rows["slake"][c]) for c in ("Human Reasoning %", "Human Final %")] == [100.0, 0.0]
+
+    store.save("ann", "a-third-model", records[0].key, 1, 1)  # two rated models: which one is ambiguous
+    written = build_report([run], tmp_path / "out2", human_db=database)
+    header = next(csv.reader(written["judges.csv"].open()))
+    assert not any(column.startswith("Human") for column in header)
+
+
 def test_report_cli_and_user_errors(tmp_path, capsys):
     run, _ = make_run(tmp_path, "run1", "m", PREDS, {})
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
@@ -186,7 +212,7 @@ def test_report_cli_and_user_errors(tmp_path, capsys):
 
 
 def test_training_log_from_latest_checkpoint_trainer_state(tmp_path):
-    from rarl.eval.plots import read_training_log, reward_series
+    from rarl.report.plots import read_training_log, reward_series
 
     for step, rewards in ((2, [0.1, 0.2]), (10, [0.1, 0.2, 0.4, float("nan")])):
         ckpt = tmp_path / f"checkpoint-{step}"

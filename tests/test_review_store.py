@@ -14,8 +14,8 @@ import pytest
 
 from rarl.cli import main
 from rarl.errors import UserError
-from rarl.eval.records import PredictionRecord
 from rarl.review.store import RatingStore, export_ratings, human_scores, human_scores_by_model, load_ratings
+from rarl.schema.records import PredictionRecord
 
 
 def _record(item_id: str, model: str = "m1", answer: str = "yes") -> PredictionRecord:

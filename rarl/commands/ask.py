@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
     from rarl.config import ModelConfig
     from rarl.data.images import load_image
-    from rarl.data.schema import Sample
     from rarl.errors import UserError
     from rarl.eval.generate import generate_predictions
-    from rarl.models import load_model, load_processor
+    from rarl.models import load_model, load_processor, model_label
+    from rarl.schema.sample import Sample
 
     if not args.question.strip():
         raise UserError("the question is empty")
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         batch_size=1,
         max_new_tokens=args.max_new_tokens,
-        model_name=f"{args.model}+{args.adapter}" if args.adapter else args.model,
+        model_name=model_label(config),
         progress=False,
     )
     record.image = str(args.image)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from rarl.data.sources import SOURCE_NAMES
+from rarl.schema.sources import SOURCE_NAMES
 
 HELP = "Inspect and audit datasets (counts, prompts, leakage, token budget); write synthetic data"
 

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never needs the network
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    from rarl.demo import DemoSettings, results_table, run_demo, run_demo_seeds, seeds_table
     from rarl.errors import UserError
-    from rarl.train.demo import DemoSettings, results_table, run_demo, run_demo_seeds, seeds_table
 
     settings = DemoSettings(output_dir=args.output_dir, seed=args.seed, threads=args.threads)
     for name, stage in (("sft_steps", settings.sft_train), ("grpo_steps", settings.grpo_train)):

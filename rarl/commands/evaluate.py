@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rarl.errors import UserError
     from rarl.eval.harness import RESULTS_MD, run_evaluation
+    from rarl.report.tables import write_results_markdown
 
     config = config_from_args(args)
     if args.run and not args.checkpoints:
@@ -81,9 +82,12 @@ def run(args: argparse.Namespace) -> int:
     if not results:  # a non-main process of a sharded run: the main one reports
         return 0
     out = Path(config.eval.output_dir)
+    selection = results.get("checkpoint_selection")
+    for row in selection["checkpoints"] if selection else ():
+        write_results_markdown(row["output_dir"])
+    write_results_markdown(out)
     console = Console()
     print((out / RESULTS_MD).read_text(encoding="utf-8"))
-    selection = results.get("checkpoint_selection")
     if selection:
         for row in selection["checkpoints"]:
             mark = "  <- chosen" if row["checkpoint"] == selection["chosen"] else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rarl.commands._common import add_config_arguments, config_from_args
 
@@ -31,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from rarl.eval.harness import rejudge
+    from rarl.report.tables import write_results_markdown
+    from rarl.schema.rundir import PREDICTIONS_FILE
 
     config = config_from_args(args)
     results = rejudge(config, args.predictions, retry_failed=args.retry_failed)
+    predictions = Path(args.predictions or Path(config.eval.output_dir) / PREDICTIONS_FILE)
+    write_results_markdown(predictions.parent)
     console = Console()
     for name, info in results["judges"].items():
         if name not in {judge.name for judge in config.judges}:

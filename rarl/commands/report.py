@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from rarl.eval.report import build_report
+    from rarl.report.tables import build_report
 
     written = build_report(
         args.runs, args.out, labels=args.labels, train_runs=args.train_run, human_db=args.human

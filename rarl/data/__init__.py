@@ -1,4 +1,4 @@
-"""Datasets: one :class:`~rarl.data.schema.Sample` schema, a loader per source, images, synthetic data.
+"""Datasets: one :class:`~rarl.schema.sample.Sample` schema, a loader per source, images, synthetic data.
 
 :func:`load_dataset_spec` is the one entry point the trainer, the evaluator and ``rarl data inspect`` use:
 it dispatches on ``spec.source``, names the result, applies the seeded ``spec.limit`` subsample and logs
@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from rarl.data.schema import QUESTION_TYPES, QuestionType, Sample
+from rarl.schema.sample import QUESTION_TYPES, QuestionType, Sample
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarl.answers import normalize_answer
-from rarl.data.schema import QUESTION_TYPES, Sample
+from rarl.schema.sample import QUESTION_TYPES, Sample
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec, RunConfig

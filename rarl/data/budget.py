@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarl.data.schema import Sample
 from rarl.errors import UserError
+from rarl.schema.sample import Sample
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig

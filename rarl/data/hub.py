@@ -1,7 +1,7 @@
 """Hugging Face hub datasets as sources: telling a hub id from a local path, and loading either layout.
 
 Why: a config line such as ``{source: vqa_rad, path: flaviagiammarino/vqa-rad}`` should just work, with
-the dataset's own column names (see :mod:`rarl.data.sources`), and a typo in a *local* path must say
+the dataset's own column names (see :mod:`rarl.schema.sources`), and a typo in a *local* path must say
 "not found" at once instead of spending a minute retrying a hub that has no such dataset. A local folder
 in the hub's layout (a dataset card with ``dataset_info``/``configs``, or ``data/*.parquet`` shards) goes
 through ``datasets.load_dataset`` exactly like the hub id would.

@@ -14,9 +14,9 @@ from typing import Any
 
 from rarl.config import DataConfig, DatasetSpec
 from rarl.data import count_types, load_dataset_spec
-from rarl.data.schema import Sample
-from rarl.data.sources import DEFAULT_SPLITS
 from rarl.errors import UserError
+from rarl.schema.sample import Sample
+from rarl.schema.sources import DEFAULT_SPLITS
 
 
 def guess_source(path: str) -> str:

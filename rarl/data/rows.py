@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rarl.data.schema import QUESTION_TYPES, QuestionType, Sample
 from rarl.errors import DataError
+from rarl.schema.sample import QUESTION_TYPES, QuestionType, Sample
 
 log = logging.getLogger("rarl.data")
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from PIL import Image
 
-from rarl.data.schema import Sample
+from rarl.schema.sample import Sample
 
 MODALITIES: tuple[str, ...] = ("x-ray", "ct", "mri")
 SIDES: tuple[str, ...] = ("left", "right", "none")

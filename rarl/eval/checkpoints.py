@@ -37,7 +37,7 @@ CURVE_PNG = "checkpoints.png"
 
 def run_checkpoints(run_dir: str | Path, mode: str) -> list[Path]:
     """The complete checkpoints of a training run to evaluate (all of them, or only the newest)."""
-    from rarl.train.resume import checkpoints, incomplete_reason
+    from rarl.schema.rundir import checkpoints, incomplete_reason
 
     found = []
     for checkpoint in checkpoints(run_dir):
@@ -139,7 +139,7 @@ def evaluate_checkpoints(
     shard: Shard | None = None,
 ) -> dict[str, Any]:
     """Evaluate the checkpoints of ``run_dir``; returns the top-level results (``{}`` on non-main ranks)."""
-    from rarl.train.resume import checkpoint_step
+    from rarl.schema.rundir import checkpoint_step
 
     if mode not in MODES:
         raise UserError(f"--checkpoints {mode!r}; valid options: {', '.join(MODES)}")

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rarl.answers import extract_answer, extract_think
-from rarl.data.schema import Sample
-from rarl.eval.records import PredictionRecord
 from rarl.prompts import INFERENCE_SYSTEM_PROMPTS, inference_messages
 from rarl.provenance import item_fingerprint
+from rarl.schema.records import PredictionRecord
+from rarl.schema.sample import Sample
 
 MessagesFn = Callable[[Sample], list[dict[str, Any]]]
 

@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rarl.config import JudgeConfig, ModelConfig, RunConfig, save_config
+from rarl.config import JudgeConfig, RunConfig, save_config
 from rarl.data.budget import preflight
-from rarl.data.schema import Sample
 from rarl.errors import UserError
-from rarl.eval.records import PredictionRecord
 from rarl.eval.shard import Shard, current_shard
-from rarl.io import append_jsonl, atomic_write_json, atomic_write_text
+from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail
+from rarl.models.loading import model_label
 from rarl.provenance import (
     PROVENANCE_FILE,
     check_same_settings,
@@ -35,23 +34,22 @@ from rarl.provenance import (
     read_provenance,
     write_provenance,
 )
+from rarl.schema.records import PredictionRecord
+from rarl.schema.rundir import (
+    JUDGEMENTS_DIR,
+    PART_GLOB,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RESULTS_MD,
+    read_predictions,
+)
+from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = "predictions.jsonl"
-RESULTS_FILE = "results.json"
-RESULTS_MD = "results.md"
-JUDGEMENTS_DIR = "judgements"
-PART_GLOB = "predictions.part-*-of-*.jsonl"
 FRESH_HINT = "pass --overwrite to discard them, or choose another eval.output_dir"
 # Everything a run writes into eval.output_dir: what --overwrite removes.
 OUTPUT_FILES = (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_MD, PROVENANCE_FILE, "resolved_config.yaml")
-
-
-def model_label(config: ModelConfig) -> str:
-    """How a model is named in records and tables: its path or hub id, plus ``+adapter`` when one is used."""
-    name = config.name_or_path
-    return f"{name}+{config.adapter_path}" if config.adapter_path else name
 
 
 def sample_key(sample: Sample) -> str:
@@ -79,14 +77,6 @@ def load_eval_samples(config: RunConfig) -> list[Sample]:
     return samples
 
 
-def read_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Validated records of a predictions file of one run (see :mod:`rarl.eval.predictions`; a truncated
-    last line, left by an interruption, is ignored)."""
-    from rarl.eval.predictions import read_predictions as read_validated
-
-    return read_validated(path, one_model=True, tolerate_truncated_tail=True)
-
-
 def _part_files(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob(PART_GLOB))
 
@@ -104,8 +94,7 @@ def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> di
     done: dict[str, PredictionRecord] = {}
     rewrite = bool(_part_files(out_dir))
     for source in sources:
-        text = source.read_text(encoding="utf-8")
-        rewrite = rewrite or bool(text and not text.endswith("\n"))
+        rewrite = rewrite or has_torn_tail(source)
         for record in read_predictions(source):
             if record.key in done:
                 rewrite = True
@@ -314,23 +303,18 @@ def merge_judges(results: dict[str, Any], judged: dict[str, Any]) -> None:
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> None:
-    """``results.json`` plus ``results.md`` (the same tables ``rarl report`` makes, for this one run)."""
-    from rarl.eval.report import results_markdown
-
+    """``results.json``. Its rendering as ``results.md`` (the tables of ``rarl report`` for this one run)
+    is written by the layer above, :func:`rarl.report.tables.write_results_markdown`, which the commands
+    call: evaluation never imports the report package."""
     atomic_write_json(out_dir / RESULTS_FILE, results)
-    atomic_write_text(out_dir / RESULTS_MD, results_markdown(results))
 
 
 def _check_judge_keys(judges: list[JudgeConfig]) -> None:
     """Fail before hours of generation, not after, when a judge's API key is missing."""
-    import os
+    from rarl.eval.judge import judge_api_key
 
     for judge in judges:
-        if judge.api_key_env and not os.environ.get(judge.api_key_env):
-            raise UserError(
-                f"judge '{judge.name}': environment variable {judge.api_key_env} is not set "
-                "(set it, pass --no-judges, or set api_key_env to '' for a local server without keys)"
-            )
+        judge_api_key(judge, alternative="pass --no-judges, ")
 
 
 def clear_outputs(out_dir: Path) -> None:

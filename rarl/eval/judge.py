@@ -44,8 +44,9 @@ from typing import Any
 
 from rarl.config import JudgeConfig
 from rarl.errors import UserError
-from rarl.eval.records import PredictionRecord
-from rarl.io import append_jsonl, atomic_write_text, read_jsonl
+from rarl.io import append_jsonl, atomic_write_text, has_torn_tail, read_jsonl
+from rarl.schema.judgements import Judgement, read_judgements, write_judgements
+from rarl.schema.records import PredictionRecord
 
 PROMPT_VERSION = "rarl-judge-v2"
 
@@ -216,11 +217,10 @@ class JudgeCache:
         self._replies: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.path.exists():
-            lines = self.path.read_text(encoding="utf-8")
             for entry in read_jsonl(self.path, tolerate_truncated_tail=True):
                 if isinstance(entry.get("key"), str) and isinstance(entry.get("reply"), str):
                     self._replies[entry["key"]] = entry["reply"]
-            if lines and not lines.endswith("\n"):
+            if has_torn_tail(self.path):
                 # An interrupted writer left half a line: drop it so the next append starts a clean line.
                 kept = [
                     json.dumps({"key": k, "reply": v}, ensure_ascii=False) for k, v in self._replies.items()
@@ -241,32 +241,6 @@ class JudgeCache:
 
 # --------------------------------------------------------------------------------------------------
 # results
-
-
-@dataclass
-class Judgement:
-    """The outcome of judging one prediction (``status`` ok | parse_error | api_error)."""
-
-    key: str  # PredictionRecord.key
-    judge: str
-    model: str
-    status: str
-    reasoning_score: int | None = None
-    prediction_score: int | None = None
-    evaluation: str = ""
-    parsed_by: str | None = None
-    cached: bool = False
-    attempts: int = 0
-    error: str | None = None
-    reply: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Judgement:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -356,16 +330,26 @@ def _error_text(exc: BaseException) -> str:
     return f"{name}{f' (HTTP {status})' if status else ''}: {message}"
 
 
-def make_client(judge: JudgeConfig) -> Any:
-    """An ``openai.AsyncOpenAI`` client for one judge, with the client's own retries disabled."""
-    import openai
+def judge_api_key(judge: JudgeConfig, alternative: str = "") -> str:
+    """The judge's API key from its environment variable (``"not-needed"`` when ``api_key_env`` is empty).
 
+    The one check of a missing key: ``rarl eval`` calls it before hours of generation (``alternative``
+    then names ``--no-judges``), the client factory before the first request.
+    """
     key = os.environ.get(judge.api_key_env) if judge.api_key_env else "not-needed"
     if not key:
         raise UserError(
             f"judge '{judge.name}': environment variable {judge.api_key_env} is not set "
-            "(set it, or set api_key_env to '' for a local server without keys)"
+            f"(set it, {alternative}or set api_key_env to '' for a local server without keys)"
         )
+    return key
+
+
+def make_client(judge: JudgeConfig) -> Any:
+    """An ``openai.AsyncOpenAI`` client for one judge, with the client's own retries disabled."""
+    import openai
+
+    key = judge_api_key(judge)
     return openai.AsyncOpenAI(api_key=key, base_url=judge.base_url, max_retries=0, timeout=judge.timeout_s)
 
 
@@ -539,16 +523,6 @@ def summarize(
     return {"datasets": datasets, "overall": block(groups_all)}
 
 
-def write_judgements(path: str | os.PathLike[str], judgements: Sequence[Judgement]) -> Path:
-    """All judgements of one judge as JSONL (rewritten atomically: it is derived data, not a log)."""
-    text = "".join(json.dumps(j.to_dict(), ensure_ascii=False) + "\n" for j in judgements)
-    return atomic_write_text(path, text)
-
-
-def read_judgements(path: str | os.PathLike[str]) -> list[Judgement]:
-    return [Judgement.from_dict(row) for row in read_jsonl(path)]
-
-
 __all__ = [
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_USER_TEMPLATE",
@@ -560,6 +534,7 @@ __all__ = [
     "Verdict",
     "cache_key",
     "delimiter_tag",
+    "judge_api_key",
     "judge_messages",
     "judged_text",
     "make_client",

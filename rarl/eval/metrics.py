@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rarl.answers import answers_match, exact_match, reference_texts, token_f1, token_recall
-from rarl.eval.records import PredictionRecord
+from rarl.schema.records import PredictionRecord
 from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, estimate_interval, stratified_bootstrap_interval
 
 CVBENCH_2D_TASKS = ("Count", "Relation")

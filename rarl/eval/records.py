@@ -1,47 +1,6 @@
-"""The prediction record: one line of ``predictions.jsonl``.
+"""Re-export of :class:`rarl.schema.records.PredictionRecord` for existing imports (new code imports
+:mod:`rarl.schema.records`)."""
 
-Why a fixed schema: predictions are produced by ``rarl eval``, scored by ``rarl judge``, rated by
-clinicians in ``rarl review`` and merged by ``rarl report``; all of them read and write this one shape.
-"""
+from rarl.schema.records import PredictionRecord
 
-from __future__ import annotations
-
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
-
-
-@dataclass
-class PredictionRecord:
-    """A model's output for one sample, with the references needed to score it."""
-
-    id: str  # sample id; unique within (dataset, split)
-    dataset: str
-    split: str
-    question: str
-    question_type: str  # closed | open | choice
-    reference_answer: str
-    model: str  # model name or path (+ adapter) that produced the output
-    prompt: str  # reasoning | non_reasoning
-    raw_output: str  # the full generated text
-    pred_reasoning: str  # the extracted <think> text ("" when absent)
-    pred_answer: str  # the extracted answer
-    reference_reasoning: str | None = None
-    choices: list[str] | None = None
-    image: str | None = None  # image path when the sample's image lives on disk
-    modality: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. cvbench task, rule-metric values
-    fingerprint: str | None = None  # rarl.provenance.item_fingerprint of the item it was made from
-
-    @property
-    def key(self) -> str:
-        """Identity of an item across runs: used for resuming, caching and joining ratings."""
-        return f"{self.dataset}/{self.split}/{self.id}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PredictionRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+__all__ = ["PredictionRecord"]

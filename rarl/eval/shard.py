@@ -47,8 +47,10 @@ def current_shard() -> Shard:
     import torch
     from accelerate import PartialState
 
+    from rarl.models import default_device
+
     # Without a GPU, ask for the CPU (gloo) backend: accelerate otherwise sees no device to distribute over.
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=default_device() == "cpu")
     if state.num_processes != int(os.environ["WORLD_SIZE"]):
         raise RuntimeError(
             f"launched with WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate set up "

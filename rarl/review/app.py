@@ -31,9 +31,9 @@ from flask import Flask, Response, abort, redirect, render_template, request, se
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from rarl.errors import UserError
-from rarl.eval.predictions import read_predictions
-from rarl.eval.records import PredictionRecord
 from rarl.review.store import RatingStore, export_text, normalize_rater
+from rarl.schema.predictions import read_predictions
+from rarl.schema.records import PredictionRecord
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
-from rarl.eval.records import PredictionRecord
 from rarl.io import atomic_write_text
+from rarl.schema.records import PredictionRecord
 
 SCHEMA_VERSION = 1
 

@@ -14,7 +14,7 @@ from rarl.errors import UserError
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,12 @@ def trainer_args(config: RunConfig, model: Any, reward_weights: list[float] | No
     gradient checkpointing from ``model.gradient_checkpointing`` (the model loader enables it, so the
     trainer must agree), and the reward weights from ``reward.weights``.
     """
-    import torch
-
+    from rarl.models import default_device
     from rarl.trl_schema import build_trl_config, default_value
 
     train = config.train
     settings = dict(train.settings)
-    settings.setdefault("use_cpu", not torch.cuda.is_available())
+    settings.setdefault("use_cpu", default_device() == "cpu")
     # the data order follows ``seed`` even when something else reseeded torch since (accelerate's seedable
     # sampler would otherwise start from torch's global initial seed)
     settings.setdefault("data_seed", settings.get("seed", default_value(train.method, "seed")))

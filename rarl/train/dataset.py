@@ -1,4 +1,4 @@
-"""Turn :class:`~rarl.data.schema.Sample` lists into the datasets TRL's trainers consume.
+"""Turn :class:`~rarl.schema.sample.Sample` lists into the datasets TRL's trainers consume.
 
 Why this shape: TRL's GRPO and SFT trainers handle vision-language models when every row has a
 *conversational* ``prompt`` and an ``image`` column; the trainer inserts the image into the first user turn
@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rarl.data.schema import Sample
 from rarl.prompts import choose_template, training_messages
+from rarl.schema.sample import Sample
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,53 +22,13 @@ from rarl.provenance import (
     train_settings,
     train_settings_from_dict,
 )
+from rarl.schema.rundir import WEIGHT_FILES, checkpoint_step, checkpoints, incomplete_reason
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
-
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = (
-    "adapter_model.safetensors",
-    "adapter_model.bin",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
-
-def checkpoints(output_dir: str | Path) -> list[Path]:
-    """The ``checkpoint-N`` directories of a run, oldest (smallest N) first."""
-    directory = Path(output_dir)
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
-    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))  # type: ignore[union-attr]
-
-
-def checkpoint_step(checkpoint: str | Path) -> int:
-    """The global step a checkpoint was saved at (from its name)."""
-    match = _CHECKPOINT.match(Path(checkpoint).name)
-    if match is None:
-        raise UserError(f"{checkpoint}: not a checkpoint-N directory")
-    return int(match.group(1))
-
-
-def incomplete_reason(checkpoint: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from (None when it is complete)."""
-    state = checkpoint / "trainer_state.json"
-    if not state.is_file():
-        return "no trainer_state.json"
-    try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return "unreadable trainer_state.json"
-    if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
-        return "no model or adapter weights"
-    return None
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:

@@ -22,7 +22,7 @@ from rarl.train.resume import check_fresh_output_dir, check_resume_settings, che
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from trl import SFTTrainer
 
     from rarl.config import RunConfig
-    from rarl.data.schema import Sample
+    from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from rarl.errors import UserError
 from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
-from rarl.eval.records import PredictionRecord
 from rarl.io import atomic_write_text
+from rarl.schema.records import PredictionRecord
 from rarl.stats import (
     BOOTSTRAP,
     SMALL_N,
@@ -168,8 +168,8 @@ class RunData:
 
 def load_run(path: str | Path, label: str | None = None) -> RunData:
     """Read an eval output directory (``results.json``, ``predictions.jsonl``, ``judgements/*.jsonl``)."""
-    from rarl.eval.harness import JUDGEMENTS_DIR, PREDICTIONS_FILE, RESULTS_FILE, read_predictions
-    from rarl.eval.judge import read_judgements
+    from rarl.schema.judgements import read_judgements
+    from rarl.schema.rundir import JUDGEMENTS_DIR, PREDICTIONS_FILE, RESULTS_FILE, read_predictions
 
     source = Path(path)
     run_dir = source.parent if source.is_file() else source
@@ -719,6 +719,16 @@ def results_markdown(results: dict[str, Any], label: str | None = None) -> str:
     return "\n".join(parts)
 
 
+def write_results_markdown(run_dir: str | Path) -> Path:
+    """Render a run directory's ``results.json`` as its ``results.md`` (called by ``rarl eval`` and
+    ``rarl judge`` after the evaluation package has written ``results.json``)."""
+    from rarl.schema.rundir import RESULTS_FILE, RESULTS_MD
+
+    directory = Path(run_dir)
+    results = json.loads((directory / RESULTS_FILE).read_text(encoding="utf-8"))
+    return atomic_write_text(directory / RESULTS_MD, results_markdown(results))
+
+
 def _plot_bars(runs: Sequence[RunData], datasets: list[str]) -> dict[str, list[Estimate | None]]:
     """Bars for ``dataset_scores.png``: each run's judges' Final % and rule Acc. %, with intervals and n."""
     bars: dict[str, list[Estimate | None]] = {}
@@ -743,7 +753,7 @@ def build_report(
     human_db: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write ``report.md``, one CSV per table and PNG plots to ``out_dir``; returns the written paths."""
-    from rarl.eval.plots import plot_dataset_scores, plot_reward_curves
+    from rarl.report.plots import plot_dataset_scores, plot_reward_curves
 
     if labels and len(labels) != len(run_dirs):
         raise UserError(f"--labels: {len(labels)} labels for {len(run_dirs)} runs")
@@ -815,4 +825,5 @@ __all__ = [
     "rule_table",
     "run_description",
     "subgroup_table",
+    "write_results_markdown",
 ]

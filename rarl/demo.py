@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.config import RunConfig
-from rarl.data.schema import Sample
+from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ def tiny_texts() -> list[str]:
     """Tokenizer corpus: every prompt and every synthetic question/reasoning/answer text."""
     from rarl import prompts
     from rarl.data.synthetic import synthetic_texts
+    from rarl.models.tiny import prompt_texts
 
-    texts = list(prompts.TRAINING_TEMPLATES.values()) + list(prompts.INFERENCE_SYSTEM_PROMPTS.values())
-    return [*texts, prompts.REASONING_FORMAT_HINT, *synthetic_texts()]
+    return [*prompt_texts(), prompts.REASONING_FORMAT_HINT, *synthetic_texts()]
 
 
 def demo_config(settings: DemoSettings, model_path: str, method: str) -> RunConfig:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import DataError
-from rarl.eval.records import PredictionRecord
 from rarl.io import read_jsonl_numbered
+from rarl.schema.records import PredictionRecord
 
 REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
 OPTIONAL_TEXT_FIELDS = ("prompt", "question_type", "raw_output", "pred_reasoning")  # default ""
