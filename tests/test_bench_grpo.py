@@ -10,12 +10,13 @@ import torch
 
 from rarl import cli
 from rarl.bench import grpo
+from rarl.bench.grpo import runner, setup
 
 
 @pytest.fixture()
 def tiny_dir(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Path:
     """Use the session's tiny model instead of building one under ./outputs."""
-    monkeypatch.setattr(grpo, "tiny_model_dir", lambda: str(tiny_model_dir))
+    monkeypatch.setattr(setup, "tiny_model_dir", lambda: str(tiny_model_dir))
     return tiny_model_dir
 
 
@@ -160,7 +161,7 @@ def test_a_failing_configuration_becomes_an_error_row(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("static cache not supported\nmore detail")
 
-    monkeypatch.setattr(grpo, "build_model", broken)
+    monkeypatch.setattr(runner, "build_model", broken)
     settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny"}
     row = grpo.run_config(grpo.CONFIGS["static_cache"], settings)
     assert row["status"] == "error" and row["reason"] == "RuntimeError: static cache not supported"
