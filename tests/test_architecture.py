@@ -28,7 +28,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.config": BASE | {"rarl.schema", "rarl.trl_schema"},
     "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore"},
     "rarl.models": BASE | {"rarl.config", "rarl.prompts", "rarl.devices"},
-    "rarl.data": BASE | {"rarl.schema", "rarl.config", "rarl.answers", "rarl.models", "rarl.prompts"},
+    "rarl.data": BASE
+    | {"rarl.schema", "rarl.config", "rarl.answers", "rarl.models", "rarl.prompts", "rarl.stats"},
     "rarl.provenance": BASE | {"rarl.schema", "rarl.config", "rarl.models"},
     "rarl.train": BASE
     | {
@@ -85,8 +86,8 @@ def _modules() -> dict[str, Path]:
 
 
 def _resolve(name: str, modules: dict[str, Path]) -> str:
-    """The longest existing module prefix of an imported dotted name (``rarl.data.schema.Sample`` →
-    ``rarl.data.schema``)."""
+    """The longest existing module prefix of an imported dotted name (``rarl.schema.sample.Sample`` →
+    ``rarl.schema.sample``)."""
     parts = name.split(".")
     while parts and ".".join(parts) not in modules:
         parts.pop()

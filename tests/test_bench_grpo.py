@@ -10,12 +10,13 @@ import torch
 
 from rarl import cli
 from rarl.bench import grpo
+from rarl.bench.grpo import runner, setup
 
 
 @pytest.fixture()
 def tiny_dir(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Path:
     """Use the session's tiny model instead of building one under ./outputs."""
-    monkeypatch.setattr(grpo, "tiny_model_dir", lambda: str(tiny_model_dir))
+    monkeypatch.setattr(setup, "tiny_model_dir", lambda: str(tiny_model_dir))
     return tiny_model_dir
 
 
@@ -100,9 +101,7 @@ def _measured_step_flops(
         # Token embeddings carry gradients (as inputs_embeds do); pixels never do.
         tokens = torch.randn(g, prompt + length, 16, requires_grad=requires_grad)
         hidden = lm(tokens)
-        return head(hidden[:, prompt:]).sum() + vision(
-            torch.randn(g, patches, 12)
-        ).sum()
+        return head(hidden[:, prompt:]).sum() + vision(torch.randn(g, patches, 12)).sum()
 
     for module in (lm, head):
         module.requires_grad_(train_weights)
@@ -122,7 +121,10 @@ def test_flops_formula_matches_torchs_own_flop_counter(name: str) -> None:
     counts, generation, train, patch_embedding = _measured_step_flops(
         train_weights=not (config.lora or config.quantize_4bit),
         train_vision=not config.freeze_vision,
-        g=g, prompt=prompt, length=length, patches=patches,
+        g=g,
+        prompt=prompt,
+        length=length,
+        patches=patches,
     )
     predicted = grpo.step_flops(counts, config, g=g, prompt=prompt, length=length, patches=patches, beta=0.04)
     assert predicted["generation"] == generation
@@ -160,7 +162,7 @@ def test_a_failing_configuration_becomes_an_error_row(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("static cache not supported\nmore detail")
 
-    monkeypatch.setattr(grpo, "build_model", broken)
+    monkeypatch.setattr(runner, "build_model", broken)
     settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny"}
     row = grpo.run_config(grpo.CONFIGS["static_cache"], settings)
     assert row["status"] == "error" and row["reason"] == "RuntimeError: static cache not supported"

@@ -21,7 +21,7 @@ import pytest
 from rarl.config import JudgeConfig
 from rarl.errors import UserError
 from rarl.eval.judge import JudgeCache, run_judges, summarize
-from rarl.eval.records import PredictionRecord
+from rarl.schema.records import PredictionRecord
 
 GOOD = {"evaluation": "Sound reasoning, correct answer.", "reasoning_score": 1, "prediction_score": 1}
 

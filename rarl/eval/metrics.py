@@ -15,12 +15,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rarl.answers import answers_match, exact_match, reference_texts, token_f1, token_recall
+from rarl.data.loaders.cvbench import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS, cvbench_scores, cvbench_task
 from rarl.schema.records import PredictionRecord
-from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, estimate_interval, stratified_bootstrap_interval
-
-CVBENCH_2D_TASKS = ("Count", "Relation")
-CVBENCH_3D_TASKS = ("Depth", "Distance")
-CVBENCH_2D_SOURCES = ("ADE20K", "COCO")
+from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, estimate_interval
 
 # How the ``*_ci`` fields of rule metrics are computed (also written into results.json).
 INTERVALS = {
@@ -55,17 +52,6 @@ def rule_correct(record: PredictionRecord) -> bool:
             record.pred_answer, record.reference_answer, record.question_type, record.choices
         )
     return exact_match(record.pred_answer, record.reference_answer)
-
-
-def cvbench_task(record: PredictionRecord) -> str | None:
-    """The CV-Bench task of a record (``extra['task']``), normalised to Count/Relation/Depth/Distance."""
-    task = (record.extra or {}).get("task")
-    if not task:
-        return None
-    for known in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS:
-        if str(task).strip().lower() == known.lower():
-            return known
-    return str(task)
 
 
 def item_scores(
@@ -107,75 +93,6 @@ def item_scores(
 def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
-
-
-def cvbench_scores(records: Sequence[PredictionRecord], correct: Sequence[bool]) -> dict[str, Any] | None:
-    """Per-task accuracy and the official CV-Bench combined score; ``None`` when no record has a task."""
-    tasks: dict[str, list[bool]] = defaultdict(list)
-    sources_2d: dict[str, list[bool]] = defaultdict(list)
-    for record, ok in zip(records, correct, strict=True):
-        task = cvbench_task(record)
-        if task is None:
-            continue
-        tasks[task].append(ok)
-        source = str((record.extra or {}).get("source") or "")
-        if task in CVBENCH_2D_TASKS and source:
-            sources_2d[source].append(ok)
-    if not tasks:
-        return None
-    order = [t for t in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS if t in tasks] + sorted(
-        t for t in tasks if t not in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
-    )
-    per_task: dict[str, dict[str, Any]] = {}
-    for name in order:
-        per_task[name] = {"n": len(tasks[name])}
-        _with_interval(per_task[name], "accuracy", [float(ok) for ok in tasks[name]])
-    pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
-    pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
-    known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
-    if known_sources and sum(len(sources_2d[s]) for s in known_sources) == len(pooled_2d):
-        # The official script averages the ADE20K and COCO subsets for the 2D score.
-        strata_2d = [[float(ok) for ok in sources_2d[s]] for s in known_sources]
-        rule_2d = "mean of " + "/".join(known_sources) + " subset accuracies"
-    else:
-        strata_2d = [[float(ok) for ok in pooled_2d]] if pooled_2d else []
-        rule_2d = "accuracy over Count+Relation"
-    strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
-    acc_2d = _mean(_mean(stratum) for stratum in strata_2d) if strata_2d else None
-    acc_3d = _mean(strata_3d[0]) if strata_3d else None
-    parts = [v for v in (acc_2d, acc_3d) if v is not None]
-    out: dict[str, Any] = {
-        "tasks": per_task,
-        "n": sum(len(v) for v in tasks.values()),
-        "accuracy_2d": acc_2d,
-        "accuracy_3d": acc_3d,
-        "combined": _mean(parts),
-        "combined_rule": f"(2D + 3D) / 2; 2D = {rule_2d}; 3D = accuracy over Depth+Distance"
-        + ("" if len(parts) == 2 else " (only one of 2D/3D present: combined = that one)"),
-    }
-    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
-    # every resample keeps the official formula's groups.
-    halves = [len(strata_2d), len(strata_3d)]
-    for name, strata, combine in (
-        ("accuracy_2d", strata_2d, lambda means: sum(means) / len(means)),
-        ("accuracy_3d", strata_3d, lambda means: means[0]),
-        ("combined", strata_2d + strata_3d, lambda means: _combined(means, halves)),
-    ):
-        interval = stratified_bootstrap_interval(strata, combine) if strata else None
-        if interval is not None:
-            out[f"{name}_ci"] = list(interval)
-    return out
-
-
-def _combined(means: list[Any], halves: list[int]) -> Any:
-    """(2D + 3D) / 2 from per-stratum means (the first ``halves[0]`` are 2D); one half alone if absent."""
-    n_2d, n_3d = halves
-    parts = []
-    if n_2d:
-        parts.append(sum(means[:n_2d]) / n_2d)
-    if n_3d:
-        parts.append(means[n_2d])
-    return sum(parts) / len(parts)
 
 
 def _with_interval(block: dict[str, Any], name: str, values: Sequence[float]) -> None:

@@ -1,0 +1,197 @@
+"""CV-Bench loader: test_2d/test_3d parquet (embedded images) or test.jsonl + ``img/``; lettered choices."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rarl.data.loaders.common import (
+    _each_record,
+    _finish,
+    _hub_rows,
+    _image_root,
+    _is_hub_dataset,
+    _jsonl_rows,
+    _require_path,
+)
+from rarl.data.loaders.tables import _read_parquet, _table_image
+from rarl.data.rows import BadRow, RowCollector, image_file, text
+from rarl.errors import UserError
+from rarl.schema.sample import Sample
+from rarl.stats import estimate_interval, stratified_bootstrap_interval
+
+if TYPE_CHECKING:
+    from rarl.config import DatasetSpec
+
+# --------------------------------------------------------------------------------------------------
+# CV-Bench: test_2d/test_3d parquet (embedded images) or test.jsonl + img/; choices + "(A)" answers
+
+CVBENCH_2D_TASKS = ("Count", "Relation")
+CVBENCH_3D_TASKS = ("Depth", "Distance")
+CVBENCH_2D_SOURCES = ("ADE20K", "COCO")
+CVBENCH_TASKS = CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
+
+
+def load_cvbench(spec: DatasetSpec) -> list[Sample]:
+    """CV-Bench multiple choice (parquet, ``test.jsonl`` or the hub copy), filtered by ``spec.tasks``."""
+    unknown = [t for t in spec.tasks if t not in CVBENCH_TASKS]
+    if unknown:
+        raise UserError(f"cvbench tasks: unknown {unknown}; valid options: {', '.join(CVBENCH_TASKS)}")
+    if _is_hub_dataset(spec):
+        root = Path(spec.path or "").expanduser()
+        return _cvbench_rows(spec, f"{spec.path}[{spec.split}]", _hub_rows(spec), root)
+    path = _require_path(spec)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet")) or sorted(path.glob("*.jsonl"))
+        if not files:
+            raise UserError(f"{path}: no CV-Bench parquet or jsonl files")
+    else:
+        files = [path]
+    samples: list[Sample] = []
+    for file in files:
+        rows: list[dict[str, Any]] = _read_parquet(file) if file.suffix == ".parquet" else _jsonl_rows(file)
+        samples += _cvbench_rows(spec, str(file), rows, file.parent)
+    return samples
+
+
+def _cvbench_rows(spec: DatasetSpec, origin: str, rows: Iterable[Any], base: Path) -> list[Sample]:
+    """CV-Bench rows (the dataset card's columns: idx, type, task, image, question, choices, answer...)."""
+    collector = RowCollector(origin, spec.skip_bad)
+    root = _image_root(spec, base, ())
+
+    def parse(number: int, record: dict) -> Sample | None:
+        task = text(record, "task")
+        if spec.tasks and task not in spec.tasks:
+            collector.filtered[f"task {task!r} not in {spec.tasks}"] += 1
+            return None
+        choices = record.get("choices")
+        if hasattr(choices, "tolist"):
+            choices = choices.tolist()
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+            raise BadRow("choices", f"expected a non-empty list of strings, got {choices!r:.60}")
+        answer = text(record, "answer")
+        letters = [f"({chr(ord('A') + i)})" for i in range(len(choices))]
+        if answer not in letters:
+            raise BadRow("answer", f"expected one of {' '.join(letters)}, got {answer!r}")
+        image = _table_image(record, "image", root) if record.get("image") is not None else None
+        if image is None:
+            image = image_file(root, text(record, "filename"), "filename")
+        return Sample(
+            id=str(record.get("idx", number)),
+            image=image,
+            question=text(record, "question"),
+            answer=answer,
+            question_type="choice",
+            choices=choices,
+            split=spec.split,
+            extra={"task": task, "type": record.get("type"), "source": record.get("source")},
+        )
+
+    _each_record(collector, rows, parse)
+    return _finish(collector, spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# CV-Bench scoring: per-task accuracy and the official combined score. It lives beside the loader because
+# it reads what the loader writes into ``extra`` (task, source); evaluation imports it from here.
+
+
+class TaskRecord(Protocol):
+    """What scoring needs of a prediction record: the loader's ``extra`` fields (task, source)."""
+
+    extra: dict[str, Any]
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _with_interval(block: dict[str, Any], name: str, values: Sequence[float]) -> None:
+    """Set ``block[name]`` to the mean of ``values`` and ``block[name + '_ci']`` to its 95% interval."""
+    block[name] = _mean(values)
+    interval, _ = estimate_interval(list(values))
+    if interval is not None:
+        block[f"{name}_ci"] = list(interval)
+
+
+def cvbench_task(record: TaskRecord) -> str | None:
+    """The CV-Bench task of a record (``extra['task']``), normalised to Count/Relation/Depth/Distance."""
+    task = (record.extra or {}).get("task")
+    if not task:
+        return None
+    for known in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS:
+        if str(task).strip().lower() == known.lower():
+            return known
+    return str(task)
+
+
+def cvbench_scores(records: Sequence[TaskRecord], correct: Sequence[bool]) -> dict[str, Any] | None:
+    """Per-task accuracy and the official CV-Bench combined score; ``None`` when no record has a task."""
+    tasks: dict[str, list[bool]] = defaultdict(list)
+    sources_2d: dict[str, list[bool]] = defaultdict(list)
+    for record, ok in zip(records, correct, strict=True):
+        task = cvbench_task(record)
+        if task is None:
+            continue
+        tasks[task].append(ok)
+        source = str((record.extra or {}).get("source") or "")
+        if task in CVBENCH_2D_TASKS and source:
+            sources_2d[source].append(ok)
+    if not tasks:
+        return None
+    order = [t for t in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS if t in tasks] + sorted(
+        t for t in tasks if t not in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
+    )
+    per_task: dict[str, dict[str, Any]] = {}
+    for name in order:
+        per_task[name] = {"n": len(tasks[name])}
+        _with_interval(per_task[name], "accuracy", [float(ok) for ok in tasks[name]])
+    pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
+    pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
+    known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
+    if known_sources and sum(len(sources_2d[s]) for s in known_sources) == len(pooled_2d):
+        # The official script averages the ADE20K and COCO subsets for the 2D score.
+        strata_2d = [[float(ok) for ok in sources_2d[s]] for s in known_sources]
+        rule_2d = "mean of " + "/".join(known_sources) + " subset accuracies"
+    else:
+        strata_2d = [[float(ok) for ok in pooled_2d]] if pooled_2d else []
+        rule_2d = "accuracy over Count+Relation"
+    strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
+    acc_2d = _mean(_mean(stratum) for stratum in strata_2d) if strata_2d else None
+    acc_3d = _mean(strata_3d[0]) if strata_3d else None
+    parts = [v for v in (acc_2d, acc_3d) if v is not None]
+    out: dict[str, Any] = {
+        "tasks": per_task,
+        "n": sum(len(v) for v in tasks.values()),
+        "accuracy_2d": acc_2d,
+        "accuracy_3d": acc_3d,
+        "combined": _mean(parts),
+        "combined_rule": f"(2D + 3D) / 2; 2D = {rule_2d}; 3D = accuracy over Depth+Distance"
+        + ("" if len(parts) == 2 else " (only one of 2D/3D present: combined = that one)"),
+    }
+    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
+    # every resample keeps the official formula's groups.
+    halves = [len(strata_2d), len(strata_3d)]
+    for name, strata, combine in (
+        ("accuracy_2d", strata_2d, lambda means: sum(means) / len(means)),
+        ("accuracy_3d", strata_3d, lambda means: means[0]),
+        ("combined", strata_2d + strata_3d, lambda means: _combined(means, halves)),
+    ):
+        interval = stratified_bootstrap_interval(strata, combine) if strata else None
+        if interval is not None:
+            out[f"{name}_ci"] = list(interval)
+    return out
+
+
+def _combined(means: list[Any], halves: list[int]) -> Any:
+    """(2D + 3D) / 2 from per-stratum means (the first ``halves[0]`` are 2D); one half alone if absent."""
+    n_2d, n_3d = halves
+    parts = []
+    if n_2d:
+        parts.append(sum(means[:n_2d]) / n_2d)
+    if n_3d:
+        parts.append(means[n_2d])
+    return sum(parts) / len(parts)
