@@ -14,7 +14,7 @@ import pytest
 
 from rarl.cli import main
 from rarl.errors import UserError
-from rarl.review.store import RatingStore, export_ratings, human_scores, human_scores_by_model, load_ratings
+from rarl.review.store import RatingStore, export_ratings, human_scores_by_model, load_ratings
 from rarl.schema.records import PredictionRecord
 
 
@@ -106,25 +106,24 @@ def test_human_scores_average_over_raters_per_model(tmp_path: Path) -> None:
     store.save("c", "m1", "vqa_rad/test/1", 0, 0)
     store.save("a", "m1", "vqa_rad/test/2", 1, 0)
 
-    scores = human_scores(db)
+    scores = human_scores_by_model(db)["m1"]
     assert scores["vqa_rad/test/1"]["n_raters"] == 3
     assert scores["vqa_rad/test/1"]["reasoning_score"] == pytest.approx(1 / 3)
     assert scores["vqa_rad/test/1"]["prediction_score"] == pytest.approx(2 / 3)
     assert scores["vqa_rad/test/2"] == {"reasoning_score": 1.0, "prediction_score": 0.0, "n_raters": 1}
 
     store.save("a", "m2", "vqa_rad/test/1", 0, 0)
-    with pytest.raises(UserError, match="several models"):
-        human_scores(db)
-    assert human_scores(db, model="m2") == {
+    by_model = human_scores_by_model(db)
+    assert set(by_model) == {"m1", "m2"}
+    assert by_model["m2"] == {
         "vqa_rad/test/1": {"reasoning_score": 0.0, "prediction_score": 0.0, "n_raters": 1}
     }
-    assert set(human_scores_by_model(db)) == {"m1", "m2"}
-    assert human_scores(db, model="absent") == {}
+    assert by_model["m1"] == scores  # another model's rating never mixes into m1's means
 
 
 def test_missing_database_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
-        human_scores(tmp_path / "nope.sqlite")
+        human_scores_by_model(tmp_path / "nope.sqlite")
     assert not (tmp_path / "nope.sqlite").exists()
 
 

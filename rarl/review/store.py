@@ -308,23 +308,6 @@ def human_scores_by_model(db_path: str | os.PathLike[str]) -> dict[str, dict[str
     return dict(out)
 
 
-def human_scores(db_path: str | os.PathLike[str], model: str | None = None) -> dict[str, dict[str, float]]:
-    """Mean human scores per item, keyed by ``PredictionRecord.key`` (the "Human" columns of a report).
-
-    ``model`` selects one model's ratings when the database holds several; without it the database must
-    hold ratings of a single model, because averaging two models' outputs for one key would be wrong.
-    """
-    by_model = human_scores_by_model(db_path)
-    if model is not None:
-        return by_model.get(model, {})
-    if len(by_model) > 1:
-        raise UserError(
-            f"{db_path}: ratings cover several models ({', '.join(sorted(by_model))}); "
-            "choose one with model=..."
-        )
-    return next(iter(by_model.values()), {})
-
-
 def _csv_safe(value: Any) -> Any:
     """Neutralise spreadsheet formulas: a model answer or comment starting with ``=`` (or ``+ - @``)
     would otherwise be executed by Excel/LibreOffice when a clinician opens the export (CSV injection).
