@@ -8,6 +8,7 @@ benchmarks take the same code path without network access.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,15 @@ if TYPE_CHECKING:  # heavy imports stay out of CLI start-up
     from transformers import PreTrainedModel, ProcessorMixin
 
 logger = logging.getLogger(__name__)
+
+# TRL and PEFT still call transformers' deprecated ``gradient_checkpointing_*`` aliases when they wrap a
+# model, start a rollout or save a checkpoint, which printed the same FutureWarning at every step and
+# checkpoint; the aliases are theirs to change and say nothing about the user's run.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+    category=FutureWarning,
+)
 
 
 # LoRA must touch only the language model: Qwen2-VL's vision blocks use fused `qkv`/`proj`, but a regex on
@@ -100,7 +110,12 @@ def load_model(
     if config.freeze_vision:
         freeze_vision_tower(model)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(
+            model, "activation_checkpointing_enable"
+        ):  # the current transformers name (no FutureWarning)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.adapter_path:
         model = load_adapter(model, config.adapter_path)
     return model.to(device)
