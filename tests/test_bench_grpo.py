@@ -30,6 +30,12 @@ def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: 
 
     report = json.loads(out.read_text())
     assert report["settings"]["device"] == "cpu" and report["environment"]["torch"]
+    # the typed settings are written as the same JSON object as before (keys, order, list of rewards)
+    assert list(report["settings"]) == [
+        "arch", "device", "num_generations", "max_completion_length", "image_size", "steps", "warmup_steps",
+        "rewards", "peak_flops", "peak_bandwidth", "seed", "threads",
+    ]  # fmt: skip
+    assert report["settings"]["rewards"] == ["format", "length"] and report["settings"]["threads"] is None
     assert "--max-completion-length 6" in report["command"]
     rows = {row["config"]: row for row in report["results"]}
     assert list(rows) == ["rarl_preset", "trl_default"]
@@ -65,8 +71,7 @@ def test_two_configs_on_cpu_give_consistent_timings_and_forced_length(tiny_dir: 
 
 
 def test_unavailable_configurations_are_reported_not_run() -> None:
-    settings = {"device": "cpu"}
-    row = grpo.run_config(grpo.CONFIGS["qlora"], settings)
+    row = grpo.run_config(grpo.CONFIGS["qlora"], grpo.BenchSettings(device="cpu"))
     assert row["status"] == "unavailable" and "GPU" in row["reason"]
     assert "unavailable" in grpo.markdown_line(row)
 
@@ -78,6 +83,24 @@ def test_bad_arguments_are_one_line_user_errors(capsys: pytest.CaptureFixture[st
     assert "--num-generations" in capsys.readouterr().err
     assert cli.main(["bench", "grpo", "--device", "cpu", "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_settings_from_the_cli_defaults_equal_the_dataclass_defaults() -> None:
+    """Settings built in code (tests, notebooks) measure what the bare command measures, and cannot drift."""
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser()
+    grpo.add_arguments(parser)
+    settings = grpo.BenchSettings.from_args(parser.parse_args(["--device", "cpu"]))
+    assert settings == grpo.BenchSettings(device="cpu")
+    assert settings.rewards == ("format", "length", "accuracy", "reasoning")
+    units = grpo.BenchSettings.from_args(
+        parser.parse_args(["--device", "cpu", "--peak-tflops", "2.5", "--peak-bandwidth-gbs", "100"])
+    )
+    assert units.peak_flops == 2.5e12 and units.peak_bandwidth == 100e9
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.steps = 5  # type: ignore[misc]
 
 
 def _measured_step_flops(
@@ -141,7 +164,7 @@ def test_real_2b_architecture_parameter_counts_and_token_ids(tiny_dir: Path) -> 
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    processor = grpo.build_processor({"image_size": 448})
+    processor = grpo.build_processor(grpo.BenchSettings(image_size=448))
     arch = grpo.arch_for_tokenizer(processor.tokenizer, "sdpa")
     assert arch["image_token_id"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert arch["text_config"]["vocab_size"] == 151936  # the real embedding/LM-head cost is kept
@@ -163,15 +186,17 @@ def test_a_failing_configuration_becomes_an_error_row(
         raise RuntimeError("static cache not supported\nmore detail")
 
     monkeypatch.setattr(runner, "build_model", broken)
-    settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny"}
+    settings = grpo.BenchSettings(device="cpu", seed=0, image_size=56, arch="tiny")
     row = grpo.run_config(grpo.CONFIGS["static_cache"], settings)
     assert row["status"] == "error" and row["reason"] == "RuntimeError: static cache not supported"
 
 
 def test_static_cache_reaches_trl_through_rarls_trainer_builder(tiny_dir: Path, tmp_path: Path) -> None:
     """A variant's train.grpo override reaches the GRPOConfig build_grpo_trainer makes (one GRPO setup)."""
-    settings = {"device": "cpu", "seed": 0, "image_size": 56, "arch": "tiny", "rewards": ["format"]}
-    settings |= {"num_generations": 2, "max_completion_length": 4, "steps": 1, "warmup_steps": 0}
+    settings = grpo.BenchSettings(
+        device="cpu", seed=0, image_size=56, arch="tiny", rewards=("format",),
+        num_generations=2, max_completion_length=4, steps=1, warmup_steps=0,
+    )  # fmt: skip
     config = grpo.CONFIGS["static_cache"]
     processor = grpo.build_processor(settings)
     model = grpo.build_model(config, settings, processor, tmp_path)

@@ -31,6 +31,7 @@ The package's modules follow those parts: :mod:`.configs` (the setups), :mod:`.s
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from rarl.bench.grpo.environment import GPU_PEAKS, environment, peaks, unavailab
 from rarl.bench.grpo.flops import FORMULAS, image_patches, parameter_counts, step_flops, weight_sizes
 from rarl.bench.grpo.output import markdown, markdown_line, write_report
 from rarl.bench.grpo.runner import run_config, summarise
-from rarl.bench.grpo.settings import _config_names, _settings_from_args, add_arguments, command_line
+from rarl.bench.grpo.settings import BenchSettings, _config_names, add_arguments, command_line
 from rarl.bench.grpo.setup import (
     arch_for_tokenizer,
     bench_run_config,
@@ -60,13 +61,17 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)
-    settings = _settings_from_args(args)
-    names = _config_names(args.configs, settings["device"])
+    settings = BenchSettings.from_args(args)
+    names = _config_names(args.configs, settings.device)
+    if settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     out = Path(args.out)
     report: dict[str, Any] = {
         "command": command_line(settings, names, out),
-        "environment": environment(settings["device"]),
-        "settings": settings,
+        "environment": environment(settings.device),
+        "settings": asdict(settings),
         "formulas": FORMULAS,
         "results": [],
     }
@@ -91,6 +96,7 @@ __all__ = [
     "HELP",
     "PHASES",
     "BenchConfig",
+    "BenchSettings",
     "PeakRSS",
     "StepTimer",
     "add_arguments",

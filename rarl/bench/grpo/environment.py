@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rarl.bench.grpo.configs import BenchConfig
+from rarl.bench.grpo.settings import BenchSettings
 
 # Dense bf16 tensor-core peak (FLOP/s) and memory bandwidth (bytes/s) from the vendors' data sheets. The first
 # name fragment contained in torch.cuda.get_device_name() wins, so more specific names come first.
@@ -77,9 +78,9 @@ def unavailable_reason(config: BenchConfig, device: str) -> str | None:
     return None
 
 
-def peaks(device: str, settings: dict[str, Any]) -> tuple[float | None, float | None, str]:
+def peaks(device: str, settings: BenchSettings) -> tuple[float | None, float | None, str]:
     """Peak FLOP/s and bytes/s for MFU and the rollout bandwidth bound, and where they came from."""
-    flops, bandwidth = settings.get("peak_flops"), settings.get("peak_bandwidth")
+    flops, bandwidth = settings.peak_flops, settings.peak_bandwidth
     source = "command line" if flops or bandwidth else "none (CPU: pass --peak-tflops)"
     if device == "cuda":
         import torch

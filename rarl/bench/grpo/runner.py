@@ -12,6 +12,7 @@ from typing import Any
 from rarl.bench.grpo.configs import BenchConfig
 from rarl.bench.grpo.environment import peaks, unavailable_reason
 from rarl.bench.grpo.flops import image_patches, parameter_counts, step_flops, weight_sizes
+from rarl.bench.grpo.settings import BenchSettings
 from rarl.bench.grpo.setup import build_model, build_processor, build_trainer
 from rarl.bench.grpo.timing import PHASES, PeakRSS, StepTimer
 from rarl.errors import UserError
@@ -23,12 +24,12 @@ logger = logging.getLogger(__name__)
 # one configuration
 
 
-def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
+def run_config(config: BenchConfig, settings: BenchSettings) -> dict[str, Any]:
     """Measure one configuration; never raises for out-of-memory (the row says ``oom``)."""
     import torch
     from transformers.trainer_callback import PrinterCallback
 
-    device = settings["device"]
+    device = settings.device
     row: dict[str, Any] = {
         "config": config.name,
         "description": config.description,
@@ -41,7 +42,7 @@ def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    torch.manual_seed(settings["seed"])
+    torch.manual_seed(settings.seed)
     timer = StepTimer(device)
     try:
         with tempfile.TemporaryDirectory(prefix="rarl-bench-") as tmp, PeakRSS() as rss:
@@ -80,7 +81,7 @@ def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
-    patches = image_patches(processor, settings["image_size"])
+    patches = image_patches(processor, settings.image_size)
     row.update(summarise(timer, settings, config, counts, patches, row["beta"]))
     row["weight_bytes"] = weight_bytes
     row["decode_weight_bytes"] = decode_weight_bytes
@@ -90,7 +91,7 @@ def run_config(config: BenchConfig, settings: dict[str, Any]) -> dict[str, Any]:
     row["achieved_tflops"] = row["flops_per_step"] / per_step / 1e12
     row["mfu"] = row["flops_per_step"] / per_step / flops_peak if flops_peak else None
     gen_s = row["seconds_per_step"]["generation"]
-    decode_bytes = settings["max_completion_length"] * decode_weight_bytes
+    decode_bytes = settings.max_completion_length * decode_weight_bytes
     row["rollout_bandwidth_util"] = decode_bytes / gen_s / bandwidth_peak if bandwidth_peak else None
     row.update(_memory(device, rss))
     row["status"] = "ok"
@@ -122,19 +123,19 @@ def _memory(device: str, rss: PeakRSS | None) -> dict[str, Any]:
 
 def summarise(
     timer: StepTimer,
-    settings: dict[str, Any],
+    settings: BenchSettings,
     config: BenchConfig,
     counts: dict[str, int],
     patches: int,
     beta: float,
 ) -> dict[str, Any]:
     """Average the measured steps (after warm-up) and derive throughput and FLOPs."""
-    measured = timer.steps[settings["warmup_steps"] :]
+    measured = timer.steps[settings.warmup_steps :]
     if not measured:
         raise RuntimeError(f"no measured steps (trainer ran {len(timer.steps)} steps)")
     keys = (*PHASES, "total")
     mean = {k: sum(s[k] for s in measured) / len(measured) for k in keys}
-    g, length = settings["num_generations"], settings["max_completion_length"]
+    g, length = settings.num_generations, settings.max_completion_length
     prompt = sum(timer.prompt_lengths) / len(timer.prompt_lengths)
     flops = step_flops(counts, config, g, prompt, length, patches, beta)
     return {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rarl.bench.grpo.configs import ARCHES, CONFIGS, DEFAULT_CONFIGS
 from rarl.errors import UserError
@@ -13,69 +13,93 @@ from rarl.errors import UserError
 # CLI
 
 
-def command_line(settings: dict[str, Any], names: list[str], out: Path) -> str:
+@dataclass(frozen=True)
+class BenchSettings:
+    """Every setting a benchmark run shares across its configurations, checked once from the flags.
+
+    Why a frozen dataclass: the builders, the runner and the report all read the same values, so a typo in
+    a field name fails at once (not as a ``KeyError`` deep in a long GPU run) and nothing can change a
+    setting half-way through. Field order is the order of the JSON report's ``settings`` (``asdict``).
+    Defaults are the CLI's defaults, except ``device``, which the CLI resolves from the machine (``cpu``
+    here, so a settings object built in code never reaches for a GPU by surprise).
+    """
+
+    arch: str = "tiny"
+    device: str = "cpu"
+    num_generations: int = 8
+    max_completion_length: int = 512
+    image_size: int = 448
+    steps: int = 3
+    warmup_steps: int = 1
+    rewards: tuple[str, ...] = ("format", "length", "accuracy", "reasoning")
+    peak_flops: float | None = None  # FLOP/s (the flag is in TFLOP/s)
+    peak_bandwidth: float | None = None  # bytes/s (the flag is in GB/s)
+    seed: int = 0
+    threads: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BenchSettings:
+        """Check the flags (one-line ``UserError`` naming the flag) and resolve the device and units."""
+        import torch
+
+        from rarl.models import default_device
+
+        device = args.device or default_device()
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
+        for flag, value, low in [
+            ("--num-generations", args.num_generations, 2),
+            ("--max-completion-length", args.max_completion_length, 1),
+            ("--image-size", args.image_size, 28),
+            ("--steps", args.steps, 1),
+            ("--warmup-steps", args.warmup_steps, 0),
+        ]:
+            if value < low:
+                raise UserError(f"{flag} must be >= {low}, got {value}")
+        if args.threads is not None and args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        rewards = tuple(r.strip() for r in args.rewards.split(",") if r.strip())
+        from rarl.rewards import REWARD_FUNCTIONS
+
+        unknown = [r for r in rewards if r not in REWARD_FUNCTIONS]
+        if unknown or not rewards:
+            raise UserError(
+                f"--rewards: unknown reward(s) {unknown}; valid options: {', '.join(REWARD_FUNCTIONS)}"
+            )
+        return cls(
+            arch=args.arch,
+            device=device,
+            num_generations=args.num_generations,
+            max_completion_length=args.max_completion_length,
+            image_size=args.image_size,
+            steps=args.steps,
+            warmup_steps=args.warmup_steps,
+            rewards=rewards,
+            peak_flops=args.peak_tflops * 1e12 if args.peak_tflops else None,
+            peak_bandwidth=args.peak_bandwidth_gbs * 1e9 if args.peak_bandwidth_gbs else None,
+            seed=args.seed,
+            threads=args.threads,
+        )
+
+
+def command_line(settings: BenchSettings, names: list[str], out: Path) -> str:
     """The full command that reproduces a report (every setting spelled out, defaults included)."""
     parts = [
-        f"rarl bench grpo --arch {settings['arch']} --device {settings['device']}",
+        f"rarl bench grpo --arch {settings.arch} --device {settings.device}",
         f"--configs {','.join(names)}",
-        f"--num-generations {settings['num_generations']}",
-        f"--max-completion-length {settings['max_completion_length']}",
-        f"--image-size {settings['image_size']} --steps {settings['steps']}",
-        f"--warmup-steps {settings['warmup_steps']} --rewards {','.join(settings['rewards'])}",
-        f"--seed {settings['seed']} --out {out}",
+        f"--num-generations {settings.num_generations}",
+        f"--max-completion-length {settings.max_completion_length}",
+        f"--image-size {settings.image_size} --steps {settings.steps}",
+        f"--warmup-steps {settings.warmup_steps} --rewards {','.join(settings.rewards)}",
+        f"--seed {settings.seed} --out {out}",
     ]
-    if settings.get("threads"):
-        parts.append(f"--threads {settings['threads']}")
-    if settings["peak_flops"]:
-        parts.append(f"--peak-tflops {settings['peak_flops'] / 1e12:g}")
-    if settings["peak_bandwidth"]:
-        parts.append(f"--peak-bandwidth-gbs {settings['peak_bandwidth'] / 1e9:g}")
+    if settings.threads:
+        parts.append(f"--threads {settings.threads}")
+    if settings.peak_flops:
+        parts.append(f"--peak-tflops {settings.peak_flops / 1e12:g}")
+    if settings.peak_bandwidth:
+        parts.append(f"--peak-bandwidth-gbs {settings.peak_bandwidth / 1e9:g}")
     return " ".join(parts)
-
-
-def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    from rarl.models import default_device
-
-    device = args.device or default_device()
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
-    for flag, value, low in [
-        ("--num-generations", args.num_generations, 2),
-        ("--max-completion-length", args.max_completion_length, 1),
-        ("--image-size", args.image_size, 28),
-        ("--steps", args.steps, 1),
-        ("--warmup-steps", args.warmup_steps, 0),
-    ]:
-        if value < low:
-            raise UserError(f"{flag} must be >= {low}, got {value}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
-    from rarl.rewards import REWARD_FUNCTIONS
-
-    unknown = [r for r in rewards if r not in REWARD_FUNCTIONS]
-    if unknown or not rewards:
-        raise UserError(
-            f"--rewards: unknown reward(s) {unknown}; valid options: {', '.join(REWARD_FUNCTIONS)}"
-        )
-    return {
-        "arch": args.arch,
-        "device": device,
-        "num_generations": args.num_generations,
-        "max_completion_length": args.max_completion_length,
-        "image_size": args.image_size,
-        "steps": args.steps,
-        "warmup_steps": args.warmup_steps,
-        "rewards": rewards,
-        "peak_flops": args.peak_tflops * 1e12 if args.peak_tflops else None,
-        "peak_bandwidth": args.peak_bandwidth_gbs * 1e9 if args.peak_bandwidth_gbs else None,
-        "seed": args.seed,
-        "threads": args.threads,
-    }
 
 
 def _config_names(text: str | None, device: str) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.bench.grpo.configs import BenchConfig
+from rarl.bench.grpo.settings import BenchSettings
 
 # --------------------------------------------------------------------------------------------------
 # model, data and trainer
@@ -50,15 +51,15 @@ def arch_for_tokenizer(tokenizer: Any, attn: str) -> dict[str, Any]:
     return arch
 
 
-def build_model(config: BenchConfig, settings: dict[str, Any], processor: Any, workdir: Path) -> Any:
+def build_model(config: BenchConfig, settings: BenchSettings, processor: Any, workdir: Path) -> Any:
     """A fresh model for one configuration (random weights; 4-bit via a saved copy when quantising)."""
     import torch
 
     from rarl.models import build_model_from_arch, freeze_vision_tower
 
-    device = settings["device"]
+    device = settings.device
     dtype = _weight_dtype(config, device)
-    if settings["arch"] == "tiny":
+    if settings.arch == "tiny":
         from transformers import AutoModelForImageTextToText
 
         source: str = tiny_model_dir()
@@ -67,11 +68,11 @@ def build_model(config: BenchConfig, settings: dict[str, Any], processor: Any, w
         )
     else:
         arch = arch_for_tokenizer(processor.tokenizer, config.attn)
-        model = build_model_from_arch(arch, dtype, device, seed=settings["seed"])
+        model = build_model_from_arch(arch, dtype, device, seed=settings.seed)
     # TRL builds the reference model (full fine-tuning with beta > 0) from the policy's path, and bitsandbytes
     # quantises while loading: both need the random weights saved as a checkpoint first.
     saved = workdir / "random_weights"
-    if settings["arch"] != "tiny" and not config.lora and effective_beta(config) > 0:
+    if settings.arch != "tiny" and not config.lora and effective_beta(config) > 0:
         model.save_pretrained(saved)
         model.config._name_or_path = str(saved)
     if config.quantize_4bit:
@@ -99,26 +100,26 @@ def build_model(config: BenchConfig, settings: dict[str, Any], processor: Any, w
     return model
 
 
-def build_processor(settings: dict[str, Any]) -> Any:
+def build_processor(settings: BenchSettings) -> Any:
     """The tiny model's processor with a pixel budget that keeps ``--image-size`` images at full size."""
     from rarl.config import ModelConfig
     from rarl.models import load_processor
 
-    side = settings["image_size"]
+    side = settings.image_size
     return load_processor(
         ModelConfig(name_or_path=tiny_model_dir(), max_pixels=side * side, min_pixels=56 * 56)
     )
 
 
-def train_samples(settings: dict[str, Any]) -> list[Any]:
+def train_samples(settings: BenchSettings) -> list[Any]:
     """Synthetic medical-style samples with ``--image-size`` images (enough for every step)."""
     from rarl.data.synthetic import generate_samples
 
-    steps = settings["steps"] + settings["warmup_steps"]
-    return generate_samples(max(8, steps), seed=settings["seed"], image_size=settings["image_size"])
+    steps = settings.steps + settings.warmup_steps
+    return generate_samples(max(8, steps), seed=settings.seed, image_size=settings.image_size)
 
 
-def bench_run_config(config: BenchConfig, settings: dict[str, Any], output_dir: Path) -> Any:
+def bench_run_config(config: BenchConfig, settings: BenchSettings, output_dir: Path) -> Any:
     """One configuration as a RunConfig: rarl's defaults, one prompt x G completions per step, L tokens each.
 
     Hyper-parameters that are not about the step's shape (learning rate, beta, LoRA rank, ...) stay at
@@ -127,7 +128,7 @@ def bench_run_config(config: BenchConfig, settings: dict[str, Any], output_dir: 
     from rarl.config import RunConfig
 
     run = RunConfig()
-    side = settings["image_size"]
+    side = settings.image_size
     run.model.name_or_path = tiny_model_dir()  # unused: the model and processor are passed in
     run.model.max_pixels = side * side
     run.model.min_pixels = min(run.model.min_pixels, side * side)
@@ -135,12 +136,12 @@ def bench_run_config(config: BenchConfig, settings: dict[str, Any], output_dir: 
     run.model.freeze_vision = config.freeze_vision
     run.model.gradient_checkpointing = config.gradient_checkpointing
     run.lora.enabled = config.lora
-    run.reward.names = list(settings["rewards"])
-    run.reward.weights = [1.0] * len(settings["rewards"])
-    g, length = settings["num_generations"], settings["max_completion_length"]
+    run.reward.names = list(settings.rewards)
+    run.reward.weights = [1.0] * len(settings.rewards)
+    g, length = settings.num_generations, settings.max_completion_length
     shape = {
         "output_dir": str(output_dir),
-        "max_steps": settings["steps"] + settings["warmup_steps"],
+        "max_steps": settings.steps + settings.warmup_steps,
         "per_device_train_batch_size": g,
         "gradient_accumulation_steps": 1,
         "num_generations": g,
@@ -150,29 +151,29 @@ def bench_run_config(config: BenchConfig, settings: dict[str, Any], output_dir: 
         "save_strategy": "no",  # no checkpoints inside a benchmark
         "logging_steps": 1,
         "report_to": [],
-        "seed": settings["seed"],
+        "seed": settings.seed,
     }
     if config.trl_defaults:
         # GRPOConfig as shipped for everything but the step's shape; bf16 autocast is its GPU default
-        run.train.grpo = shape | {"bf16": settings["device"] == "cuda"}
+        run.train.grpo = shape | {"bf16": settings.device == "cuda"}
     else:
         run.train.grpo.update(shape)
     run.train.grpo.update(dict(config.grpo_overrides))
     return run.validate()
 
 
-def reward_device(settings: dict[str, Any]) -> str:
+def reward_device(settings: BenchSettings) -> str:
     """Where BERTScore runs: the model's device as build_grpo_trainer names it (so one cached scorer)."""
-    return "cuda:0" if settings["device"] == "cuda" else "cpu"
+    return "cuda:0" if settings.device == "cuda" else "cpu"
 
 
-def preload_rewards(settings: dict[str, Any]) -> None:
+def preload_rewards(settings: BenchSettings) -> None:
     """Load the BERTScore model before any configuration is measured, so the first one is not charged for
     it (it is loaded once per process and shared by every configuration, as in a training run)."""
     from rarl.bertscore import get_scorer
     from rarl.config import RewardConfig
 
-    if {"accuracy", "reasoning"} & set(settings["rewards"]):
+    if {"accuracy", "reasoning"} & set(settings.rewards):
         reward = RewardConfig()
         get_scorer(
             reward.bertscore_model, batch_size=reward.bertscore_batch_size, device=reward_device(settings)
@@ -187,7 +188,7 @@ def effective_beta(config: BenchConfig) -> float:
 
 
 def build_trainer(
-    config: BenchConfig, settings: dict[str, Any], model: Any, processor: Any, workdir: Path
+    config: BenchConfig, settings: BenchSettings, model: Any, processor: Any, workdir: Path
 ) -> Any:
     """The trainer of one configuration, always through rarl's :func:`~rarl.train.grpo.build_grpo_trainer`:
     each variant is a ``RunConfig`` (see :func:`bench_run_config`), the ``trl_default`` row one whose
