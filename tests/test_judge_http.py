@@ -148,6 +148,13 @@ class JudgeServer:
             handler.end_headers()
             handler.wfile.write(b"{}")
             return None
+        if case == "retryseconds" and attempt == 1:
+            handler.send_response(429)
+            handler.send_header("Retry-After", "1.5")
+            handler.send_header("Content-Length", "2")
+            handler.end_headers()
+            handler.wfile.write(b"{}")
+            return None
         if case == "good":
             return self.completion(handler, json.dumps(GOOD))
         if case == "fenced":
