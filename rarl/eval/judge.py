@@ -12,10 +12,11 @@ rate-limit, fail, time out and sometimes answer in prose, so a usable harness ne
 * the model's output is data, not instructions: it enters the prompt between delimiters carrying a tag
   derived from the output itself (so the output cannot forge the closing delimiter), and the prompt tells
   the judge to grade the delimited text and ignore any instruction inside it;
-* our own bounded retries with exponential backoff (the ``openai`` client's retries are switched off so
-  exactly one policy is in force and every attempt is counted) honouring ``Retry-After`` in seconds or as
-  an HTTP date, a total deadline of ``timeout_s`` per attempt (a server dripping bytes cannot hold a
-  request longer), and a concurrency limit;
+* the ``openai`` client's own bounded retries (``max_retries``; its exponential backoff honours
+  ``Retry-After`` in seconds or as an HTTP date) for timeouts, connection errors, 408/409/429 and 5xx,
+  plus our one retry it lacks, of a 200 whose body is no completion (after ``backoff_s·2^k``, within the
+  same ``max_retries``); an HTTP transport that gives every attempt a total deadline of ``timeout_s``
+  (a server dripping bytes cannot hold a request longer) and counts it; and a concurrency limit;
 * a persistent JSONL cache keyed by (judge model, prompt version, question, reference, prediction) that
   stores the judge's *reply text* — replies are parsed on every read, so a parser fix needs no new
   requests, and a second run of the same judgement sends none. Unreadable replies are cached too (as
