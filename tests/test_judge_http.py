@@ -177,6 +177,10 @@ class JudgeServer:
             return self.send(handler, 200, raw=b"<html>proxy error</html>")
         if case == "nochoices" and attempt == 1:
             return self.send(handler, 200, {"id": "x", "object": "chat.completion", "choices": []})
+        if case == "errorthengarbage" and attempt == 1:
+            return self.send(handler, 500, error)
+        if case == "errorthengarbage" and attempt == 2:
+            return self.send(handler, 200, raw=b"<html>proxy error</html>")
         if case == "down":
             return self.send(handler, 503, error)
         if case == "badrequest":
