@@ -325,9 +325,9 @@ class JudgeConfig:
     base_url: str | None = None  # None: the client's default (OPENAI_BASE_URL or api.openai.com)
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 4
-    max_retries: int = 4
-    timeout_s: float = 60.0
-    backoff_s: float = 1.0
+    max_retries: int = 4  # per judgement, all causes together; status-code retries are the client's
+    timeout_s: float = 60.0  # total deadline of one HTTP attempt, body included
+    backoff_s: float = 1.0  # only before re-asking a 200 whose body is no completion (backoff_s·2^k)
     cache_path: str = "outputs/judge_cache.jsonl"
 
     def validation_errors(self, prefix: str) -> list[str]:

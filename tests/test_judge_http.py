@@ -148,6 +148,13 @@ class JudgeServer:
             handler.end_headers()
             handler.wfile.write(b"{}")
             return None
+        if case == "retryseconds" and attempt == 1:
+            handler.send_response(429)
+            handler.send_header("Retry-After", "1.5")
+            handler.send_header("Content-Length", "2")
+            handler.end_headers()
+            handler.wfile.write(b"{}")
+            return None
         if case == "good":
             return self.completion(handler, json.dumps(GOOD))
         if case == "fenced":
@@ -170,6 +177,10 @@ class JudgeServer:
             return self.send(handler, 200, raw=b"<html>proxy error</html>")
         if case == "nochoices" and attempt == 1:
             return self.send(handler, 200, {"id": "x", "object": "chat.completion", "choices": []})
+        if case == "errorthengarbage" and attempt == 1:
+            return self.send(handler, 500, error)
+        if case == "errorthengarbage" and attempt == 2:
+            return self.send(handler, 200, raw=b"<html>proxy error</html>")
         if case == "down":
             return self.send(handler, 503, error)
         if case == "badrequest":

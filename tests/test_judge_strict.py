@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 
 import pytest
 import yaml
@@ -16,7 +15,6 @@ from test_judge_http import JudgeServer, judge_config, judge_once, records_for
 
 import rarl.eval.judge as judge_module
 from rarl.cli import main
-from rarl.eval.judge import _retry_after
 
 
 @pytest.fixture
@@ -50,33 +48,28 @@ def test_retry_after_as_an_http_date_is_honoured(server, tmp_path):
     (judgement,), _ = judge_once(records_for(["retrydate"]), judge, progress=False)
     elapsed = time.perf_counter() - start
     assert judgement.status == "ok" and server.requests["retrydate"] == 2
-    # The date is 2 s ahead at whole-second resolution: the wait is 1-2 s, far above backoff_s=0.01.
+    # The date is 2 s ahead at whole-second resolution: the wait is 1-2 s, far above the client's own
+    # backoff for a first retry (at most 0.5 s).
     assert 0.9 < elapsed < 5.0, elapsed
 
 
-class _Response:
-    def __init__(self, value: str) -> None:
-        self.headers = {"retry-after": value}
+def test_retry_after_in_seconds_is_honoured(server, tmp_path):
+    judge = judge_config(server, tmp_path, max_retries=1)
+    start = time.perf_counter()
+    (judgement,), stats = judge_once(records_for(["retryseconds"]), judge, progress=False)
+    elapsed = time.perf_counter() - start
+    assert judgement.status == "ok" and server.requests["retryseconds"] == 2 and stats.retries == 1
+    # The server asked for 1.5 s; the client's own backoff for a first retry is at most 0.5 s.
+    assert 1.4 < elapsed < 5.0, elapsed
 
 
-class _HttpError(Exception):
-    def __init__(self, value: str) -> None:
-        self.response = _Response(value)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("7", 7.0),
-        ("0.5", 0.5),
-        ("Wed, 21 Oct 2026 07:28:30 GMT", 30.0),
-        ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0),  # a date in the past: retry now
-        ("soon", None),
-    ],
-)
-def test_retry_after_values(value, expected):
-    now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
-    assert _retry_after(_HttpError(value), now=now) == expected
+@pytest.mark.parametrize(("max_retries", "status", "sent"), [(1, "api_error", 2), (2, "ok", 3)])
+def test_status_and_malformed_body_retries_share_one_budget(server, tmp_path, max_retries, status, sent):
+    # 500 (the client's retry), then an HTML body (ours), then a good reply: three attempts in all.
+    judge = judge_config(server, tmp_path, max_retries=max_retries)
+    (judgement,), stats = judge_once(records_for(["errorthengarbage"]), judge, progress=False)
+    assert judgement.status == status and judgement.attempts == sent
+    assert server.requests["errorthengarbage"] == sent == stats.requests and stats.retries == sent - 1
 
 
 INJECTIONS = [

@@ -12,10 +12,11 @@ rate-limit, fail, time out and sometimes answer in prose, so a usable harness ne
 * the model's output is data, not instructions: it enters the prompt between delimiters carrying a tag
   derived from the output itself (so the output cannot forge the closing delimiter), and the prompt tells
   the judge to grade the delimited text and ignore any instruction inside it;
-* our own bounded retries with exponential backoff (the ``openai`` client's retries are switched off so
-  exactly one policy is in force and every attempt is counted) honouring ``Retry-After`` in seconds or as
-  an HTTP date, a total deadline of ``timeout_s`` per attempt (a server dripping bytes cannot hold a
-  request longer), and a concurrency limit;
+* the ``openai`` client's own bounded retries (``max_retries``; its exponential backoff honours
+  ``Retry-After`` in seconds or as an HTTP date) for timeouts, connection errors, 408/409/429 and 5xx,
+  plus our one retry it lacks, of a 200 whose body is no completion (after ``backoff_s·2^k``, within the
+  same ``max_retries``); an HTTP transport that gives every attempt a total deadline of ``timeout_s``
+  (a server dripping bytes cannot hold a request longer) and counts it; and a concurrency limit;
 * a persistent JSONL cache keyed by (judge model, prompt version, question, reference, prediction) that
   stores the judge's *reply text* — replies are parsed on every read, so a parser fix needs no new
   requests, and a second run of the same judgement sends none. Unreadable replies are cached too (as
@@ -29,8 +30,7 @@ Medical data often may not leave the hospital: point ``base_url`` at a local vLL
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
+import contextvars
 import hashlib
 import json
 import os
@@ -280,45 +280,68 @@ def _verdict_judgement(base: dict[str, Any], reply: str) -> Judgement:
 # requests
 
 
-def _retryable(exc: BaseException) -> bool:
-    import openai
-
-    transient = (
-        openai.APITimeoutError,
-        openai.APIConnectionError,
-        openai.APIResponseValidationError,
-        TimeoutError,  # our own total deadline (asyncio.wait_for)
-    )
-    if isinstance(exc, transient):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 425, 429) or exc.status_code >= 500
-    # A 200 whose body is not JSON surfaces from the client as a bare JSONDecodeError.
-    return isinstance(exc, (_MalformedResponse, json.JSONDecodeError))
-
-
 class _MalformedResponse(Exception):
     """HTTP 200 whose body is not a chat completion (a proxy's error page, truncated JSON...)."""
 
 
-def _retry_after(exc: BaseException, now: datetime.datetime | None = None) -> float | None:
-    """Seconds the server asked us to wait: ``Retry-After`` as delta-seconds or as an HTTP date."""
-    response = getattr(exc, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive result means the zone was "-0000"
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+def _malformed(exc: BaseException) -> bool:
+    """A 200 reply whose body holds no completion: the one failure the ``openai`` client does not retry."""
+    import openai
+
+    # A body that is not JSON surfaces from the client as a bare JSONDecodeError.
+    return isinstance(exc, (_MalformedResponse, json.JSONDecodeError, openai.APIResponseValidationError))
+
+
+# The attempt counter of the judgement running in the current asyncio task (each judgement is one task,
+# and the client's retries run inside it), so the transport can count every attempt it sends.
+_ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("rarl_attempts", default=None)
+
+
+def _deadline_transport(timeout_s: float) -> Any:
+    """The transport of :func:`make_client` (built here so ``httpx2``, the ``openai`` client's HTTP
+    library, is imported only when a judge is actually asked)."""
+    import httpx2 as httpx
+
+    class _DeadlineTransport(httpx.AsyncBaseTransport):
+        """Counts every HTTP attempt and gives each one a total deadline of ``timeout_s``.
+
+        Why: httpx's timeouts apply per network read, so a server dripping one byte a second would
+        hold a request indefinitely. Here the whole attempt (connect, headers and the complete body)
+        must finish within the deadline, else it raises ``httpx.ReadTimeout``, which the ``openai``
+        client treats like any timeout: retried within ``max_retries``.
+        """
+
+        def __init__(self, timeout_s: float, inner: httpx.AsyncBaseTransport | None = None) -> None:
+            self.timeout_s = timeout_s
+            self.inner = inner or httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            counter = _ATTEMPTS.get()
+            if counter is not None:
+                counter[0] += 1
+
+            async def whole_reply() -> httpx.Response:
+                response = await self.inner.handle_async_request(request)
+                try:
+                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                finally:
+                    await response.aclose()
+                return httpx.Response(
+                    response.status_code,
+                    headers=response.headers,
+                    content=raw,
+                    extensions=response.extensions,
+                )
+
+            try:
+                return await asyncio.wait_for(whole_reply(), timeout=self.timeout_s)
+            except TimeoutError:
+                raise httpx.ReadTimeout("no complete reply within timeout_s", request=request) from None
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return _DeadlineTransport(timeout_s)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -346,46 +369,62 @@ def judge_api_key(judge: JudgeConfig, alternative: str = "") -> str:
 
 
 def make_client(judge: JudgeConfig) -> Any:
-    """An ``openai.AsyncOpenAI`` client for one judge, with the client's own retries disabled."""
+    """An ``openai.AsyncOpenAI`` client for one judge: the client's own retries, our per-attempt deadline.
+
+    The client retries connection errors, timeouts, 408/409/429 and 5xx (up to ``max_retries``) with its
+    own exponential backoff, honouring ``Retry-After`` (seconds, milliseconds or an HTTP date, up to
+    2 minutes); the transport gives every attempt a total deadline and counts it.
+    """
     import openai
 
     key = judge_api_key(judge)
-    return openai.AsyncOpenAI(api_key=key, base_url=judge.base_url, max_retries=0, timeout=judge.timeout_s)
+    http_client = openai.DefaultAsyncHttpxClient(transport=_deadline_transport(judge.timeout_s))
+    return openai.AsyncOpenAI(
+        api_key=key,
+        base_url=judge.base_url,
+        max_retries=judge.max_retries,
+        timeout=judge.timeout_s,
+        http_client=http_client,
+    )
 
 
 async def _request(
     client: Any, judge: JudgeConfig, messages: list[dict[str, str]], stats: JudgeStats
 ) -> tuple[str, int]:
-    """One judgement with bounded retries and exponential backoff; returns (reply text, attempts).
+    """One judgement; returns (reply text, HTTP attempts sent).
 
-    Each attempt has a total deadline of ``timeout_s`` (the client's own timeout applies per network
-    read, so a server sending one byte a second would otherwise hold the request indefinitely). A final
-    failure is re-raised with ``rarl_attempts`` set on the exception.
+    Status-code, timeout and connection retries are the client's. Ours is only the retry of a 200 whose
+    body is no completion (after ``backoff_s·2^k``), and all retries together stay within ``max_retries``:
+    each call gives the client only the attempts left. A final failure is re-raised with
+    ``rarl_attempts`` set on the exception.
     """
-    attempt = 0
-    while True:
-        stats.requests += 1
-        try:
-            response = await asyncio.wait_for(
-                client.chat.completions.create(model=judge.model, messages=messages, temperature=0.0),
-                timeout=judge.timeout_s,
-            )
+    counter = [0]
+    _ATTEMPTS.set(counter)  # this judgement's own task: concurrent judgements count separately
+    malformed_retries = 0
+    try:
+        while True:
+            remaining = max(0, judge.max_retries - counter[0])
             try:
-                content = response.choices[0].message.content
-            except (AttributeError, IndexError, TypeError) as exc:
-                raise _MalformedResponse(f"no choices[0].message.content in the response ({exc})") from None
-            return (content if isinstance(content, str) else ""), attempt + 1
-        except Exception as exc:  # classified below; non-retryable errors propagate
-            if not _retryable(exc) or attempt >= judge.max_retries:
-                exc.rarl_attempts = attempt + 1  # type: ignore[attr-defined]
-                raise
-            delay = judge.backoff_s * (2**attempt)
-            hinted = _retry_after(exc)
-            if hinted is not None:
-                delay = max(delay, min(hinted, 30.0))
-            attempt += 1
-            stats.retries += 1
-            await asyncio.sleep(delay)
+                response = await client.with_options(max_retries=remaining).chat.completions.create(
+                    model=judge.model, messages=messages, temperature=0.0
+                )
+                try:
+                    content = response.choices[0].message.content
+                except (AttributeError, IndexError, TypeError) as exc:
+                    reason = f"no choices[0].message.content in the response ({exc})"
+                    raise _MalformedResponse(reason) from None
+                return (content if isinstance(content, str) else ""), counter[0]
+            except Exception as exc:  # only a malformed body is ours to retry; the rest propagate
+                if not _malformed(exc) or counter[0] > judge.max_retries:
+                    raise
+                await asyncio.sleep(judge.backoff_s * (2**malformed_retries))
+                malformed_retries += 1
+    except Exception as exc:
+        exc.rarl_attempts = max(1, counter[0])  # type: ignore[attr-defined]
+        raise
+    finally:
+        stats.requests += counter[0]
+        stats.retries += max(0, counter[0] - 1)
 
 
 def _usable(reply: str | None, retry_failed: bool) -> bool:
