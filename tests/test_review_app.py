@@ -335,7 +335,12 @@ def test_cli_serve_answers_on_loopback(tmp_path: Path) -> None:
     db = tmp_path / "ratings.sqlite"
     command = [sys.executable, "-m", "rarl.cli", "review", "serve", "--predictions", str(predictions)]
     proc = subprocess.Popen(
-        [*command, "--db", str(db), "--port", "0", "--blind"], stdout=subprocess.PIPE, text=True
+        [*command, "--db", str(db), "--port", "0", "--blind"],
+        stdout=subprocess.PIPE,
+        text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+        # ignored SIGINT: give the server the default Ctrl+C however the test suite itself was launched.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
