@@ -272,7 +272,7 @@ class _Reader:
                 continue
             if isinstance(item, Mapping):
                 parts[key] = self.block(item, f"{where}.{key}")
-            elif isinstance(item, str):
+            elif isinstance(item, str) and key.endswith("_rule"):  # how a score is made (CV-Bench)
                 notes[key] = item
             else:
                 number = self.number(item, f"{where}.{key}")
