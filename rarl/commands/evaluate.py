@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from rarl.errors import UserError
     from rarl.eval.harness import RESULTS_MD, run_evaluation
     from rarl.report.tables import write_results_markdown
+    from rarl.schema.results import RunResults
+    from rarl.schema.rundir import RESULTS_FILE
 
     config = config_from_args(args)
     if args.run and not args.checkpoints:
@@ -82,16 +84,19 @@ def run(args: argparse.Namespace) -> int:
     if not results:  # a non-main process of a sharded run: the main one reports
         return 0
     out = Path(config.eval.output_dir)
-    selection = results.get("checkpoint_selection")
-    for row in selection["checkpoints"] if selection else ():
-        write_results_markdown(row["output_dir"])
+    typed = RunResults.from_dict(results, out / RESULTS_FILE)
+    selection = typed.checkpoint_selection
+    for row in selection.checkpoints if selection else ():
+        if row.output_dir:
+            write_results_markdown(row.output_dir)
     write_results_markdown(out)
     console = Console()
     print((out / RESULTS_MD).read_text(encoding="utf-8"))
     if selection:
-        for row in selection["checkpoints"]:
-            mark = "  <- chosen" if row["checkpoint"] == selection["chosen"] else ""
-            print(f"{row['checkpoint']}: {selection['metric']} {row['value']:.4f} (n={row['n']}){mark}")
+        for row in selection.checkpoints:
+            mark = "  <- chosen" if row.checkpoint == selection.chosen else ""
+            value = "n/a" if row.value is None else f"{row.value:.4f}"
+            print(f"{row.checkpoint}: {selection.metric} {value} (n={row.n}){mark}")
         print(f"curve: {out}/checkpoints.png, {out}/checkpoints.csv")
         return 0
     generation = results["generation"]
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         f"{generation['generate_s']:.1f}s) -> {out}/",
         markup=False,
     )
-    failures = results.get("judge_failures") or {}
+    failures = typed.judge_failures
     for name, message in failures.items():  # no score was written for these judges: not a success
         print(f"rarl eval: error: judge {name!r}: {message}; no score written", file=sys.stderr)
     return 1 if failures else 0

@@ -33,30 +33,37 @@ def run(args: argparse.Namespace) -> int:
 
     from rarl.eval.harness import rejudge
     from rarl.report.tables import write_results_markdown
-    from rarl.schema.rundir import PREDICTIONS_FILE
+    from rarl.schema.results import JudgeBlock, RunResults
+    from rarl.schema.rundir import PREDICTIONS_FILE, RESULTS_FILE
 
     config = config_from_args(args)
     results = rejudge(config, args.predictions, retry_failed=args.retry_failed)
     predictions = Path(args.predictions or Path(config.eval.output_dir) / PREDICTIONS_FILE)
     write_results_markdown(predictions.parent)
     console = Console()
-    for name, info in results["judges"].items():
+    typed = RunResults.from_dict(results, predictions.parent / RESULTS_FILE)
+    for name, info in typed.judges.items():
         if name not in {judge.name for judge in config.judges}:
             continue  # a judge of an earlier run, kept in results.json
-        stats, overall = info["stats"], info["summary"]["overall"]
+        stats, overall = info.stats, info.overall or JudgeBlock()
         console.print(
-            f"{name} ({info['model']}): Reasoning {overall['reasoning']:.2f}%  "
-            f"Final {overall['final']:.2f}%  "
-            f"n={stats['n']} ok={stats['ok']} parse_errors={stats['parse_errors']} "
-            f"api_errors={stats['api_errors']} cached={stats['cache_hits']} requests={stats['requests']}",
+            f"{name} ({info.model}): Reasoning {_percent(overall.reasoning)}  "
+            f"Final {_percent(overall.final)}  "
+            f"n={stats.n} ok={stats.ok} parse_errors={stats.parse_errors} "
+            f"api_errors={stats.api_errors} cached={stats.cache_hits} requests={stats.requests}",
             markup=False,
         )
-        if stats["parse_errors"]:
+        if stats.parse_errors:
             console.print(
-                f"{name}: {stats['parse_errors']} unreadable replies are cached; --retry-failed asks again",
+                f"{name}: {stats.parse_errors} unreadable replies are cached; --retry-failed asks again",
                 markup=False,
             )
-    failures = results.get("judge_failures") or {}
+    failures = typed.judge_failures
     for name, message in failures.items():
         print(f"rarl judge: error: judge {name!r}: {message}; no score written", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _percent(value: float | None) -> str:
+    """A judge's rate as printed; no successful judgement is "n/a", never 0 %."""
+    return "n/a" if value is None else f"{value:.2f}%"

@@ -26,6 +26,7 @@ from rarl.errors import UserError
 from rarl.eval.harness import run_evaluation, write_results
 from rarl.eval.shard import Shard, current_shard
 from rarl.io import atomic_write_text
+from rarl.schema.results import MetricBlock, RunResults
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,13 @@ def check_selection_split(config: RunConfig, mode: str) -> None:
 
 def metric_value(results: dict[str, Any], metric: str) -> float | None:
     """A dotted path into the overall rule metrics: ``accuracy``, ``closed.accuracy``, ``open.token_f1``."""
-    node: Any = results["rule_metrics"]["overall"]
-    for part in metric.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+    overall = _overall_metrics(results)
+    return overall.lookup(metric) if overall is not None else None
+
+
+def _overall_metrics(results: dict[str, Any]) -> MetricBlock | None:
+    rule = RunResults.from_dict(results).rule_metrics
+    return rule.overall if rule is not None else None
 
 
 def checkpoint_config(config: RunConfig, checkpoint: Path, out_dir: Path) -> RunConfig:
@@ -199,15 +201,9 @@ def evaluate_checkpoints(
     return summary
 
 
-def _metric_names(results: dict[str, Any], prefix: str = "") -> list[str]:
-    names = []
-    node = results["rule_metrics"]["overall"] if not prefix else results
-    for key, value in node.items():
-        if isinstance(value, dict):
-            names += _metric_names(value, f"{prefix}{key}.")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n":
-            names.append(f"{prefix}{key}")
-    return names
+def _metric_names(results: dict[str, Any]) -> list[str]:
+    overall = _overall_metrics(results)
+    return overall.metric_names() if overall is not None else []
 
 
 __all__ = [

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -24,6 +23,7 @@ from rarl.errors import UserError
 from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
 from rarl.io import atomic_write_text
 from rarl.schema.records import PredictionRecord
+from rarl.schema.results import JudgeBlock, MetricBlock, RunResults, read_results
 from rarl.stats import (
     BOOTSTRAP,
     SMALL_N,
@@ -126,21 +126,21 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else 100.0 * value
 
 
-def _block_estimate(block: dict[str, Any] | None, name: str, n: Any = None) -> Estimate | None:
+def _block_estimate(block: MetricBlock | None, name: str, n: int | None = None) -> Estimate | None:
     """An estimate in % from a results.json block: ``block[name]``, ``block[name + '_ci']`` and its n.
 
     results.json files written before intervals existed have no ``_ci``: proportions then get their Wilson
     interval from value and n (exact), other means are shown without one.
     """
-    if not block or block.get(name) is None:
+    metric = block.metric(name) if block is not None else None
+    if metric is None:
         return None
-    value = float(block[name])
-    count = block.get("n", n)
-    interval = block.get(f"{name}_ci")
+    count = metric.n if metric.n is not None else n
+    interval = None if metric.low is None and metric.high is None else (metric.low, metric.high)
     if interval is None and name in PROPORTIONS and isinstance(count, int):
-        interval = wilson_interval(round(value * count), count)
+        interval = wilson_interval(round(metric.value * count), count)
     low, high = interval if interval else (None, None)
-    return Estimate(value, low, high, count if isinstance(count, int) else None).scaled(100.0)
+    return Estimate(metric.value, low, high, count if isinstance(count, int) else None).scaled(100.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,18 +152,18 @@ class RunData:
     """One evaluation run as the report sees it."""
 
     label: str
-    results: dict[str, Any]
+    results: RunResults
     records: list[PredictionRecord] = field(default_factory=list)
     judgements: dict[str, dict[str, Any]] = field(default_factory=dict)  # judge -> key -> Judgement
     human: dict[str, dict[str, float]] | None = None  # key -> mean human scores
 
     @property
     def judges(self) -> list[str]:
-        return list(self.results.get("judges") or {})
+        return list(self.results.judges)
 
     @property
     def datasets(self) -> list[str]:
-        return list(self.results.get("datasets") or self.results.get("rule_metrics", {}).get("datasets", {}))
+        return self.results.dataset_names
 
 
 def load_run(path: str | Path, label: str | None = None) -> RunData:
@@ -176,13 +176,10 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
     results_path = source if source.is_file() else source / RESULTS_FILE
     if not results_path.is_file():
         raise UserError(f"{run_dir}: no {RESULTS_FILE} here (run `rarl eval` first)")
-    try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{results_path}: invalid JSON ({exc.msg})") from None
+    results = read_results(results_path)
     records = read_predictions(run_dir / PREDICTIONS_FILE) if (run_dir / PREDICTIONS_FILE).exists() else []
     judgements = {}
-    for name in results.get("judges") or {}:
+    for name in results.judges:
         file = run_dir / JUDGEMENTS_DIR / f"{name}.jsonl"
         if file.exists():
             judgements[name] = {j.key: j for j in read_judgements(file)}
@@ -199,7 +196,7 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
         raise UserError(f"{db_path}: ratings database not found")
     by_model = human_scores_by_model(db_path)
     for run in runs:
-        scores = by_model.get(run.results.get("model", ""))
+        scores = by_model.get(run.results.model or "")
         if scores is None and len(by_model) == 1 and len(runs) == 1:
             scores = next(iter(by_model.values()))
             log.warning("%s: ratings are for another model name; using them for the only run", db_path)
@@ -272,12 +269,12 @@ def _dataset_keys(run: RunData) -> dict[str, set[str]]:
 
 
 def _dataset_n(run: RunData, dataset: str) -> int | None:
-    metrics = run.results.get("rule_metrics") or {}
-    block = metrics.get("overall") if dataset == "All" else (metrics.get("datasets") or {}).get(dataset)
-    n = (block or {}).get("n")
+    metrics = run.results.rule_metrics
+    block = metrics.block(dataset) if metrics else None
+    n = block.n if block else None
     if n is None and dataset == "All":
-        n = run.results.get("n")
-    return n if isinstance(n, int) else None
+        n = run.results.n
+    return n
 
 
 def coverage(runs: Sequence[RunData]) -> tuple[dict[str, str], str | None]:
@@ -343,12 +340,13 @@ def _human_estimates(run: RunData, keys: set[str] | None) -> tuple[int, Estimate
     return len(items), reasoning, final
 
 
-def _judge_estimate(block: dict[str, Any] | None, kind: str) -> Estimate | None:
+def _judge_estimate(block: JudgeBlock | None, kind: str) -> Estimate | None:
     """A judge's pass rate (%) with its Wilson interval: failures count as 0, so k = rate × n exactly."""
-    if not block or block.get(kind) is None or not block.get("n"):
+    rate = getattr(block, kind) if block is not None else None
+    if block is None or rate is None or not block.n:
         return None
-    n = int(block["n"])
-    value = float(block[kind]) / 100.0
+    n = block.n
+    value = rate / 100.0
     low, high = wilson_interval(round(value * n), n) or (None, None)
     return Estimate(value, low, high, n).scaled(100.0)
 
@@ -382,10 +380,7 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
         row: list[Any] = [dataset]
         for run in runs:
             for judge in run.judges:
-                summary = run.results["judges"][judge].get("summary") or {}
-                block = (
-                    summary.get("overall") if dataset == "All" else summary.get("datasets", {}).get(dataset)
-                )
+                block = run.results.judges[judge].block(dataset)
                 row += [_judge_estimate(block, "reasoning"), _judge_estimate(block, "final")]
             if run.human:
                 keys = None
@@ -401,12 +396,12 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
     ]
     for run in runs:
         for judge in run.judges:
-            info = run.results["judges"][judge]
-            stats = info.get("stats", {})
+            info = run.results.judges[judge]
+            stats = info.stats
             notes.append(
-                f"{run.label} · {judge} = {info.get('model')} (prompt {info.get('prompt_version')}): "
-                f"{stats.get('ok', 0)}/{stats.get('n', 0)} judged, {stats.get('parse_errors', 0)} parse "
-                f"failures, {stats.get('api_errors', 0)} API failures"
+                f"{run.label} · {judge} = {info.model} (prompt {info.prompt_version}): "
+                f"{stats.ok}/{stats.n} judged, {stats.parse_errors} parse "
+                f"failures, {stats.api_errors} API failures"
             )
         if run.human:
             n, _, _ = _human_estimates(run, None)
@@ -429,11 +424,11 @@ RULE_COLUMNS = [
 ]
 
 
-def _rule_estimate(block: dict[str, Any] | None, sub: str | None, name: str) -> Estimate | None:
-    if not block:
+def _rule_estimate(block: MetricBlock | None, sub: str | None, name: str) -> Estimate | None:
+    if block is None:
         return None
-    inner = block if sub is None else block.get(sub)
-    n = block.get("n") if sub == "cvbench" else None  # CV-Bench's combined score: over the dataset's items
+    inner = block if sub is None else block.part(sub)
+    n = block.n if sub == "cvbench" else None  # CV-Bench's combined score: over the dataset's items
     return _block_estimate(inner, name, n)
 
 
@@ -443,8 +438,8 @@ def rule_table(runs: Sequence[RunData]) -> Table:
     prefix = len(runs) > 1
     columns: list[tuple[str, RunData, str | None, str]] = []
     for run in runs:
-        metrics = run.results.get("rule_metrics") or {}
-        blocks = [(metrics.get("datasets") or {}).get(d, {}) for d in datasets] + [metrics.get("overall", {})]
+        metrics = run.results.rule_metrics
+        blocks = [metrics.block(d) for d in [*datasets, "All"]] if metrics else []
         for name, sub, metric in RULE_COLUMNS:
             if any(_rule_estimate(block, sub, metric) is not None for block in blocks):
                 columns.append((f"{run.label} · {name}" if prefix else name, run, sub, metric))
@@ -452,10 +447,8 @@ def rule_table(runs: Sequence[RunData]) -> Table:
     for dataset in [*datasets, "All"]:
         row: list[Any] = [dataset]
         for _, run, sub, metric in columns:
-            metrics = run.results.get("rule_metrics") or {}
-            block = (
-                metrics.get("overall") if dataset == "All" else (metrics.get("datasets") or {}).get(dataset)
-            )
+            metrics = run.results.rule_metrics
+            block = metrics.block(dataset) if metrics else None
             row.append(_rule_estimate(block, sub, metric))
         rows.append(row)
     notes = [
@@ -464,11 +457,11 @@ def rule_table(runs: Sequence[RunData]) -> Table:
         "questions; CV-Bench % is the official combined score (details in the CV-Bench table).",
     ]
     for run in runs:
-        metrics = run.results.get("rule_metrics") or {}
+        metrics = run.results.rule_metrics
         if not metrics:
             notes.append(f"{run.label}: no rule metrics in results.json")
             continue
-        model = metrics.get("bertscore_model")
+        model = metrics.bertscore_model
         notes.append(
             f"{run.label}: {run_description(run.results)}" + (f", BERTScore model {model}" if model else "")
         )
@@ -479,23 +472,26 @@ def rule_table(runs: Sequence[RunData]) -> Table:
 
 def cvbench_table(runs: Sequence[RunData]) -> Table | None:
     """CV-Bench per task (with intervals), 2D, 3D and the official combined score; one column per run."""
-    columns: list[tuple[str, dict[str, Any]]] = []
+    columns: list[tuple[str, MetricBlock]] = []
     for run in runs:
-        for dataset, block in (run.results.get("rule_metrics") or {}).get("datasets", {}).items():
-            if "cvbench" in block:
+        metrics = run.results.rule_metrics
+        for dataset, block in (metrics.datasets if metrics else {}).items():
+            cv = block.part("cvbench")
+            if cv is not None:
                 label = f"{run.label} · {dataset}" if len(runs) > 1 else dataset
-                columns.append((label + " %", block["cvbench"]))
+                columns.append((label + " %", cv))
     if not columns:
         return None
     tasks: list[str] = []
     for _, cv in columns:
-        tasks += [t for t in cv["tasks"] if t not in tasks]
+        tasks += [t for t in _cv_tasks(cv) if t not in tasks]
     rows: list[list[Any]] = [
-        [task] + [_block_estimate(cv["tasks"].get(task), "accuracy") for _, cv in columns] for task in tasks
+        [task] + [_block_estimate(_cv_tasks(cv).get(task), "accuracy") for _, cv in columns] for task in tasks
     ]
 
-    def task_n(cv: dict[str, Any], names: tuple[str, ...]) -> int:
-        return sum(int(cv["tasks"].get(t, {}).get("n", 0)) for t in names)
+    def task_n(cv: MetricBlock, names: tuple[str, ...]) -> int:
+        by_task = _cv_tasks(cv)
+        return sum(by_task[t].n or 0 for t in names if t in by_task)
 
     for label, name, names in (
         ("2D", "accuracy_2d", CVBENCH_2D_TASKS),
@@ -508,15 +504,20 @@ def cvbench_table(runs: Sequence[RunData]) -> Table | None:
         "2D, 3D and Combined average task/subset accuracies; their intervals come from a bootstrap that "
         "resamples within each task/subset (stratified).",
     ]
-    notes += [f"{label}: {cv.get('combined_rule')}" for label, cv in columns]
+    notes += [f"{label}: {cv.notes.get('combined_rule')}" for label, cv in columns]
     return Table("CV-Bench", ["Task"] + [c[0] for c in columns], rows, notes, slug="cvbench")
 
 
-def _cv_estimate(cv: dict[str, Any], name: str, n: int) -> Estimate | None:
-    if cv.get(name) is None:
+def _cv_tasks(cv: MetricBlock) -> Mapping[str, MetricBlock]:
+    tasks = cv.part("tasks")
+    return tasks.parts if tasks is not None else {}
+
+
+def _cv_estimate(cv: MetricBlock, name: str, n: int) -> Estimate | None:
+    metric = cv.metric(name)
+    if metric is None:
         return None
-    low, high = cv.get(f"{name}_ci") or (None, None)
-    return Estimate(float(cv[name]), low, high, n or None).scaled(100.0)
+    return Estimate(metric.value, metric.low, metric.high, n or None).scaled(100.0)
 
 
 def agreement_table(runs: Sequence[RunData]) -> Table | None:
@@ -694,24 +695,26 @@ def subgroup_table(runs: Sequence[RunData]) -> Table | None:
 # documents
 
 
-def run_description(results: dict[str, Any]) -> str:
+def run_description(results: RunResults) -> str:
     """ "model m, reasoning prompt, n=192" from what results.json has (absent fields are left out)."""
-    parts = [f"model {results['model']}" if results.get("model") else "model not recorded"]
-    if results.get("prompt"):
-        parts.append(f"{results['prompt']} prompt")
-    parts.append(f"n={results['n']}" if isinstance(results.get("n"), int) else "n not recorded")
+    parts = [f"model {results.model}" if results.model else "model not recorded"]
+    if results.prompt:
+        parts.append(f"{results.prompt} prompt")
+    parts.append(f"n={results.n}" if results.n is not None else "n not recorded")
     return ", ".join(parts)
 
 
-def results_markdown(results: dict[str, Any], label: str | None = None) -> str:
+def results_markdown(results: RunResults | dict[str, Any], label: str | None = None) -> str:
     """Markdown for one run's ``results.json`` (what ``rarl eval`` writes as ``results.md``)."""
+    if not isinstance(results, RunResults):
+        results = RunResults.from_dict(results)
     run = RunData(label=label or "run", results=results)
     parts = [f"# Evaluation: {run_description(results)}", ""]
-    if not results.get("rule_metrics") and not results.get("judges"):
+    if not results.rule_metrics and not results.judges:
         parts.append("No scores in this results.json (no rule metrics, no judges).\n")
     for table in (
         judge_table([run]),
-        rule_table([run]) if results.get("rule_metrics") else None,
+        rule_table([run]) if results.rule_metrics else None,
         cvbench_table([run]),
     ):
         if table is not None:
@@ -725,8 +728,7 @@ def write_results_markdown(run_dir: str | Path) -> Path:
     from rarl.schema.rundir import RESULTS_FILE, RESULTS_MD
 
     directory = Path(run_dir)
-    results = json.loads((directory / RESULTS_FILE).read_text(encoding="utf-8"))
-    return atomic_write_text(directory / RESULTS_MD, results_markdown(results))
+    return atomic_write_text(directory / RESULTS_MD, results_markdown(read_results(directory / RESULTS_FILE)))
 
 
 def _plot_bars(runs: Sequence[RunData], datasets: list[str]) -> dict[str, list[Estimate | None]]:
@@ -734,10 +736,10 @@ def _plot_bars(runs: Sequence[RunData], datasets: list[str]) -> dict[str, list[E
     bars: dict[str, list[Estimate | None]] = {}
     for run in runs:
         for judge in run.judges:
-            summary = (run.results["judges"][judge].get("summary") or {}).get("datasets", {})
+            summary = run.results.judges[judge].datasets
             name = f"{run.label} · {judge}" if len(runs) > 1 else judge
             bars[f"{name} Final %"] = [_judge_estimate(summary.get(d), "final") for d in datasets]
-        rule = (run.results.get("rule_metrics") or {}).get("datasets", {})
+        rule = run.results.rule_metrics.datasets if run.results.rule_metrics else {}
         bars[f"{run.label} rule Acc. %" if len(runs) > 1 else "rule Acc. %"] = [
             _block_estimate(rule.get(d), "accuracy") for d in datasets
         ]

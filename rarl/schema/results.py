@@ -1,0 +1,359 @@
+"""A run's ``results.json`` as read back: typed results instead of nested dicts walked by string keys.
+
+Why here: ``rarl eval``/``rarl judge`` write ``results.json`` (as dicts, unchanged) and the report, the
+checkpoint selection and the CLI read it; one reader in the shared schema means one place that knows the
+file's shape, tolerates the older shapes (no intervals, no judges, a bare ``{"model": ...}``) and names the
+file and field when a value has the wrong type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rarl.errors import DataError
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One score with its 95% interval (``low``/``high`` are ``None`` when the file has none) and its n."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricBlock:
+    """A block of rule metrics: its ``n``, its scores (``accuracy``, ``token_f1``, ...), its sub-blocks
+    (``closed``, ``open``, ``cvbench``, ``tasks``, a task name) and its text notes (``combined_rule``)."""
+
+    n: int | None = None
+    values: Mapping[str, MetricValue] = field(default_factory=dict)
+    parts: Mapping[str, MetricBlock] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def metric(self, name: str) -> MetricValue | None:
+        return self.values.get(name)
+
+    def part(self, name: str) -> MetricBlock | None:
+        return self.parts.get(name)
+
+    def lookup(self, dotted: str) -> float | None:
+        """A dotted path to a score: ``accuracy``, ``closed.accuracy``, ``cvbench.tasks.Count.accuracy``
+        (``n`` of a block counts too)."""
+        *path, name = dotted.split(".")
+        block: MetricBlock | None = self
+        for part in path:
+            block = block.part(part) if block is not None else None
+        if block is None:
+            return None
+        if name == "n":
+            return None if block.n is None else float(block.n)
+        value = block.metric(name)
+        return None if value is None else value.value
+
+    def metric_names(self, prefix: str = "") -> list[str]:
+        """Every dotted score name :meth:`lookup` answers (``n`` left out), in file order."""
+        names = [f"{prefix}{name}" for name in self.values]
+        for name, part in self.parts.items():
+            names += part.metric_names(f"{prefix}{name}.")
+        return names
+
+
+@dataclass(frozen=True)
+class RuleMetrics:
+    """The rule metrics of a run: over all items and per dataset row label."""
+
+    n: int | None = None
+    bertscore_model: str | None = None
+    intervals: Mapping[str, Any] = field(default_factory=dict)  # how the 95% intervals were computed
+    overall: MetricBlock | None = None
+    datasets: Mapping[str, MetricBlock] = field(default_factory=dict)
+
+    def block(self, dataset: str) -> MetricBlock | None:
+        """The block of one dataset row, or of all items for the row ``"All"``."""
+        return self.overall if dataset == "All" else self.datasets.get(dataset)
+
+
+@dataclass(frozen=True)
+class JudgeBlock:
+    """A judge's Reasoning % / Final % over a group; failed items count as 0 (``None``: none judged)."""
+
+    n: int | None = None
+    judged: int | None = None
+    failed: int | None = None
+    reasoning: float | None = None
+    final: float | None = None
+
+
+@dataclass(frozen=True)
+class JudgeStats:
+    """How a judge's run went: items, successes, failures, cache hits and HTTP requests."""
+
+    n: int = 0
+    ok: int = 0
+    parse_errors: int = 0
+    api_errors: int = 0
+    cache_hits: int = 0
+    requests: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class JudgeResults:
+    """One judge's scores in a run."""
+
+    name: str
+    model: str | None = None
+    prompt_version: str | None = None
+    overall: JudgeBlock | None = None
+    datasets: Mapping[str, JudgeBlock] = field(default_factory=dict)
+    stats: JudgeStats = field(default_factory=JudgeStats)
+
+    def block(self, dataset: str) -> JudgeBlock | None:
+        return self.overall if dataset == "All" else self.datasets.get(dataset)
+
+
+@dataclass(frozen=True)
+class CheckpointScore:
+    checkpoint: str
+    step: int | None
+    value: float | None
+    n: int | None
+    output_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointSelection:
+    """How ``rarl eval --checkpoints`` chose the checkpoint whose results these are."""
+
+    mode: str
+    metric: str | None = None
+    chosen: str | None = None
+    results_of: str | None = None
+    run_dir: str | None = None
+    rule: str | None = None
+    eval_splits: str | None = None
+    checkpoints: tuple[CheckpointScore, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """One run's ``results.json``. Every section is optional: older files and bare ones still load."""
+
+    model: str | None = None
+    prompt: str | None = None
+    n: int | None = None
+    datasets: tuple[str, ...] = ()
+    rule_metrics: RuleMetrics | None = None
+    judges: Mapping[str, JudgeResults] = field(default_factory=dict)
+    judge_failures: Mapping[str, str] = field(default_factory=dict)
+    checkpoint_selection: CheckpointSelection | None = None
+
+    @property
+    def dataset_names(self) -> list[str]:
+        """Dataset row labels: as listed, else those of the rule metrics."""
+        if self.datasets:
+            return list(self.datasets)
+        return list(self.rule_metrics.datasets) if self.rule_metrics else []
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | os.PathLike[str] = "results.json") -> RunResults:
+        return _Reader(str(path)).run(data)
+
+
+def read_results(path: str | os.PathLike[str]) -> RunResults:
+    """Read and type a ``results.json``; a bad file or value is a :class:`DataError` naming file and field."""
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(str(file), None, None, f"cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(str(file), None, None, f"invalid JSON ({exc.msg})") from None
+    return RunResults.from_dict(data, file)
+
+
+class _Reader:
+    """Type checks with the dotted field name in every error."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> DataError:
+        return DataError(self.path, None, where, problem)
+
+    def mapping(self, value: Any, where: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(where, f"must be an object (got {type(value).__name__})")
+        return value
+
+    def integer(self, value: Any, where: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"must be an integer (got {value!r})")
+        return value
+
+    def number(self, value: Any, where: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise self.fail(where, f"must be a number (got {value!r})")
+        return float(value)
+
+    def text(self, value: Any, where: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(where, f"must be a string (got {value!r})")
+        return value
+
+    def interval(self, value: Any, where: str) -> tuple[float | None, float | None]:
+        if value is None:
+            return None, None
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise self.fail(where, f"must be [low, high] (got {value!r})")
+        return self.number(value[0], f"{where}.0"), self.number(value[1], f"{where}.1")
+
+    def run(self, data: Any) -> RunResults:
+        data = self.mapping(data, "(top level)")
+        datasets = data.get("datasets")
+        if datasets is not None and not isinstance(datasets, list):
+            raise self.fail("datasets", f"must be a list (got {type(datasets).__name__})")
+        judges = self.mapping(data.get("judges"), "judges")
+        failures = self.mapping(data.get("judge_failures"), "judge_failures")
+        return RunResults(
+            model=self.text(data.get("model"), "model"),
+            prompt=self.text(data.get("prompt"), "prompt"),
+            n=self.integer(data.get("n"), "n"),
+            datasets=tuple(str(name) for name in datasets or ()),
+            rule_metrics=self.rule_metrics(data.get("rule_metrics")),
+            judges={name: self.judge(name, info) for name, info in judges.items()},
+            judge_failures={
+                name: self.text(message, f"judge_failures.{name}") or "" for name, message in failures.items()
+            },
+            checkpoint_selection=self.selection(data.get("checkpoint_selection")),
+        )
+
+    def rule_metrics(self, value: Any) -> RuleMetrics | None:
+        data = self.mapping(value, "rule_metrics")
+        if not data:
+            return None
+        datasets = self.mapping(data.get("datasets"), "rule_metrics.datasets")
+        overall = data.get("overall")
+        return RuleMetrics(
+            n=self.integer(data.get("n"), "rule_metrics.n"),
+            bertscore_model=self.text(data.get("bertscore_model"), "rule_metrics.bertscore_model"),
+            intervals=dict(self.mapping(data.get("intervals"), "rule_metrics.intervals")),
+            overall=None if overall is None else self.block(overall, "rule_metrics.overall"),
+            datasets={
+                name: self.block(block, f"rule_metrics.datasets.{name}") for name, block in datasets.items()
+            },
+        )
+
+    def block(self, value: Any, where: str) -> MetricBlock:
+        data = self.mapping(value, where)
+        n = self.integer(data.get("n"), f"{where}.n")
+        values: dict[str, MetricValue] = {}
+        parts: dict[str, MetricBlock] = {}
+        notes: dict[str, str] = {}
+        for key, item in data.items():
+            if key == "n" or key.endswith("_ci") or item is None:
+                continue
+            if isinstance(item, Mapping):
+                parts[key] = self.block(item, f"{where}.{key}")
+            elif isinstance(item, str) and key.endswith("_rule"):  # how a score is made (CV-Bench)
+                notes[key] = item
+            else:
+                number = self.number(item, f"{where}.{key}")
+                low, high = self.interval(data.get(f"{key}_ci"), f"{where}.{key}_ci")
+                values[key] = MetricValue(number, low, high, n)  # type: ignore[arg-type]
+        return MetricBlock(n=n, values=values, parts=parts, notes=notes)
+
+    def judge_block(self, value: Any, where: str) -> JudgeBlock:
+        data = self.mapping(value, where)
+        return JudgeBlock(
+            **{name: self.integer(data.get(name), f"{where}.{name}") for name in ("n", "judged", "failed")},
+            **{name: self.number(data.get(name), f"{where}.{name}") for name in ("reasoning", "final")},
+        )
+
+    def judge(self, name: str, value: Any) -> JudgeResults:
+        where = f"judges.{name}"
+        data = self.mapping(value, where)
+        summary = self.mapping(data.get("summary"), f"{where}.summary")
+        datasets = self.mapping(summary.get("datasets"), f"{where}.summary.datasets")
+        stats = self.mapping(data.get("stats"), f"{where}.stats")
+        known = JudgeStats.__dataclass_fields__
+        return JudgeResults(
+            name=name,
+            model=self.text(data.get("model"), f"{where}.model"),
+            prompt_version=None if data.get("prompt_version") is None else str(data["prompt_version"]),
+            overall=None
+            if summary.get("overall") is None
+            else self.judge_block(summary["overall"], f"{where}.summary.overall"),
+            datasets={
+                label: self.judge_block(block, f"{where}.summary.datasets.{label}")
+                for label, block in datasets.items()
+            },
+            stats=JudgeStats(
+                **{
+                    key: self.integer(count, f"{where}.stats.{key}") or 0
+                    for key, count in stats.items()
+                    if key in known
+                }
+            ),
+        )
+
+    def selection(self, value: Any) -> CheckpointSelection | None:
+        data = self.mapping(value, "checkpoint_selection")
+        if not data:
+            return None
+        rows = data.get("checkpoints") or []
+        if not isinstance(rows, list):
+            raise self.fail("checkpoint_selection.checkpoints", "must be a list")
+        scores = []
+        for index, row in enumerate(rows):
+            where = f"checkpoint_selection.checkpoints.{index}"
+            row = self.mapping(row, where)
+            scores.append(
+                CheckpointScore(
+                    checkpoint=self.text(row.get("checkpoint"), f"{where}.checkpoint") or "",
+                    step=self.integer(row.get("step"), f"{where}.step"),
+                    value=self.number(row.get("value"), f"{where}.value"),
+                    n=self.integer(row.get("n"), f"{where}.n"),
+                    output_dir=self.text(row.get("output_dir"), f"{where}.output_dir"),
+                )
+            )
+        texts = {
+            name: self.text(data.get(name), f"checkpoint_selection.{name}")
+            for name in ("metric", "chosen", "results_of", "run_dir", "rule", "eval_splits")
+        }
+        return CheckpointSelection(
+            mode=self.text(data.get("mode"), "checkpoint_selection.mode") or "",
+            checkpoints=tuple(scores),
+            **texts,
+        )
+
+
+__all__ = [
+    "CheckpointScore",
+    "CheckpointSelection",
+    "JudgeBlock",
+    "JudgeResults",
+    "JudgeStats",
+    "MetricBlock",
+    "MetricValue",
+    "RuleMetrics",
+    "RunResults",
+    "read_results",
+]
