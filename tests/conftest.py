@@ -18,6 +18,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Write the official-layout fixtures (tests/fixtures/data, made by the project, deterministic, ~0.5 s).
+
+    Why generated, not committed: they carry the official file and folder names, so committed copies would
+    be indistinguishable at a glance from the real releases, which are never stored in the repository (the
+    real files are read in place from ../shared/realdata/).
+    """
+    import importlib.util
+
+    script = Path(__file__).parent / "fixtures" / "data" / "make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("rarl_test_make_fixtures", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen2-VL checkpoint directory (model + processor + tokenizer), built offline."""
