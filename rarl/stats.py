@@ -17,7 +17,7 @@ depend on scipy/statsmodels (the tests check these functions against them):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -289,6 +289,24 @@ def estimate(values: Sequence[float], **kwargs: Any) -> Estimate:
     return Estimate(sum(values) / len(values), low, high, len(values))
 
 
+def mean_or_none(values: Iterable[float]) -> float | None:
+    """The mean, or ``None`` for no values (a metric that has no items is missing, never 0)."""
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def put_mean_with_interval(block: dict[str, Any], name: str, values: Sequence[float]) -> None:
+    """Set ``block[name]`` to the mean of ``values`` and ``block[name + '_ci']`` to its 95% interval.
+
+    How results.json stores a mean: Wilson for 0/1 values (accuracy, exact match), the seeded percentile
+    bootstrap otherwise (token recall, F1, BERTScore); the ``_ci`` key only when an interval exists.
+    """
+    block[name] = mean_or_none(values)
+    interval, _ = estimate_interval(list(values))
+    if interval is not None:
+        block[f"{name}_ci"] = list(interval)
+
+
 def summary_spread(values: Sequence[float]) -> dict[str, float | int | None]:
     """Mean, sample standard deviation, min and max over repeated runs (e.g. seeds)."""
     n = len(values)
@@ -318,7 +336,9 @@ __all__ = [
     "estimate_interval",
     "kappa_interval",
     "mcnemar_exact_p",
+    "mean_or_none",
     "paired_difference",
+    "put_mean_with_interval",
     "stratified_bootstrap_interval",
     "summary_spread",
     "wilson_interval",

@@ -11,13 +11,13 @@ when the source is known) and the 3D accuracy (Depth, Distance).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rarl.answers import answers_match, exact_match, reference_texts, token_f1, token_recall
 from rarl.data.loaders.cvbench import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS, cvbench_scores, cvbench_task
 from rarl.schema.records import PredictionRecord
-from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, estimate_interval
+from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, put_mean_with_interval
 
 # How the ``*_ci`` fields of rule metrics are computed (also written into results.json).
 INTERVALS = {
@@ -90,23 +90,6 @@ def item_scores(
     return scores
 
 
-def _mean(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
-
-
-def _with_interval(block: dict[str, Any], name: str, values: Sequence[float]) -> None:
-    """Set ``block[name]`` to the mean of ``values`` and ``block[name + '_ci']`` to its 95% interval.
-
-    Wilson for 0/1 values (accuracy, exact match), the seeded percentile bootstrap otherwise (token recall,
-    F1, BERTScore); see :mod:`rarl.stats`.
-    """
-    block[name] = _mean(values)
-    interval, _ = estimate_interval(list(values))
-    if interval is not None:
-        block[f"{name}_ci"] = list(interval)
-
-
 def _aggregate(records: Sequence[PredictionRecord], items: Sequence[dict[str, float]]) -> dict[str, Any]:
     by_type: dict[str, list[dict[str, float]]] = defaultdict(list)
     for record, item in zip(records, items, strict=True):
@@ -115,15 +98,15 @@ def _aggregate(records: Sequence[PredictionRecord], items: Sequence[dict[str, fl
     for qtype in ("closed", "choice"):
         if by_type.get(qtype):
             out[qtype] = {"n": len(by_type[qtype])}
-            _with_interval(out[qtype], "accuracy", [i["correct"] for i in by_type[qtype]])
+            put_mean_with_interval(out[qtype], "accuracy", [i["correct"] for i in by_type[qtype]])
     if by_type.get("open"):
         rows = by_type["open"]
         out["open"] = {"n": len(rows)}
         for name in ("exact", "token_recall", "token_f1", "bertscore"):
             if all(name in row for row in rows):
-                _with_interval(out["open"], name, [row[name] for row in rows])
+                put_mean_with_interval(out["open"], name, [row[name] for row in rows])
     # One headline number per dataset: closed/choice correctness and open exact match over all items.
-    _with_interval(out, "accuracy", [item.get("correct", item.get("exact", 0.0)) for item in items])
+    put_mean_with_interval(out, "accuracy", [item.get("correct", item.get("exact", 0.0)) for item in items])
     cv = cvbench_scores(records, [item.get("correct", item.get("exact", 0.0)) == 1.0 for item in items])
     if cv is not None:
         out["cvbench"] = cv

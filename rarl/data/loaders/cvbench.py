@@ -20,7 +20,7 @@ from rarl.data.loaders.tables import _read_parquet, _table_image
 from rarl.data.rows import BadRow, RowCollector, image_file, text
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
-from rarl.stats import estimate_interval, stratified_bootstrap_interval
+from rarl.stats import mean_or_none, put_mean_with_interval, stratified_bootstrap_interval
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
@@ -104,19 +104,6 @@ class TaskRecord(Protocol):
     extra: dict[str, Any]
 
 
-def _mean(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
-
-
-def _with_interval(block: dict[str, Any], name: str, values: Sequence[float]) -> None:
-    """Set ``block[name]`` to the mean of ``values`` and ``block[name + '_ci']`` to its 95% interval."""
-    block[name] = _mean(values)
-    interval, _ = estimate_interval(list(values))
-    if interval is not None:
-        block[f"{name}_ci"] = list(interval)
-
-
 def cvbench_task(record: TaskRecord) -> str | None:
     """The CV-Bench task of a record (``extra['task']``), normalised to Count/Relation/Depth/Distance."""
     task = (record.extra or {}).get("task")
@@ -148,7 +135,7 @@ def cvbench_scores(records: Sequence[TaskRecord], correct: Sequence[bool]) -> di
     per_task: dict[str, dict[str, Any]] = {}
     for name in order:
         per_task[name] = {"n": len(tasks[name])}
-        _with_interval(per_task[name], "accuracy", [float(ok) for ok in tasks[name]])
+        put_mean_with_interval(per_task[name], "accuracy", [float(ok) for ok in tasks[name]])
     pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
     pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
     known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
@@ -160,15 +147,15 @@ def cvbench_scores(records: Sequence[TaskRecord], correct: Sequence[bool]) -> di
         strata_2d = [[float(ok) for ok in pooled_2d]] if pooled_2d else []
         rule_2d = "accuracy over Count+Relation"
     strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
-    acc_2d = _mean(_mean(stratum) for stratum in strata_2d) if strata_2d else None
-    acc_3d = _mean(strata_3d[0]) if strata_3d else None
+    acc_2d = mean_or_none(mean_or_none(stratum) for stratum in strata_2d) if strata_2d else None
+    acc_3d = mean_or_none(strata_3d[0]) if strata_3d else None
     parts = [v for v in (acc_2d, acc_3d) if v is not None]
     out: dict[str, Any] = {
         "tasks": per_task,
         "n": sum(len(v) for v in tasks.values()),
         "accuracy_2d": acc_2d,
         "accuracy_3d": acc_3d,
-        "combined": _mean(parts),
+        "combined": mean_or_none(parts),
         "combined_rule": f"(2D + 3D) / 2; 2D = {rule_2d}; 3D = accuracy over Depth+Distance"
         + ("" if len(parts) == 2 else " (only one of 2D/3D present: combined = that one)"),
     }
