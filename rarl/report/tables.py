@@ -122,10 +122,6 @@ def _cell(value: Any, digits: int | None = None) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _pct(value: float | None) -> float | None:
-    return None if value is None else 100.0 * value
-
-
 def _block_estimate(block: MetricBlock | None, name: str, n: int | None = None) -> Estimate | None:
     """An estimate in % from a results.json block: ``block[name]``, ``block[name + '_ci']`` and its n.
 
