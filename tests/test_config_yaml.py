@@ -118,7 +118,7 @@ def test_report_to_an_integration_that_is_not_installed_is_refused() -> None:
 
 def test_other_typed_trl_fields_are_checked_by_their_annotation() -> None:
     """Not only report_to: any field whose annotation is a mapping or a list is checked against it."""
-    with pytest.raises(UserError, match="train.grpo.model_init_kwargs: expected"):
+    with pytest.raises(UserError, match=r"train\.grpo\.model_init_kwargs: expected"):
         load_config(None, ["train.grpo.model_init_kwargs=[1, 2]"])
 
 
