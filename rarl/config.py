@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,11 @@ from rarl import trl_schema
 from rarl.errors import UserError
 from rarl.io import atomic_write_text, read_text
 from rarl.schema.sources import SOURCE_NAMES
+from rarl.trl_schema import shown
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 
 Source = Literal[SOURCE_NAMES]  # type: ignore[valid-type]  # the one list lives in rarl.schema.sources
 
@@ -72,7 +78,7 @@ def check_number(
         and (above is None or value > above)
         and (at_most is None or value <= at_most)
     )
-    return [] if ok else [f"{key}: must be {expected} (got {value!r})"]
+    return [] if ok else [f"{key}: must be {expected} (got {shown(value)})"]
 
 
 def collect_validation_errors(config: Any, prefix: str) -> list[str]:
@@ -232,7 +238,8 @@ class DataConfig:
             )
         if self.single_template not in TEMPLATE_NAMES:
             errors.append(
-                f"{prefix}.single_template: invalid value {self.single_template!r}; valid options: {valid}"
+                f"{prefix}.single_template: invalid value {shown(self.single_template)}; "
+                f"valid options: {valid}"
             )
         return errors
 
@@ -272,6 +279,13 @@ class TrainConfig:
     method: Literal["grpo", "sft"] = "grpo"
     grpo: dict[str, Any] = field(default_factory=lambda: trl_schema.defaults("grpo"))
     sft: dict[str, Any] = field(default_factory=lambda: trl_schema.defaults("sft"))
+
+    def __post_init__(self) -> None:
+        # ``bf16: yes`` means true and ``learning_rate: "1e-5"`` the number (see trl_schema.normalise).
+        if isinstance(self.grpo, dict):
+            self.grpo = trl_schema.normalise("grpo", self.grpo)
+        if isinstance(self.sft, dict):
+            self.sft = trl_schema.normalise("sft", self.sft)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -404,30 +418,31 @@ def _coerce(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
             result = _coerce(value, member, key, trial)
             if not trial:
                 return result
-        errors.append(f"{key}: expected {' or '.join(_describe(m) for m in get_args(tp))}, got {value!r}")
+        wanted = " or ".join(_describe(m) for m in get_args(tp))
+        errors.append(f"{key}: expected {wanted}, got {shown(value)}")
         return _INVALID
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping of settings, got {value!r}")
+            errors.append(f"{key}: expected a mapping of settings, got {shown(value)}")
             return _INVALID
         return _from_dict(tp, value, key, errors)
     if origin is Literal:
         if value not in get_args(tp):
             valid = ", ".join(str(a) for a in get_args(tp))
-            errors.append(f"{key}: invalid value {value!r}; valid options: {valid}")
+            errors.append(f"{key}: invalid value {shown(value)}; valid options: {valid}")
             return _INVALID
         return value
     if origin is list:
         (item_type,) = get_args(tp)
         if not isinstance(value, list):
-            errors.append(f"{key}: expected a list, got {value!r}")
+            errors.append(f"{key}: expected a list, got {shown(value)}")
             return _INVALID
         items = [_coerce(item, item_type, f"{key}.{i}", errors) for i, item in enumerate(value)]
         return [item for item in items if item is not _INVALID]
     if origin is dict:
         key_type, value_type = get_args(tp)
         if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping, got {value!r}")
+            errors.append(f"{key}: expected a mapping, got {shown(value)}")
             return _INVALID
         pairs = {
             _coerce(k, key_type, key, errors): _coerce(v, value_type, f"{key}.{k}", errors)
@@ -436,9 +451,20 @@ def _coerce(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
         return {k: v for k, v in pairs.items() if k is not _INVALID and v is not _INVALID}
     problem = _scalar_problem(value, tp)
     if problem is not None:
-        errors.append(f"{key}: expected {problem}, got {value!r}")
+        errors.append(f"{key}: expected {problem}, got {shown(value)}")
         return _INVALID
+    if tp is bool:
+        return value if isinstance(value, bool) else _bool_word(value)
     return float(value) if tp is float else str(value) if tp is str else value
+
+
+def _bool_word(value: Any) -> bool | None:
+    """``yes``/``no``/``on``/``off`` (YAML 1.1's booleans, strings under YAML 1.2) for a boolean field."""
+    if not isinstance(value, str):
+        return None
+    return {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}.get(
+        value.strip().lower()
+    )
 
 
 def _describe(tp: Any) -> str:
@@ -455,7 +481,7 @@ def _describe(tp: Any) -> str:
 def _scalar_problem(value: Any, tp: Any) -> str | None:
     """What a scalar field expects, or None when ``value`` fits ``tp`` (numbers must be finite)."""
     if tp is bool:
-        return None if isinstance(value, bool) else "true or false"
+        return None if isinstance(value, bool) or _bool_word(value) is not None else "true or false"
     if tp is int:
         return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if tp is float:
@@ -477,7 +503,8 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str, errors: list[str]) 
             if hasattr(cls, "unknown_key_message"):  # e.g. an old flat train key: say the new shape
                 errors.append(cls.unknown_key_message(key, value, data))
             else:
-                errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}")
+                anchors = "" if prefix else f" (YAML anchors go under a key named {ANCHOR_KEY_PREFIX}…)"
+                errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}{anchors}")
             continue
         coerced = _coerce(value, hints[key], full, errors)
         if coerced is not _INVALID:
@@ -509,9 +536,34 @@ def from_dict(data: dict[str, Any], errors: list[str] | None = None) -> RunConfi
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.load(text, Loader=StrictSafeLoader) if text != "" else ""
+        value = yaml.load(text, Loader=StrictSafeLoader) if text != "" else ""
     except yaml.YAMLError:
         return text
+    _check_expanded_size(value, f"override value {text[:40]!r}")
+    return value
+
+
+def _override_errors(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Apply every override to ``data``; the messages of those that cannot be applied.
+
+    The same key given twice (``lora.r=4 lora.r=8``) is refused rather than keeping the last: which of the
+    two the user meant cannot be known, and a silently dropped setting is the worst outcome.
+    """
+    errors: list[str] = []
+    given: dict[str, str] = {}
+    for override in overrides:
+        path = override.split("=", 1)[0].strip()
+        if "=" in override and path in given and given[path] != override:
+            errors.append(f"override '{path}' given twice ({given[path]!r}, then {override!r}); give it once")
+            continue
+        given[path] = override
+        try:
+            problem = _apply_override(data, override)
+        except UserError as exc:
+            problem = str(exc)
+        if problem:
+            errors.append(problem)
+    return errors
 
 
 def _apply_override(data: dict[str, Any], override: str) -> str | None:
@@ -571,7 +623,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     ``reward.names=[format,accuracy]`` all do what they look like. Raises one :class:`UserError` listing
     every bad override.
     """
-    raise_if_errors([e for e in (_apply_override(data, o) for o in overrides) if e])
+    raise_if_errors(_override_errors(data, overrides))
     return data
 
 
@@ -580,16 +632,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 class StrictSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a mapping with the same key twice, at any depth.
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice, at any depth, and reads scalars
+    the way YAML 1.2 (and a user) does.
 
-    Why: plain YAML keeps the last of two ``train:`` blocks and silently drops the first, so a setting the
-    user can see in the file would not be used.
+    Why strict keys: plain YAML keeps the last of two ``train:`` blocks and silently drops the first, so a
+    setting the user can see in the file would not be used. Keys brought in by a merge key
+    (``<<: *defaults``) are not duplicates: the mapping's own keys override them, as YAML defines.
+
+    Why YAML 1.2 scalars: PyYAML implements YAML 1.1, where ``1e-5`` is a *string* (its float needs a dot)
+    and ``no``/``on``/``off``/``yes`` are booleans, so ``learning_rate: 1e-5`` was refused and
+    ``save_strategy: no`` reached TRL as ``False``. Under YAML 1.2's core schema, which every current YAML
+    library and editor uses, ``1e-5`` is a float and only ``true``/``false`` are booleans; ``yes``/``no``
+    stay strings, and a boolean field accepts them by meaning (:func:`_scalar_problem`).
     """
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 try:
                     first = seen.get(key)
@@ -597,10 +659,79 @@ class StrictSafeLoader(yaml.SafeLoader):
                     continue
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first at line {first})", key_node.start_mark
+                        None, None, f"duplicate key {shown(key)} (first at line {first})", key_node.start_mark
                     )
                 seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's core schema for booleans, integers and floats in place of PyYAML's YAML 1.1 resolvers (see the
+# class); YAML 1.1's timestamps and sexagesimal numbers (``1:30`` as 90) go too: 1.2 reads them as strings.
+_REPLACED_TAGS = (_BOOL_TAG, _INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:timestamp")
+StrictSafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictSafeLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+StrictSafeLoader.add_implicit_resolver(
+    _INT_TAG, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+StrictSafeLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    return str(loader.construct_scalar(node)).lower() == "true"
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)  # "010" is ten, not YAML 1.1's octal eight
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = str(loader.construct_scalar(node)).lower()
+    return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+StrictSafeLoader.add_constructor(_BOOL_TAG, _construct_bool)
+StrictSafeLoader.add_constructor(_INT_TAG, _construct_int)
+StrictSafeLoader.add_constructor(_FLOAT_TAG, _construct_float)
+
+# A top-level key with this prefix is no setting: it only holds YAML anchors that sections merge in.
+ANCHOR_KEY_PREFIX = "x-"
+
+# A config expands to a few hundred values; nested aliases ("billion laughs") can make a 1 KiB file stand
+# for billions, which would hang validation and its error messages. Refused past this many.
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _check_expanded_size(data: Any, source: str) -> None:
+    """Refuse a document whose aliases expand past :data:`MAX_EXPANDED_VALUES` (counted without expanding)."""
+    budget = MAX_EXPANDED_VALUES
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise UserError(
+                f"{source}: expands to more than {MAX_EXPANDED_VALUES:,} values (nested aliases?); "
+                "a run configuration is far smaller"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -622,8 +753,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise UserError(f"{file}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
         if not isinstance(loaded, dict):
             raise UserError(f"{file}: expected a mapping of sections at the top level")
-        _merge(data, loaded, "")
-    errors = [e for e in (_apply_override(data, o) for o in overrides or []) if e]
+        _check_expanded_size(loaded, str(file))
+        # Top-level ``x-…`` keys hold YAML anchors for merge keys (``<<: *x-defaults``), as in Compose files.
+        _merge(data, {k: v for k, v in loaded.items() if not str(k).startswith(ANCHOR_KEY_PREFIX)}, "")
+    errors = _override_errors(data, list(overrides or []))
     return from_dict(data, errors)
 
 

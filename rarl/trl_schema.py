@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import enum
 import math
+import reprlib
 import types
 from functools import cache
 from typing import Any, Union, get_args, get_origin
@@ -25,6 +27,14 @@ from typing import Any, Union, get_args, get_origin
 from rarl.errors import UserError
 
 METHODS = ("grpo", "sft")
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` bounded in length: an error message must not print (or hang on) a huge value."""
+    return _REPR.repr(value)
 
 # rarl's defaults beneath each mapping (a YAML mapping is merged over them; ``resolved_config.yaml`` shows
 # the result). Everything not listed is TRL's own default.
@@ -137,45 +147,134 @@ def _class_name(method: str) -> str:
 # validation
 
 
-def _simple_types(annotation: Any) -> tuple[set[type], bool] | None:
-    """({int, float, ...}, allows None) for annotations made of scalars; None when not that simple."""
-    if isinstance(annotation, str):
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The members of a union annotation (``X | None`` -> ``(X, NoneType)``); any other, alone."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _accepts(annotation: Any, value: Any) -> bool | None:
+    """Whether ``value`` fits ``annotation``; None when the annotation is not one this module can read
+    (TRL then checks the value itself when the config is built)."""
+    if isinstance(annotation, str) or annotation is Any:
         return None
-    union = get_origin(annotation) in (Union, types.UnionType)
-    members = get_args(annotation) if union else (annotation,)
-    allowed: set[type] = set()
-    optional = False
-    for member in members:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        verdicts = [_accepts(member, value) for member in get_args(annotation)]
+        return True if any(verdicts) else None if None in verdicts else False
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, annotation) or value in {member.value for member in annotation}
+    if annotation is list or origin is list:
+        if not isinstance(value, list):
+            return False
+        (item,) = get_args(annotation) or (Any,)
+        verdicts = [_accepts(item, element) for element in value]
+        return False if False in verdicts else None if None in verdicts else True
+    if annotation is dict or origin is dict:
+        return isinstance(value, dict)
+    return None
+
+
+def _describe(annotation: Any) -> str:
+    """An annotation as a user reads it (``a string or a list of strings``)."""
+    names = []
+    for member in _members(annotation):
+        origin = get_origin(member)
         if member is type(None):
-            optional = True
-        elif member in (int, float, bool, str):
-            allowed.add(member)
+            continue
+        if member is list or origin is list:
+            (item,) = get_args(member) or (Any,)
+            names.append(f"a list of {_describe(item).removeprefix('a ').removeprefix('an ')}s")
+        elif member is dict or origin is dict:
+            names.append("a mapping")
+        elif isinstance(member, type) and issubclass(member, enum.Enum):
+            names.append("one of " + ", ".join(repr(m.value) for m in member))
         else:
-            return None
-    return allowed, optional
+            names.append({bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+                member, getattr(member, "__name__", str(member))
+            ))
+    return " or ".join(dict.fromkeys(names))
 
 
 def _type_error(key: str, value: Any, annotation: Any) -> str | None:
-    simple = _simple_types(annotation)
-    if simple is None:
-        return None
-    allowed, optional = simple
     if value is None:
-        return None if optional else f"{key}: must not be empty (null)"
-    if isinstance(value, bool):
-        ok = bool in allowed
-    elif isinstance(value, int):
-        ok = bool(allowed & {int, float})
-    elif isinstance(value, float):
-        ok = float in allowed
-    elif isinstance(value, str):
-        ok = str in allowed
-    else:
-        ok = False
-    if ok:
-        return None
-    names = " or ".join(sorted(t.__name__ for t in allowed))
-    return f"{key}: expected {names}, got {value!r}"
+        return None if type(None) in _members(annotation) else f"{key}: must not be empty (null)"
+    if _accepts(annotation, value) is False:
+        return f"{key}: expected {_describe(annotation)}, got {shown(value)}"
+    return None
+
+
+def normalise(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with values whose meaning the field's type makes unambiguous turned into that type.
+
+    Why: a boolean field given ``yes``/``no``/``on``/``off`` (YAML 1.1 booleans, strings under the YAML 1.2
+    rules rarl reads configs by) means true or false, and a number field given ``"1e-5"`` means the number;
+    refusing them would only make the user retype what they meant. Fields that also accept strings (TRL's
+    ``save_strategy: "no"``) keep the string.
+    """
+    if not isinstance(settings, dict) or settings == defaults(method):
+        return settings
+    fields = _fields(method)
+    out = dict(settings)
+    for key, value in settings.items():
+        if key not in fields or not isinstance(value, str):
+            continue
+        members = _members(fields[key].type)
+        if str in members:
+            continue
+        word = value.strip().lower()
+        if bool in members and word in _BOOL_WORDS:
+            out[key] = _BOOL_WORDS[word]
+        elif float in members or int in members:
+            try:
+                number = float(word)
+            except ValueError:
+                continue
+            if int in members and number.is_integer() and not any(c in word for c in ".e"):
+                out[key] = int(number)
+            elif float in members:
+                out[key] = number
+    return out
+
+
+def _report_to_errors(key: str, value: Any) -> list[str]:
+    """``report_to`` names integrations transformers knows and this machine has installed.
+
+    Why here: TrainingArguments stores any string; the trainer refuses an unknown name, or an integration
+    whose package is missing, only after the model and data are loaded.
+    """
+    from transformers.integrations import (
+        get_available_reporting_integrations,
+        get_reporting_integration_callbacks,
+    )
+
+    names = [value] if isinstance(value, str) else list(value or [])
+    if names in (["none"], ["all"]):
+        return []
+    try:
+        get_reporting_integration_callbacks(names)
+    except ValueError as exc:
+        return [f"{key}: {' '.join(str(exc).split())}"]
+    installed = set(get_available_reporting_integrations())
+    missing = [name for name in names if name not in installed]
+    if missing:
+        names_missing = ", ".join(missing)
+        return [f"{key}: {names_missing} not installed here (pip install {' '.join(missing)}), or use none"]
+    return []
 
 
 def _number(value: Any) -> float | None:
@@ -227,7 +326,7 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
     ``prefix`` is where the mapping lives (``train.grpo``). Unknown keys name the closest valid ones.
     """
     if not isinstance(settings, dict):
-        return [f"{prefix}: expected a mapping of trl.{_class_name(method)} settings, got {settings!r}"]
+        return [f"{prefix}: expected a mapping of trl.{_class_name(method)} settings, got {shown(settings)}"]
     if settings == defaults(method):
         return []  # rarl's own defaults: known good, and no need to import TRL (slow) for commands like judge
     fields = _fields(method)
@@ -244,14 +343,16 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
         if problem:
             errors.append(problem)
             continue
+        if key == "report_to":
+            errors.extend(_report_to_errors(where, value))
         number = _number(value)
         if key in _RANGES and number is not None:
             test, valid = _RANGES[key]
             if math.isnan(number) or not test(number):
-                errors.append(f"{where}: must be {valid} (got {value!r})")
+                errors.append(f"{where}: must be {valid} (got {shown(value)})")
         choices = _choices(key)
         if choices and isinstance(value, str) and value not in choices:
-            errors.append(f"{where}: invalid value {value!r}; valid options: {', '.join(choices)}")
+            errors.append(f"{where}: invalid value {shown(value)}; valid options: {', '.join(choices)}")
     if not errors:
         errors.extend(_trl_rejection(prefix, method, settings))
     return errors
@@ -266,7 +367,7 @@ def _unknown_key_message(where: str, key: Any, value: Any, method: str) -> str:
 def unknown_key_errors(prefix: str, method: str, settings: Any) -> list[str]:
     """The keys of ``settings`` that ``trl.<Method>Config`` lacks (for the mapping that does not train)."""
     if not isinstance(settings, dict):
-        return [f"{prefix}: expected a mapping of trl.{_class_name(method)} settings, got {settings!r}"]
+        return [f"{prefix}: expected a mapping of trl.{_class_name(method)} settings, got {shown(settings)}"]
     if settings == defaults(method):
         return []
     fields = _fields(method)
@@ -289,8 +390,14 @@ def _trl_rejection(prefix: str, method: str, settings: dict[str, Any]) -> list[s
     try:
         cls(**trial)
     except (ValueError, TypeError) as exc:
-        return [f"{prefix}: trl.{cls.__name__} rejects these settings: {' '.join(str(exc).split())}"]
+        return [f"{prefix}: trl.{cls.__name__} rejects these settings: {_one_line(exc)}"]
     return []
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's error message on one bounded line (it may quote a huge value back)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def build_trl_config(method: str, settings: dict[str, Any], prefix: str | None = None) -> Any:
@@ -303,8 +410,7 @@ def build_trl_config(method: str, settings: dict[str, Any], prefix: str | None =
     try:
         return cls(**settings)
     except (ValueError, TypeError) as exc:  # device-dependent rejections (e.g. bf16 on a CPU)
-        message = " ".join(str(exc).split())
-        raise UserError(f"{prefix}: trl.{cls.__name__} rejects these settings: {message}") from None
+        raise UserError(f"{prefix}: trl.{cls.__name__} rejects these settings: {_one_line(exc)}") from None
 
 
 __all__ = [
@@ -317,6 +423,8 @@ __all__ = [
     "defaults",
     "field_names",
     "flat_key_hint",
+    "normalise",
+    "shown",
     "trl_config_class",
     "unknown_key_errors",
     "validation_errors",

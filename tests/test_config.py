@@ -85,7 +85,7 @@ def test_invalid_choice_lists_options() -> None:
 
 
 def test_wrong_types_are_rejected() -> None:
-    with pytest.raises(UserError, match=r"train\.grpo\.max_steps: expected int"):
+    with pytest.raises(UserError, match=r"train\.grpo\.max_steps: expected an integer"):
         load_config(None, ["train.grpo.max_steps=many"])
     with pytest.raises(UserError, match=r"lora\.enabled: expected true or false"):
         load_config(None, ["lora.enabled=maybe"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -161,7 +162,7 @@ def test_human_ratings_become_columns_and_kappa(tmp_path):
     store.register_items(records)
     for rater, scores in {"ann": [(1, 1), (0, 0), (1, 1)], "bob": [(1, 1), (1, 0), (0, 1)]}.items():
         for record, (rs, ps) in zip(records, scores, strict=False):
-            store.save(rater, "rarl-model", record.key, rs, ps)
+            store.save(rater, record, rs, ps)
     written = build_report([run], tmp_path / "out", human_db=tmp_path / "ratings.sqlite")
     rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}
     human = ["Human Reasoning %", "Human Final %"]
@@ -184,19 +185,82 @@ def test_ratings_under_another_model_name_are_used_for_the_only_run_with_a_warni
     store = RatingStore(database)
     store.register_items(records)
     for record, (rs, ps) in zip(records, [(1, 1), (0, 1), (1, 0)], strict=False):
-        store.save("ann", "rarl-model+outputs/adapter", record.key, rs, ps)
+        store.save("ann", dataclasses.replace(record, model="rarl-model+outputs/adapter"), rs, ps)
     with caplog.at_level("WARNING"):
         written = build_report([run], tmp_path / "out", human_db=database)
-    assert "ratings are for another model name" in caplog.text
+    assert "outputs are under another model name" in caplog.text
     rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}
     # by hand: vqa_rad items rated (1,1) and (0,1) -> Reasoning 50 %, Final 100 %; slake (1,0) -> 100, 0
     assert [float(rows["vqa_rad"][c]) for c in ("Human Reasoning %", "Human Final %")] == [50.0, 100.0]
     assert [float(rows["slake"][c]) for c in ("Human Reasoning %", "Human Final %")] == [100.0, 0.0]
 
-    store.save("ann", "a-third-model", records[0].key, 1, 1)  # two rated models: which one is ambiguous
+    store.save("ann", dataclasses.replace(records[0], model="a-third-model"), 1, 1)  # which one: ambiguous
     written = build_report([run], tmp_path / "out2", human_db=database)
     header = next(csv.reader(written["judges.csv"].open()))
     assert not any(column.startswith("Human") for column in header)
+
+
+def test_ratings_belong_to_the_run_and_output_that_was_rated(tmp_path, caplog):
+    """Two runs of one model (reasoning and non-reasoning prompt) and a regenerated file: only the outputs
+    that were rated get Human columns; the others show none, however many ratings the model has."""
+    from rarl.review.store import RatingStore
+
+    rated, records = make_run(tmp_path, "reasoning", "m", PREDS, {"gpt": [(1, 1)] * 4})
+    other_prompt, _ = make_run(tmp_path, "plain", "m", PREDS, {"gpt": [(1, 1)] * 4}, prompt="non_reasoning")
+    regenerated_preds = [(ds, ref, "maybe") for ds, ref, _ in PREDS]
+    regenerated, _ = make_run(tmp_path, "regen", "m", regenerated_preds, {"gpt": [(1, 1)] * 4})
+    database = tmp_path / "ratings.sqlite"
+    store = RatingStore(database)
+    store.register_items(records)
+    for record in records:
+        store.save("ann", record, 1, 1)
+    written = build_report(
+        [rated, other_prompt, regenerated], tmp_path / "out", labels=["R", "P", "G"], human_db=database
+    )
+    rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}
+    header = list(next(iter(rows.values())))
+    assert [float(rows[ds]["R · Human Final %"]) for ds in ("vqa_rad", "slake")] == [100.0, 100.0]
+    assert rows["vqa_rad"]["R · Human Final % n"] == "2"
+    assert not any(c.startswith(("P · Human", "G · Human")) for c in header)
+
+
+def test_ratings_of_an_old_database_are_kept_but_never_joined(tmp_path, caplog):
+    """A version-1 database (ratings keyed by model and item only) opens, keeps its rows for export, and
+    the report joins none of them to a run, saying how many it left out."""
+    import sqlite3
+
+    from rarl.review.store import RatingStore, load_ratings
+
+    run, records = make_run(tmp_path, "rarl", "rarl-model", PREDS, {"gpt": [(1, 1)] * 4})
+    database = tmp_path / "old.sqlite"
+    with sqlite3.connect(database) as conn:  # the version-1 layout, as rarl 0.1 wrote it
+        conn.executescript(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema_version', '1');"
+            "CREATE TABLE items (model TEXT NOT NULL, item_key TEXT NOT NULL, dataset TEXT NOT NULL,"
+            " split TEXT NOT NULL, item_id TEXT NOT NULL, question TEXT NOT NULL,"
+            " reference_answer TEXT NOT NULL, pred_answer TEXT NOT NULL, PRIMARY KEY (model, item_key));"
+            "CREATE TABLE ratings (rater TEXT NOT NULL, model TEXT NOT NULL, item_key TEXT NOT NULL,"
+            " reasoning_score INTEGER NOT NULL, prediction_score INTEGER NOT NULL,"
+            " comment TEXT NOT NULL DEFAULT '', blind INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,"
+            " updated_at TEXT NOT NULL, UNIQUE (rater, model, item_key));"
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, rater TEXT NOT NULL,"
+            " model TEXT NOT NULL, item_key TEXT NOT NULL, reasoning_score INTEGER NOT NULL,"
+            " prediction_score INTEGER NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL);"
+        )
+        conn.executemany(
+            "INSERT INTO ratings VALUES ('ann', 'rarl-model', ?, 1, 1, '', 0, 't', 't')",
+            [(r.key,) for r in records],
+        )
+    RatingStore(database)  # migrates
+    assert len(load_ratings(database)) == 4
+    with caplog.at_level("WARNING"):
+        written = build_report([run], tmp_path / "out", human_db=database)
+    assert "4 ratings from an older rarl" in caplog.text
+    header = next(csv.reader(written["judges.csv"].open()))
+    assert not any(column.startswith("Human") for column in header)
+    RatingStore(database).save("ann", records[0], 0, 1)  # the migrated database takes new ratings
+    assert len(load_ratings(database)) == 5
 
 
 def test_report_cli_and_user_errors(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import re
@@ -23,7 +24,12 @@ from rarl.review.app import create_app, create_server, item_token, load_items
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 
-def make_predictions(directory: Path, *, models: tuple[str, ...] = ("qwen2vl-2b-rarl",)) -> Path:
+def make_predictions(
+    directory: Path,
+    *,
+    models: tuple[str, ...] = ("qwen2vl-2b-rarl",),
+    prompts: tuple[str, ...] = ("reasoning",),
+) -> Path:
     """Write a predictions.jsonl with 3 items per model and real PNG/JPG/BMP images next to it.
 
     Image paths are relative to the predictions file, as `rarl eval` writes them for copied images.
@@ -46,8 +52,9 @@ def make_predictions(directory: Path, *, models: tuple[str, ...] = ("qwen2vl-2b-
         ("3", "Is the knee joint space narrowed?", "no", "images/knee.bmp", "Joint space preserved.", "no"),
     ]
     rows = []
-    for model in models:
+    for model, prompt in ((m, p) for m in models for p in prompts):
         for item_id, question, ref, image, ref_reasoning, pred in base:
+            shown = pred if prompt == "reasoning" else f"{pred} "  # another run's output differs in text
             rows.append(
                 {
                     "id": item_id,
@@ -57,8 +64,8 @@ def make_predictions(directory: Path, *, models: tuple[str, ...] = ("qwen2vl-2b-
                     "question_type": "closed" if ref in ("yes", "no") else "open",
                     "reference_answer": ref,
                     "model": model,
-                    "prompt": "reasoning",
-                    "raw_output": f"<think>Looking at the image.</think><answer>{pred}</answer>",
+                    "prompt": prompt,
+                    "raw_output": f"<think>Looking at the image.</think><answer>{shown}</answer>",
                     "pred_reasoning": "Looking at the image.",
                     "pred_answer": pred,
                     "reference_reasoning": ref_reasoning,
@@ -75,7 +82,8 @@ def make_predictions(directory: Path, *, models: tuple[str, ...] = ("qwen2vl-2b-
 def client_for(tmp_path: Path):
     def build(**kwargs: Any):
         models = kwargs.pop("models", ("qwen2vl-2b-rarl",))
-        predictions = make_predictions(tmp_path / "run", models=models)
+        prompts = kwargs.pop("prompts", ("reasoning",))
+        predictions = make_predictions(tmp_path / "run", models=models, prompts=prompts)
         app = create_app(predictions, tmp_path / "ratings.sqlite", **kwargs)
         app.testing = True
         return app, app.test_client()
@@ -210,6 +218,23 @@ def test_blind_mode_hides_model_and_shuffles_per_rater(client_for) -> None:
     assert order("alice") == alice  # seeded: a reload shows the same order
 
 
+def test_two_runs_of_one_model_are_rated_side_by_side_blind(client_for) -> None:
+    """The reasoning and the non-reasoning run of one model in one blinded file: six outputs to rate, and
+    rating one run's output never counts as rating the other's."""
+    app, client = client_for(blind=True, prompts=("reasoning", "non_reasoning"))
+    assert len(app.config["REVIEW_ITEMS"]) == 6
+    for pos in range(3):
+        page = client.get(f"/rate/alice/{pos}").text
+        scores = {"reasoning_score": "1", "prediction_score": "1"}
+        client.post(f"/rate/alice/{pos}", data={**_form(page), **scores})
+    done = client.get("/rate/alice/done").text
+    assert "rated 3 of 6" in done
+    store = app.config["REVIEW_STORE"]
+    rated = store.rated_by("alice")
+    prompts = [ident[1] for ident in rated]
+    assert len(rated) == 3 and set(prompts) <= {"reasoning", "non_reasoning"}
+
+
 def test_blind_pages_do_not_leak_the_model(client_for) -> None:
     _, client = client_for(blind=True, models=("secret-model",))
     for url in ("/", "/rate/alice/0", "/rate/alice/1", "/rate/alice/done"):
@@ -268,13 +293,16 @@ def test_missing_image_is_shown_not_fatal(tmp_path: Path) -> None:
     assert "Image not found" in page and "images/chest.png" in page
 
 
-def test_export_links(client_for) -> None:
+def test_export_links(client_for, tmp_path: Path) -> None:
     _, client = client_for()
     data = {**_form(client.get("/rate/alice/0").text), "reasoning_score": "0", "prediction_score": "1"}
     client.post("/rate/alice/0", data=data)
     csv_text = client.get("/export.csv").text
-    assert csv_text.splitlines()[0].startswith("rater,model,item_key")
-    assert csv_text.splitlines()[1].startswith("alice,qwen2vl-2b-rarl,synthetic/test/1,synthetic,test,1,")
+    assert csv_text.splitlines()[0].startswith("rater,model,prompt,item_key,output_fp")
+    fingerprint = load_items(make_predictions(tmp_path / "again"))[0].record.output_fingerprint
+    assert csv_text.splitlines()[1].startswith(
+        f"alice,qwen2vl-2b-rarl,reasoning,synthetic/test/1,{fingerprint},synthetic,test,1,"
+    )
     jsonl = [json.loads(line) for line in client.get("/export.jsonl").text.splitlines()]
     assert [(r["rater"], r["reasoning_score"], r["prediction_score"]) for r in jsonl] == [("alice", 0, 1)]
 
@@ -315,8 +343,11 @@ def test_server_binds_loopback_by_default(tmp_path: Path) -> None:
             create_server(app, port=server.server_port)
     finally:
         server.server_close()
-    assert item_token("m", "k") != item_token("m2", "k")
-    assert item_token("m", "k", "salt") != item_token("m", "k")
+    record = load_items(make_predictions(tmp_path / "tokens"))[0].record
+    other_model = dataclasses.replace(record, model="m2")
+    other_text = dataclasses.replace(record, raw_output=record.raw_output + " ")
+    tokens = {item_token(r) for r in (record, other_model, other_text)} | {item_token(record, "salt")}
+    assert len(tokens) == 4
 
 
 def test_tokens_are_secret_per_database_and_stable_across_restarts(tmp_path: Path) -> None:
@@ -327,7 +358,7 @@ def test_tokens_are_secret_per_database_and_stable_across_restarts(tmp_path: Pat
     assert [i.token for i in first] == [i.token for i in restarted]
     assert {i.token for i in first}.isdisjoint(i.token for i in other_db)
     # a rater who knows the model names cannot recompute the tokens
-    assert item_token(first[0].record.model, first[0].record.key) != first[0].token
+    assert item_token(first[0].record) != first[0].token
 
 
 def test_cli_serve_answers_on_loopback(tmp_path: Path) -> None:

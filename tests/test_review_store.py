@@ -1,4 +1,4 @@
-"""Ratings store: one row per (rater, model, item), idempotent upserts, crash safety, exports, means."""
+"""Ratings store: one row per rater and rated output, idempotent upserts, crash safety, exports, means."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from rarl.cli import main
 from rarl.errors import UserError
-from rarl.review.store import RatingStore, export_ratings, human_scores_by_model, load_ratings
+from rarl.review.store import RatingStore, export_ratings, human_scores_by_output, load_ratings
 from rarl.schema.records import PredictionRecord
 
 
@@ -37,12 +37,12 @@ def _record(item_id: str, model: str = "m1", answer: str = "yes") -> PredictionR
 def test_upsert_keeps_one_row_per_rater_and_item(tmp_path: Path) -> None:
     db = tmp_path / "ratings.sqlite"
     store = RatingStore(db)
-    first = store.save("dr a", "m1", "vqa_rad/test/1", 1, 0, "first look")
-    again = store.save("dr a", "m1", "vqa_rad/test/1", "1", "0", "first look")  # double submit
-    changed = store.save("dr a", "m1", "vqa_rad/test/1", 0, 1, "changed my mind")
-    store.save("dr b", "m1", "vqa_rad/test/1", 1, 1)
-    store.save("Dr Mu\u0308ller", "m1", "vqa_rad/test/1", 1, 1)  # combining umlaut
-    store.save("  Dr  M\u00fcller ", "m1", "vqa_rad/test/1", 1, 1)  # composed: the same rater
+    first = store.save("dr a", _record("1", "m1"), 1, 0, "first look")
+    again = store.save("dr a", _record("1", "m1"), "1", "0", "first look")  # double submit
+    changed = store.save("dr a", _record("1", "m1"), 0, 1, "changed my mind")
+    store.save("dr b", _record("1", "m1"), 1, 1)
+    store.save("Dr Mu\u0308ller", _record("1", "m1"), 1, 1)  # combining umlaut
+    store.save("  Dr  M\u00fcller ", _record("1", "m1"), 1, 1)  # composed: the same rater
 
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
@@ -70,7 +70,7 @@ def test_upsert_keeps_one_row_per_rater_and_item(tmp_path: Path) -> None:
 def test_bad_ratings_are_user_errors(tmp_path: Path, rater: str, r_score, p_score, message: str) -> None:
     store = RatingStore(tmp_path / "r.sqlite")
     with pytest.raises(UserError, match=message):
-        store.save(rater, "m1", "k", r_score, p_score)
+        store.save(rater, _record("k"), r_score, p_score)
     assert store.rows() == []
 
 
@@ -81,9 +81,15 @@ def test_saved_rating_survives_a_hard_kill(tmp_path: Path) -> None:
         f"""
         import os, signal
         from rarl.review.store import RatingStore
+        from rarl.schema.records import PredictionRecord
         store = RatingStore({str(db)!r})
         for i in range(3):
-            store.save("dr a", "m1", f"d/s/{{i}}", 1, i % 2, "ok")
+            record = PredictionRecord(
+                id=str(i), dataset="d", split="s", question="q", question_type="closed",
+                reference_answer="yes", model="m1", prompt="reasoning", raw_output="yes",
+                pred_reasoning="", pred_answer="yes",
+            )
+            store.save("dr a", record, 1, i % 2, "ok")
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
@@ -101,38 +107,39 @@ def test_human_scores_average_over_raters_per_model(tmp_path: Path) -> None:
     db = tmp_path / "ratings.sqlite"
     store = RatingStore(db)
     store.register_items([_record("1"), _record("2")])
-    store.save("a", "m1", "vqa_rad/test/1", 1, 1)
-    store.save("b", "m1", "vqa_rad/test/1", 0, 1)
-    store.save("c", "m1", "vqa_rad/test/1", 0, 0)
-    store.save("a", "m1", "vqa_rad/test/2", 1, 0)
+    store.save("a", _record("1", "m1"), 1, 1)
+    store.save("b", _record("1", "m1"), 0, 1)
+    store.save("c", _record("1", "m1"), 0, 0)
+    store.save("a", _record("2", "m1"), 1, 0)
 
-    scores = human_scores_by_model(db)["m1"]
-    assert scores["vqa_rad/test/1"]["n_raters"] == 3
-    assert scores["vqa_rad/test/1"]["reasoning_score"] == pytest.approx(1 / 3)
-    assert scores["vqa_rad/test/1"]["prediction_score"] == pytest.approx(2 / 3)
-    assert scores["vqa_rad/test/2"] == {"reasoning_score": 1.0, "prediction_score": 0.0, "n_raters": 1}
+    scores = human_scores_by_output(db)
+    one, two = _record("1").output_id, _record("2").output_id
+    assert scores[one]["n_raters"] == 3
+    assert scores[one]["reasoning_score"] == pytest.approx(1 / 3)
+    assert scores[one]["prediction_score"] == pytest.approx(2 / 3)
+    assert scores[two] == {"reasoning_score": 1.0, "prediction_score": 0.0, "n_raters": 1}
 
-    store.save("a", "m2", "vqa_rad/test/1", 0, 0)
-    by_model = human_scores_by_model(db)
-    assert set(by_model) == {"m1", "m2"}
-    assert by_model["m2"] == {
-        "vqa_rad/test/1": {"reasoning_score": 0.0, "prediction_score": 0.0, "n_raters": 1}
-    }
-    assert by_model["m1"] == scores  # another model's rating never mixes into m1's means
+    store.save("a", _record("1", "m2"), 0, 0)
+    by_output = human_scores_by_output(db)
+    assert set(by_output) == {one, two, _record("1", "m2").output_id}
+    expected = {"reasoning_score": 0.0, "prediction_score": 0.0, "n_raters": 1}
+    assert by_output[_record("1", "m2").output_id] == expected
+    assert {k: by_output[k] for k in (one, two)} == scores  # another model's rating never mixes in
 
 
 def test_missing_database_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
-        human_scores_by_model(tmp_path / "nope.sqlite")
+        human_scores_by_output(tmp_path / "nope.sqlite")
     assert not (tmp_path / "nope.sqlite").exists()
 
 
 def test_export_csv_and_jsonl(tmp_path: Path) -> None:
     db = tmp_path / "ratings.sqlite"
     store = RatingStore(db)
-    store.register_items([_record("1", answer='=HYPERLINK("http://x")'), _record("2")])
-    store.save("dr a", "m1", "vqa_rad/test/1", 0, 0, 'says "=1+1", wrong')
-    store.save("dr a", "m1", "vqa_rad/test/2", 1, 1, "")
+    formula, plain = _record("1", answer='=HYPERLINK("http://x")'), _record("2")
+    store.register_items([formula, plain])
+    store.save("dr a", formula, 0, 0, 'says "=1+1", wrong')
+    store.save("dr a", plain, 1, 1, "")
 
     assert export_ratings(db, "jsonl", tmp_path / "out.jsonl") == 2
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -156,11 +163,12 @@ def test_export_csv_and_jsonl(tmp_path: Path) -> None:
 
 def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "ratings.sqlite"
-    RatingStore(db).save("dr a", "m1", "d/s/1", 1, 0)
+    RatingStore(db).save("dr a", _record("1"), 1, 0)
     out = tmp_path / "exp" / "ratings.csv"
     assert main(["review", "export", "--db", str(db), "--out", str(out)]) == 0
     assert "wrote 1 ratings" in capsys.readouterr().out
-    assert out.read_text().splitlines()[1].startswith("dr a,m1,d/s/1,")
+    fingerprint = _record("1").output_fingerprint
+    assert out.read_text().splitlines()[1].startswith(f"dr a,m1,reasoning,vqa_rad/test/1,{fingerprint},")
     assert main(["review", "export", "--db", str(tmp_path / "missing.sqlite"), "--out", str(out)]) == 2
     assert "ratings database not found" in capsys.readouterr().err
     assert main(["review", "export", "--db", str(db), "--out", str(tmp_path / "r.xlsx")]) == 2
@@ -173,7 +181,7 @@ def test_concurrent_submits_of_one_item_leave_one_row(tmp_path: Path) -> None:
 
     store = RatingStore(tmp_path / "ratings.sqlite")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda i: store.save("dr a", "m1", "d/s/1", i % 2, 1, f"try {i}"), range(16)))
+        list(pool.map(lambda i: store.save("dr a", _record("1"), i % 2, 1, f"try {i}"), range(16)))
     rows = store.rows()
     assert len(rows) == 1 and rows[0]["comment"].startswith("try ")
     with sqlite3.connect(tmp_path / "ratings.sqlite") as conn:

@@ -120,7 +120,7 @@ BAD_VALUES = [
     ("beta", -1, "a finite number >= 0"),
     ("max_steps", 0, "-1 (use num_train_epochs) or an integer >= 1"),
     ("loss_type", "grpoo", "valid options: grpo, dr_grpo, dapo"),
-    ("learning_rate", "fast", "expected float"),
+    ("learning_rate", "fast", "expected a number"),
 ]
 
 

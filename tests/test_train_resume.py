@@ -129,3 +129,24 @@ def test_a_fresh_start_drops_rows_of_an_attempt_that_saved_no_checkpoint(
     assert main(["train", "--config", str(config)]) == 0
     steps = [row["step"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
     assert steps == [1, 2]
+
+
+def test_resume_naming_trl_defaults_is_the_same_run(run_copy, capsys):
+    """A TRL field left out of the YAML is TRL's default: naming that default on --resume changes nothing,
+    while any other value is still refused. The default is TRL's own (read from its dataclass here)."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    trl_seed = {f.name: f.default for f in dataclasses.fields(SFTConfig)}["seed"]
+    config, run_dir = run_copy
+    assert main(["train", "--config", str(config), "train.sft.max_steps=4", f"train.sft.seed={trl_seed}",
+                 "--resume"]) == 0
+    assert (run_dir / "checkpoint-4").is_dir()
+    capsys.readouterr()
+    before = snapshot(run_dir)
+    other = trl_seed + 1
+    assert main(["train", "--config", str(config), "train.sft.max_steps=5", f"train.sft.seed={other}",
+                 "--resume"]) == 2
+    assert f"train.sft.seed: {trl_seed} -> {other}" in capsys.readouterr().err
+    assert snapshot(run_dir) == before

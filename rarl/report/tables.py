@@ -183,20 +183,46 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
 
 
 def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
-    """Merge mean human ratings from a ``rarl review`` database into the runs whose model they rate."""
+    """Join the mean human ratings of a ``rarl review`` database to each run's own outputs.
+
+    A rating is joined to a record only when it rated that record's exact output in that run
+    (``PredictionRecord.output_id``: model, prompt, item and the output's fingerprint), so a second run of
+    a model (the other prompt, a regenerated file) never inherits ratings nobody gave it. One fallback: a
+    run none of whose outputs were rated under its model name, whose exact outputs were rated under one
+    other name (the adapter path added to the name, say), uses those with a warning.
+    """
     try:
-        from rarl.review.store import human_scores_by_model
+        from rarl.review.store import human_scores_by_output, legacy_rating_count
     except ImportError as exc:  # the review module is optional for reports
         raise UserError(f"--human needs rarl.review.store ({exc})") from None
     if not Path(db_path).is_file():
         raise UserError(f"{db_path}: ratings database not found")
-    by_model = human_scores_by_model(db_path)
+    by_output = human_scores_by_output(db_path)
+    legacy = legacy_rating_count(db_path)
+    if legacy:
+        log.warning(
+            "%s: %d ratings from an older rarl name no rated output and are not joined to any run",
+            db_path,
+            legacy,
+        )
+    by_text: dict[tuple[str, str, str], dict[str, dict[str, float]]] = {}
+    for (model, prompt, key, output_fp), scores in by_output.items():
+        by_text.setdefault((prompt, key, output_fp), {})[model] = scores
     for run in runs:
-        scores = by_model.get(run.results.model or "")
-        if scores is None and len(by_model) == 1 and len(runs) == 1:
-            scores = next(iter(by_model.values()))
-            log.warning("%s: ratings are for another model name; using them for the only run", db_path)
-        run.human = scores or None
+        exact = {r.key: by_output[r.output_id] for r in run.records if r.output_id in by_output}
+        if not exact:
+            rated_elsewhere = [(r, by_text.get(r.output_id[1:], {})) for r in run.records]
+            names = {model for r, by_model in rated_elsewhere for model in by_model if model != r.model}
+            if len(names) == 1:
+                (name,) = names
+                exact = {r.key: by_model[name] for r, by_model in rated_elsewhere if name in by_model}
+                log.warning(
+                    "%s: ratings of run %s's outputs are under another model name (%s); using them",
+                    db_path,
+                    run.label,
+                    name,
+                )
+        run.human = exact or None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -57,10 +57,11 @@ class ReviewItem:
     image_label: str | None  # the path as written in the predictions file, for "image not found"
 
 
-def item_token(model: str, key: str, salt: str = "") -> str:
-    """Stable opaque id of ``(model, key)``: safe to put in URLs; with a secret ``salt`` it reveals
-    neither the model nor the position in the file."""
-    return hashlib.sha256(f"{salt}\0{model}\0{key}".encode()).hexdigest()[:20]
+def item_token(record: PredictionRecord, salt: str = "") -> str:
+    """Stable opaque id of one rated output (``record.output_id``): safe to put in URLs; with a secret
+    ``salt`` it reveals neither the model, the prompt nor the position in the file."""
+    text = "\0".join((salt, *record.output_id))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 def _host_name(host_header: str) -> str:
@@ -85,7 +86,8 @@ def _resolve_image(raw: str | None, base_dir: Path) -> Path | None:
 def load_items(predictions_path: str | Path, salt: str = "") -> list[ReviewItem]:
     """Read a predictions.jsonl into review items; bad rows raise :class:`DataError` naming line and field.
 
-    The file may hold several models (blind comparison); each (model, item) must occur once.
+    The file may hold several runs (blind comparison: two models, or one model with two prompts); each
+    (model, prompt, item) must occur once.
     """
     path = Path(predictions_path)
     records = read_predictions(path, one_model=False, tolerate_truncated_tail=False)
@@ -94,7 +96,7 @@ def load_items(predictions_path: str | Path, salt: str = "") -> list[ReviewItem]
     return [
         ReviewItem(
             record=record,
-            token=item_token(record.model, record.key, salt),
+            token=item_token(record, salt),
             image_path=_resolve_image(record.image, path.parent),
             image_label=record.image,
         )
@@ -158,7 +160,7 @@ def create_app(
 
     def first_unrated(order: list[ReviewItem], done: dict[tuple[str, str], Any]) -> int | None:
         for pos, item in enumerate(order):
-            if (item.record.model, item.record.key) not in done:
+            if item.record.output_id not in done:
                 return pos
         return None
 
@@ -218,7 +220,7 @@ def create_app(
     def done(rater: str) -> str:
         rater = rater_or_400(rater)
         rated = store.rated_by(rater)
-        n_done = sum((it.record.model, it.record.key) in rated for it in items)
+        n_done = sum(it.record.output_id in rated for it in items)
         return render_template("done.html", rater=rater, n_done=n_done, total=len(items), blind=blind)
 
     @app.get("/rate/<rater>/<int:pos>")
@@ -229,13 +231,13 @@ def create_app(
             abort(404, description=f"no item {pos + 1}; there are {len(order)}")
         item = order[pos]
         rated = store.rated_by(rater)
-        existing = rated.get((item.record.model, item.record.key))
+        existing = rated.get(item.record.output_id)
         html = render_template(
             "item.html",
             rater=rater,
             pos=pos,
             total=len(order),
-            n_done=sum((it.record.model, it.record.key) in rated for it in items),
+            n_done=sum(it.record.output_id in rated for it in items),
             item=item,
             record=item.record,
             existing=existing,
@@ -258,8 +260,7 @@ def create_app(
         try:
             store.save(
                 rater,
-                item.record.model,
-                item.record.key,
+                item.record,
                 request.form.get("reasoning_score"),
                 request.form.get("prediction_score"),
                 request.form.get("comment", ""),

@@ -1,12 +1,14 @@
-"""Human ratings in SQLite: one row per (rater, model, item), safe against crashes and double submits.
+"""Human ratings in SQLite: one row per rater and rated output, safe against crashes and double submits.
 
 Why SQLite: a radiologist rates hundreds of items over several sittings, often on a laptop that sleeps or
 a browser that is closed mid-session. Every rating is committed in its own transaction before the page
 moves on (WAL journal, ``synchronous=FULL``), so a crash loses nothing already saved. A ``UNIQUE`` constraint
 plus ``INSERT … ON CONFLICT DO UPDATE`` makes a double submit (double click, browser re-POST) update the
 same row instead of creating a second one; every submission is also appended to an ``events`` table so
-a changed mind can be audited. An item is identified by ``(model, PredictionRecord.key)`` because one
-predictions file may hold several models' outputs for the same sample (blind comparisons).
+a changed mind can be audited. A rated output is identified by ``PredictionRecord.output_id`` (model,
+prompt, item key and the fingerprint of the exact text shown), because one predictions file may hold
+several runs' outputs for the same sample (blind comparisons), and a rating must never pass to another
+run's output or to a regenerated one.
 
 ``items`` keeps a copy of what the rater saw (question, answers) so an export is readable on its own,
 without the predictions file.
@@ -33,38 +35,46 @@ from rarl.errors import UserError
 from rarl.io import atomic_write_text
 from rarl.schema.records import PredictionRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# Version 2 keys a rating by the run (model and prompt) and the exact output rated (its fingerprint);
+# version 1 keyed it by (model, item) alone, so a second run of a model inherited the first run's ratings.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
     item_key TEXT NOT NULL,
+    output_fp TEXT NOT NULL,
     dataset TEXT NOT NULL,
     split TEXT NOT NULL,
     item_id TEXT NOT NULL,
     question TEXT NOT NULL,
     reference_answer TEXT NOT NULL,
     pred_answer TEXT NOT NULL,
-    PRIMARY KEY (model, item_key)
+    PRIMARY KEY (model, prompt, item_key, output_fp)
 );
 CREATE TABLE IF NOT EXISTS ratings (
     rater TEXT NOT NULL,
     model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
     item_key TEXT NOT NULL,
+    output_fp TEXT NOT NULL,
     reasoning_score INTEGER NOT NULL CHECK (reasoning_score IN (0, 1)),
     prediction_score INTEGER NOT NULL CHECK (prediction_score IN (0, 1)),
     comment TEXT NOT NULL DEFAULT '',
     blind INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    UNIQUE (rater, model, item_key)
+    UNIQUE (rater, model, prompt, item_key, output_fp)
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     rater TEXT NOT NULL,
     model TEXT NOT NULL,
+    prompt TEXT NOT NULL DEFAULT '',
     item_key TEXT NOT NULL,
+    output_fp TEXT NOT NULL DEFAULT '',
     reasoning_score INTEGER NOT NULL,
     prediction_score INTEGER NOT NULL,
     comment TEXT NOT NULL,
@@ -72,10 +82,29 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# Version 1 -> 2: the old rows are kept with an empty prompt and fingerprint ("legacy"). Which output they
+# rated is unknown, so the report never joins them to a run (it says how many it left out); exports keep them.
+_MIGRATE_1_TO_2 = """
+ALTER TABLE items RENAME TO items_v1;
+ALTER TABLE ratings RENAME TO ratings_v1;
+ALTER TABLE events ADD COLUMN prompt TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN output_fp TEXT NOT NULL DEFAULT '';
+""" + _SCHEMA + """
+INSERT INTO items SELECT model, '', item_key, '', dataset, split, item_id, question, reference_answer,
+    pred_answer FROM items_v1;
+INSERT INTO ratings SELECT rater, model, '', item_key, '', reasoning_score, prediction_score, comment, blind,
+    created_at, updated_at FROM ratings_v1;
+DROP TABLE items_v1;
+DROP TABLE ratings_v1;
+UPDATE meta SET value = '2' WHERE name = 'schema_version';
+"""
+
 EXPORT_FIELDS = [
     "rater",
     "model",
+    "prompt",
     "item_key",
+    "output_fp",
     "dataset",
     "split",
     "item_id",
@@ -89,6 +118,10 @@ EXPORT_FIELDS = [
     "created_at",
     "updated_at",
 ]
+
+_SELECT_ONE = (
+    "SELECT * FROM ratings WHERE rater=? AND model=? AND prompt=? AND item_key=? AND output_fp=?"
+)
 
 _RATER_RE = re.compile(r"^[\w][\w .@-]{0,63}$")
 
@@ -124,6 +157,15 @@ def _score(value: Any, field: str) -> int:
     raise UserError(f"{field} must be 0 or 1, got {value!r}")
 
 
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    """The version recorded in an existing database (None for a new, empty one)."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if not has_meta:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+    return int(row[0]) if row else None
+
+
 class RatingStore:
     """The ratings database. Cheap to construct; opens one short-lived connection per operation.
 
@@ -142,6 +184,14 @@ class RatingStore:
             try:
                 # WAL must be set outside a transaction; it persists in the file for later connections.
                 conn.execute("PRAGMA journal_mode=WAL")
+                version = _schema_version(conn)
+                if version == 1:
+                    conn.executescript("BEGIN IMMEDIATE;" + _MIGRATE_1_TO_2 + "COMMIT;")
+                elif version is not None and version != SCHEMA_VERSION:
+                    raise UserError(
+                        f"{self.path}: ratings database of schema version {version}; this rarl reads "
+                        f"version {SCHEMA_VERSION} (upgrade rarl)"
+                    )
                 conn.executescript(
                     "BEGIN IMMEDIATE;"
                     + _SCHEMA
@@ -191,7 +241,9 @@ class RatingStore:
         rows = [
             (
                 r.model,
+                r.prompt,
                 r.key,
+                r.output_fingerprint,
                 r.dataset,
                 r.split,
                 r.id,
@@ -203,9 +255,10 @@ class RatingStore:
         ]
         with self._connect() as conn:
             conn.executemany(
-                "INSERT INTO items(model, item_key, dataset, split, item_id, question, reference_answer,"
-                " pred_answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(model, item_key) DO UPDATE SET dataset=excluded.dataset, split=excluded.split,"
+                "INSERT INTO items(model, prompt, item_key, output_fp, dataset, split, item_id, question,"
+                " reference_answer, pred_answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(model, prompt, item_key, output_fp) DO UPDATE SET dataset=excluded.dataset,"
+                " split=excluded.split,"
                 " item_id=excluded.item_id, question=excluded.question,"
                 " reference_answer=excluded.reference_answer, pred_answer=excluded.pred_answer",
                 rows,
@@ -215,18 +268,19 @@ class RatingStore:
     def save(
         self,
         rater: str,
-        model: str,
-        item_key: str,
+        record: PredictionRecord,
         reasoning_score: Any,
         prediction_score: Any,
         comment: str = "",
         *,
         blind: bool = False,
     ) -> dict[str, Any]:
-        """Insert or update the rating of ``(rater, model, item_key)``; returns the stored row.
+        """Insert or update ``rater``'s rating of the output ``record`` shows; returns the stored row.
 
-        Idempotent: saving the same values twice leaves one row (``created_at`` kept, ``updated_at``
-        refreshed). Returns only after the transaction is committed.
+        The rating is keyed by :attr:`PredictionRecord.output_id` (run and exact output), so it never
+        attaches to another run's or a regenerated output of the same item. Idempotent: saving the same
+        values twice leaves one row (``created_at`` kept, ``updated_at`` refreshed). Returns only after the
+        transaction is committed.
         """
         rater = normalize_rater(rater)
         r_score = _score(reasoning_score, "reasoning_score")
@@ -234,38 +288,37 @@ class RatingStore:
         comment = (comment or "").strip()
         if len(comment) > 5000:
             raise UserError("comment is longer than 5000 characters")
+        model, prompt, key, output_fp = record.output_id
+        ident = (rater, model, prompt, key, output_fp)
         now = _now()
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO ratings(rater, model, item_key, reasoning_score, prediction_score, comment,"
-                " blind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(rater, model, item_key) DO UPDATE SET"
+                "INSERT INTO ratings(rater, model, prompt, item_key, output_fp, reasoning_score,"
+                " prediction_score, comment, blind, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(rater, model, prompt, item_key, output_fp) DO UPDATE SET"
                 " reasoning_score=excluded.reasoning_score, prediction_score=excluded.prediction_score,"
                 " comment=excluded.comment, blind=excluded.blind, updated_at=excluded.updated_at",
-                (rater, model, item_key, r_score, p_score, comment, int(blind), now, now),
+                (*ident, r_score, p_score, comment, int(blind), now, now),
             )
             conn.execute(
-                "INSERT INTO events(rater, model, item_key, reasoning_score, prediction_score, comment, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (rater, model, item_key, r_score, p_score, comment, now),
+                "INSERT INTO events(rater, model, prompt, item_key, output_fp, reasoning_score,"
+                " prediction_score, comment, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*ident, r_score, p_score, comment, now),
             )
-            row = conn.execute(
-                "SELECT * FROM ratings WHERE rater=? AND model=? AND item_key=?", (rater, model, item_key)
-            ).fetchone()
+            row = conn.execute(_SELECT_ONE, ident).fetchone()
         return dict(row)
 
-    def get(self, rater: str, model: str, item_key: str) -> dict[str, Any] | None:
+    def get(self, rater: str, record: PredictionRecord) -> dict[str, Any] | None:
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT * FROM ratings WHERE rater=? AND model=? AND item_key=?", (rater, model, item_key)
-            ).fetchone()
+            row = conn.execute(_SELECT_ONE, (normalize_rater(rater), *record.output_id)).fetchone()
         return dict(row) if row else None
 
-    def rated_by(self, rater: str) -> dict[tuple[str, str], dict[str, Any]]:
-        """All of one rater's ratings keyed by ``(model, item_key)``."""
+    def rated_by(self, rater: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+        """All of one rater's ratings keyed by :attr:`PredictionRecord.output_id`."""
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM ratings WHERE rater=?", (rater,)).fetchall()
-        return {(row["model"], row["item_key"]): dict(row) for row in rows}
+        return {(row["model"], row["prompt"], row["item_key"], row["output_fp"]): dict(row) for row in rows}
 
     def raters(self) -> list[str]:
         with self._connect() as conn:
@@ -276,14 +329,15 @@ class RatingStore:
         """Every rating joined with its item text, in a stable order (rater, model, item)."""
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT r.rater, r.model, r.item_key,"
+                "SELECT r.rater, r.model, r.prompt, r.item_key, r.output_fp,"
                 " COALESCE(i.dataset, '') AS dataset, COALESCE(i.split, '') AS split,"
                 " COALESCE(i.item_id, '') AS item_id, COALESCE(i.question, '') AS question,"
                 " COALESCE(i.reference_answer, '') AS reference_answer,"
                 " COALESCE(i.pred_answer, '') AS pred_answer,"
                 " r.reasoning_score, r.prediction_score, r.comment, r.blind, r.created_at, r.updated_at"
-                " FROM ratings r LEFT JOIN items i ON i.model = r.model AND i.item_key = r.item_key"
-                " ORDER BY r.rater, r.model, r.item_key"
+                " FROM ratings r LEFT JOIN items i ON i.model = r.model AND i.prompt = r.prompt"
+                " AND i.item_key = r.item_key AND i.output_fp = r.output_fp"
+                " ORDER BY r.rater, r.model, r.prompt, r.item_key, r.output_fp"
             ).fetchall()
         return [dict(row) for row in rows]
 
@@ -294,18 +348,33 @@ def load_ratings(db_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return RatingStore(db_path, create=False).rows()
 
 
-def human_scores_by_model(db_path: str | os.PathLike[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{model: {PredictionRecord.key: {"reasoning_score", "prediction_score", "n_raters"}}}``."""
-    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+# PredictionRecord.output_id: model, prompt, item key, output fingerprint
+OutputId = tuple[str, str, str, str]
+
+
+def human_scores_by_output(db_path: str | os.PathLike[str]) -> dict[OutputId, dict[str, float]]:
+    """``{output_id: {"reasoning_score", "prediction_score", "n_raters"}}``: mean ratings per rated output.
+
+    Ratings from a version-1 database (no prompt, no fingerprint) are not included: which output they
+    rated is unknown (see :func:`legacy_rating_count`).
+    """
+    sums: dict[OutputId, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for row in load_ratings(db_path):
-        acc = sums[(row["model"], row["item_key"])]
+        if not row["output_fp"]:
+            continue
+        acc = sums[(row["model"], row["prompt"], row["item_key"], row["output_fp"])]
         acc[0] += row["reasoning_score"]
         acc[1] += row["prediction_score"]
         acc[2] += 1
-    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
-    for (model, key), (r_sum, p_sum, n) in sums.items():
-        out[model][key] = {"reasoning_score": r_sum / n, "prediction_score": p_sum / n, "n_raters": n}
-    return dict(out)
+    return {
+        ident: {"reasoning_score": r_sum / n, "prediction_score": p_sum / n, "n_raters": n}
+        for ident, (r_sum, p_sum, n) in sums.items()
+    }
+
+
+def legacy_rating_count(db_path: str | os.PathLike[str]) -> int:
+    """How many ratings came from a version-1 database and name no output (never joined to a run)."""
+    return sum(1 for row in load_ratings(db_path) if not row["output_fp"])
 
 
 def _csv_safe(value: Any) -> Any:

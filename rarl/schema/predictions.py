@@ -58,12 +58,13 @@ def read_predictions(
 
     Refused with a :class:`DataError`: a missing or non-text field, the same item twice (per model), and,
     when ``one_model`` (judging, reporting, resuming: anything that scores one run), rows of a second
-    model or prompt. ``rarl review`` passes ``one_model=False`` because it may compare models in one file.
+    model or prompt. ``rarl review`` passes ``one_model=False`` because it may compare runs in one file (two
+models, or one model under two prompts); each (model, prompt, item) then occurs once.
     A truncated last line (an interrupted writer) is ignored when ``tolerate_truncated_tail``.
     """
     source = str(Path(path))
     records: list[PredictionRecord] = []
-    first_line: dict[tuple[str, str], int] = {}
+    first_line: dict[tuple[str, str, str], int] = {}
     for line, row in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
         record = record_from_row(row, source, line)
         if one_model and records and (record.model, record.prompt) != (records[0].model, records[0].prompt):
@@ -74,13 +75,15 @@ def read_predictions(
                 f"model={record.model!r} prompt={record.prompt!r}, but row {min(first_line.values())} "
                 f"has model={records[0].model!r} prompt={records[0].prompt!r}; one file holds one run",
             )
-        ident = (record.model, record.key)
+        ident = (record.model, record.prompt, record.key)
         if ident in first_line:
+            of_prompt = f" with prompt {record.prompt}" if record.prompt and not one_model else ""
             raise DataError(
                 source,
                 line,
                 "id",
-                f"duplicate item {record.key} of model {record.model} (first at row {first_line[ident]})",
+                f"duplicate item {record.key} of model {record.model}{of_prompt} "
+                f"(first at row {first_line[ident]})",
             )
         first_line[ident] = line
         records.append(record)

@@ -7,6 +7,7 @@ clinicians in ``rarl review`` and merged by ``rarl report``; all of them read an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,22 @@ class PredictionRecord:
     def key(self) -> str:
         """Identity of an item across runs: used for resuming, caching and joining ratings."""
         return f"{self.dataset}/{self.split}/{self.id}"
+
+    @property
+    def output_fingerprint(self) -> str:
+        """Identity of the exact output shown to a rater (its generated text and extracted parts).
+
+        Why: a rating belongs to what was rated. A second run of the same model on the same item (the
+        non-reasoning prompt, a regenerated file) has the same :attr:`key` but other text, and must not
+        inherit the first run's ratings; an identical text is the same output wherever it comes from.
+        """
+        text = "\0".join((self.raw_output, self.pred_reasoning, self.pred_answer))
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+    @property
+    def output_id(self) -> tuple[str, str, str, str]:
+        """``(model, prompt, key, output_fingerprint)``: one rated output of one run."""
+        return (self.model, self.prompt, self.key, self.output_fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,6 +10,7 @@ twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rarl.errors import UserError
 from rarl.provenance import (
+    as_recorded,
     check_same_settings,
     read_provenance,
     train_settings,
@@ -97,6 +99,8 @@ def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Samp
         current_compared = {k: v for k, v in current.items() if k != "data.train_fingerprint"}
     else:
         current_compared = current
+    if recorded is not None:
+        recorded, current_compared = with_trl_defaults(recorded), with_trl_defaults(current_compared)
     check_same_settings(
         recorded,
         current_compared,
@@ -105,6 +109,27 @@ def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Samp
     )
     check_adapter_matches(config, Path(checkpoint))
     return current
+
+
+def with_trl_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with each ``train.<method>.<field>`` at TRL's own default dropped.
+
+    Why: a TRL field left out of the YAML *is* TRL's default, so ``--resume train.grpo.temperature=1.0``
+    (TRL's default) asks for the run as it was; comparing keys literally called that "(unset) -> 1.0".
+    """
+    from rarl import trl_schema
+
+    out = {}
+    for key, value in settings.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "train" and parts[1] in trl_schema.METHODS:
+            default = trl_schema.default_value(parts[1], parts[2]) if parts[2] in trl_schema.field_names(
+                parts[1]
+            ) else dataclasses.MISSING
+            if default is not dataclasses.MISSING and as_recorded({"v": default})["v"] == value:
+                continue
+        out[key] = value
+    return out
 
 
 def check_adapter_matches(config: RunConfig, checkpoint: Path) -> None:
