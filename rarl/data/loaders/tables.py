@@ -44,6 +44,11 @@ def _table_image(record: dict[str, Any], key: str, root: Path) -> Any:
 
     value = record.get(key)
     if isinstance(value, Image.Image):
+        from rarl.data.images import shape_problem
+
+        problem = shape_problem(value.width, value.height)
+        if problem:
+            raise BadRow(key, f"image: {problem}")
         return value
     if isinstance(value, dict):
         if value.get("bytes"):
