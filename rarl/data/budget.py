@@ -41,9 +41,9 @@ def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> i
     """Visual tokens Qwen2-VL spends on a ``width`` x ``height`` image under the pixel budget."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    from rarl.data.images import capped_size
-
-    width, height = capped_size(width, height, max_pixels)  # load_image's cap, before the processor
+    if width * height > max_pixels:  # load_image's cap_pixels, before the processor sees the image
+        scale = math.sqrt(max_pixels / (width * height))
+        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
     factor = PATCH_SIZE * MERGE_SIZE
     if min(width, height) < factor:  # smart_resize needs both sides >= one block; upscale like the processor
         scale = factor / min(width, height)

@@ -54,19 +54,6 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def shape_problem(width: int, height: int) -> str | None:
-    """Why an image of this size cannot reach the model (no pixels, aspect ratio over 200), or None."""
-    if width < 1 or height < 1:
-        return f"has no pixels ({width}x{height})"
-    ratio = max(width, height) / min(width, height)
-    if ratio > MAX_ASPECT_RATIO:
-        return (
-            f"{width}x{height} pixels: aspect ratio {ratio:.0f}:1 is over {MAX_ASPECT_RATIO}:1, "
-            "the most Qwen2-VL's image processor accepts"
-        )
-    return None
-
-
 def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
     """The (width, height) :func:`cap_pixels` gives: within ``max_pixels``, aspect ratio never widened.
 
@@ -89,6 +76,19 @@ def cap_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def shape_problem(width: int, height: int) -> str | None:
+    """Why an image of this size cannot reach the model (no pixels, aspect ratio over 200), or None."""
+    if width < 1 or height < 1:
+        return f"has no pixels ({width}x{height})"
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        return (
+            f"{width}x{height} pixels: aspect ratio {ratio:.0f}:1 is over {MAX_ASPECT_RATIO}:1, "
+            "the most Qwen2-VL's image processor accepts"
+        )
+    return None
 
 
 def _first_value(value: Any) -> float | None:
