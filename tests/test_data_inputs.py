@@ -281,3 +281,15 @@ def test_embedded_strip_image_in_parquet_is_a_row_error(tmp_path):
     spec = DatasetSpec(source="parquet", path=str(tmp_path / "train.parquet"))
     with pytest.raises(DataError, match=r"row 2, field 'image': embedded image: 6000x20 pixels: aspect"):
         load_dataset_spec(spec)
+
+
+def test_in_memory_strip_image_from_a_hub_layout_folder_is_a_row_error(tmp_path):
+    import datasets
+
+    images = [Image.new("RGB", (32, 32)), Image.new("RGB", (20, 6000))]
+    rows = {"image": images, "question": ["Q?"] * 2, "answer": ["yes", "no"]}
+    table = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    (tmp_path / "data").mkdir()
+    table.to_parquet(tmp_path / "data" / "train-00000-of-00001.parquet")  # decoded back to PIL images
+    with pytest.raises(DataError, match=r"row 2, field 'image': image: 20x6000 pixels: aspect ratio 300:1"):
+        load_dataset_spec(DatasetSpec(source="hf", path=str(tmp_path), split="train"))
