@@ -293,3 +293,27 @@ def test_in_memory_strip_image_from_a_hub_layout_folder_is_a_row_error(tmp_path)
     table.to_parquet(tmp_path / "data" / "train-00000-of-00001.parquet")  # decoded back to PIL images
     with pytest.raises(DataError, match=r"row 2, field 'image': image: 20x6000 pixels: aspect ratio 300:1"):
         load_dataset_spec(DatasetSpec(source="hf", path=str(tmp_path), split="train"))
+
+
+def test_rarl_eval_refuses_a_strip_image_naming_its_row_before_loading_the_model(
+    tmp_path, tiny_model_config, monkeypatch, capsys
+):
+    import yaml
+
+    import rarl.models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not load when a row is bad")
+
+    monkeypatch.setattr(rarl.models, "load_model", no_model)
+    root = _jsonl_set(tmp_path / "set", [_row(), _row("wide.png")])
+    _strip_png(root / "wide.png", (6000, 20))
+    config = {
+        "model": {"name_or_path": tiny_model_config.name_or_path},
+        "data": {"eval": [{"source": "reasoning_jsonl", "path": str(root), "split": "train"}]},
+        "eval": {"output_dir": str(tmp_path / "eval"), "bertscore": False},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["eval", "--config", str(tmp_path / "run.yaml"), "--no-judges"]) == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "train.jsonl, row 2, field 'image'" in line and "aspect ratio 300:1" in line
