@@ -317,3 +317,17 @@ def test_rarl_eval_refuses_a_strip_image_naming_its_row_before_loading_the_model
     assert main(["eval", "--config", str(tmp_path / "run.yaml"), "--no-judges"]) == 2
     [line] = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert "train.jsonl, row 2, field 'image'" in line and "aspect ratio 300:1" in line
+
+
+def test_dicom_claiming_a_huge_frame_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = _jsonl_set(tmp_path / "set", [_row("huge.dcm")])
+
+    def claim_huge(ds):  # RLE data for 64x64, header claiming 400x400: small file, large allocation
+        ds.Rows = ds.Columns = 400
+
+    _dicom_from("MR_small_RLE.dcm", root / "huge.dcm", claim_huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400 * 400 // 4)  # the same lowered limit as for PNG
+    with pytest.raises(
+        DataError, match=r"row 1, field 'image': .*huge.dcm: refused as a possible decompression"
+    ):
+        _load(root)

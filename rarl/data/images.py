@@ -163,6 +163,20 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _check_dicom_frame_size(ds: Any) -> None:
+    """Refuse a frame over PIL's decompression-bomb limit before decoding it: a compressed DICOM can claim
+    65535x65535 pixels in a few bytes, and its decoder would allocate all of them."""
+    try:
+        pixels = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        return  # a malformed size: the decoder names it
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # PIL raises DecompressionBombError above twice its limit
+    if limit and pixels > limit:
+        raise ImageProblem(
+            f"refused as a possible decompression bomb ({pixels} pixels per frame, over the limit of {limit})"
+        )
+
+
 def load_dicom(path: str | os.PathLike[str]) -> Image.Image:
     """Read a DICOM file as RGB: modality LUT (rescale slope/intercept), then windowing to 8 bit.
 
@@ -190,6 +204,7 @@ def _decode_dicom(source: Path) -> Image.Image:
             raise ImageProblem(f"not a readable DICOM file ({_one_line(exc)})") from None
         if "PixelData" not in ds:
             raise ImageProblem(f"DICOM file has no pixel data (not an image: {ds.get('Modality', '?')})")
+        _check_dicom_frame_size(ds)
         try:
             # no transfer syntax, truncated data, a codec failing (JPEG 2000...) or an unsupported one
             pixels = ds.pixel_array
