@@ -55,10 +55,11 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
 
 
 def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
-    """The (width, height) :func:`cap_pixels` gives: within ``max_pixels``, aspect ratio never widened.
+    """The size :func:`cap_pixels` gives a ``width`` x ``height`` image (what the token budget counts).
 
-    Flooring both sides independently can stretch a long strip (4000x20 at 50,000 pixels would become
-    3162x15, ratio 211 from 200, which the processor refuses), so the long side is derived from the short one.
+    The aspect ratio is never widened: flooring both sides independently can stretch a long strip (4000x20
+    at 50,000 pixels would become 3162x15, ratio 211 from 200, which the processor refuses), so the long
+    side is derived from the short one.
     """
     if not max_pixels or width * height <= max_pixels:
         return width, height

@@ -65,7 +65,9 @@ def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty
         raise BadRow(key, f"expected a string, got {type(value).__name__} {value!r:.60}")
     if isinstance(value, float) and not math.isfinite(value):
         raise BadRow(key, f"is {value} (an empty cell in a table?), not a value")
-    result = " ".join(_INVISIBLE.sub("", str(value)).split())
+    value = _INVISIBLE.sub("", value) if isinstance(value, str) else value
+
+    result = " ".join(str(value).split())
     if not result and not allow_empty:
         if required:
             raise BadRow(key, "is empty")
