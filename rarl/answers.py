@@ -29,6 +29,10 @@ YES_NO = frozenset({"yes", "no"})
 YES_WORDS = frozenset({"yes", "yeah", "yep", "true", "correct", "affirmative"})
 NO_WORDS = frozenset({"no", "nope", "false", "incorrect", "negative"})
 
+# Words that negate a following yes/no word in the same clause ("not true", "isn't correct"); "n't" is
+# spelled out as "not" before the words are compared.
+NEGATORS = frozenset({"not", "never", "neither", "nor", "cannot", "hardly"})
+
 ARTICLES = frozenset({"a", "an", "the"})
 
 NUMBER_WORDS = {
@@ -49,6 +53,12 @@ _ANSWER_COLON = re.compile(r"\banswer\s*(?:is\b\s*[:\-]?|:|-(?=\s))\s*(.+)", re.
 _PUNCT = re.compile(r"(?!(?<=\d)\.(?=\d))[^\w\s]|_")
 _CHOICE_LETTER = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Za-z])[.):](?=\s|$)|([A-Za-z])\s*$)")
 _OPTION_PREFIX = re.compile(r"^\s*(?:\([A-Za-z]\)|[A-Za-z][.)])\s+")
+# A letter naming an option after the leading one: "(B)" anywhere, or a capital letter standing alone
+# ("it is B", "A or B."), except "A"/"I" used as a word ("A cat", "I think").
+_OTHER_LETTER = re.compile(r"\(([A-Za-z])\)|(?<![\w'(-])([A-Z])(?![\w')-])")
+_WORD_LETTER = re.compile(r"[AI]\s+[a-z]")
+_CLAUSE_BREAK = re.compile(r"[,;:.!?]+|\bbut\b", re.IGNORECASE)
+_NOT_CONTRACTION = re.compile(r"n['’]t\b", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,10 +241,20 @@ def yes_no(text: str | None) -> str | None:
     """``"yes"``/``"no"`` when the text's whole words say one of them unambiguously, else ``None``.
 
     Whole words only: "nodule" contains no "no". Both polarities present ("yes, there is no mass") is
-    ambiguous and returns ``None``.
+    ambiguous and returns ``None``, and so is a negated yes/no word ("not true", "isn't correct", "never
+    yes"): reading "not true" as "true" would score the opposite of what was said, and reading it as "no"
+    would guess. "No" as a determiner ("no evidence of a mass", "no fracture") is an unnegated "no".
     """
-    words = set(normalize_answer(text).split())
-    has_yes, has_no = bool(words & YES_WORDS), bool(words & NO_WORDS)
+    has_yes = has_no = False
+    for clause in _CLAUSE_BREAK.split(_NOT_CONTRACTION.sub(" not", str(text or ""))):
+        negated = False
+        for word in normalize_answer(clause).split():
+            if word in NEGATORS:
+                negated = True
+            elif word in YES_WORDS or word in NO_WORDS:
+                if negated:
+                    return None
+                has_yes, has_no = has_yes or word in YES_WORDS, has_no or word in NO_WORDS
     if has_yes == has_no:
         return None
     return "yes" if has_yes else "no"
@@ -248,15 +268,16 @@ def choice_index(text: str | None, choices: Sequence[str] | None = None) -> int 
     """The 0-based option a text selects: "(B)", "B.", "B", "b)", or the option's own text.
 
     A letter beyond the number of choices is rejected (``None``). The option text is tried first, so an
-    option such as "A cat" is not misread as the letter A.
+    option such as "A cat" is not misread as the letter A. A text that names a second option after the
+    leading letter ("(A) is wrong, it is (B)", "(A) or (B)", "(A) 4" when 4 is option B's text) selects
+    nothing: which one it means is a guess, and the first one named is not necessarily the answer.
     """
     if not text:
         return None
-    if choices:
-        norm = normalize_answer(text)
-        options = [normalize_answer(_OPTION_PREFIX.sub("", str(c))) for c in choices]
-        if norm and norm in options:
-            return options.index(norm)
+    options = [normalize_answer(_OPTION_PREFIX.sub("", str(c))) for c in choices] if choices else []
+    norm = normalize_answer(text) if not _OPTION_PREFIX.match(str(text)) else ""  # "(A) 4" is not "4"
+    if norm and norm in options:
+        return options.index(norm)
     match = _CHOICE_LETTER.match(str(text))
     if not match:
         return None
@@ -264,7 +285,31 @@ def choice_index(text: str | None, choices: Sequence[str] | None = None) -> int 
     index = ord(letter.upper()) - ord("A")
     if choices is not None and index >= len(choices):
         return None
+    if _names_another_option(str(text)[match.end() :], index, len(choices) if choices else 26, options):
+        return None
     return index
+
+
+def _names_another_option(rest: str, index: int, count: int, options: list[str]) -> bool:
+    """Whether the text after a leading option letter names an option other than ``index``: by letter
+    (within the ``count`` options) or by another option's whole text (after removing the chosen one's)."""
+    for found in _OTHER_LETTER.finditer(rest):
+        letter = found.group(1) or found.group(2)
+        if found.group(2) and _WORD_LETTER.match(rest, found.start()):
+            continue
+        other = ord(letter.upper()) - ord("A")
+        if other != index and other < count:
+            return True
+    if not options:
+        return False
+    words = f" {normalize_answer(rest)} "
+    own = f" {options[index]} " if options[index] else None
+    without_own = words.replace(own, " ") if own else words
+    for i, option in enumerate(options):
+        other = f" {option} "
+        if option and i != index and other in (without_own if own and other in own else words):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------------

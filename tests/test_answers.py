@@ -134,6 +134,38 @@ def test_ambiguous_or_empty_yes_no_does_not_match() -> None:
     assert not answers_match("yes", "", "closed")
 
 
+@pytest.mark.parametrize(
+    "pred", ["not true", "Not correct.", "isn't true", "It is not correct", "that is never true", "not no"]
+)
+def test_negated_yes_no_word_matches_neither(pred: str) -> None:
+    # "not true" says the opposite of "true": it must not score as yes (and is not guessed to be no).
+    assert yes_no(pred) is None
+    assert not answers_match(pred, "yes", "closed")
+    assert not answers_match(pred, "no", "closed")
+
+
+def test_negation_elsewhere_keeps_the_yes_no_word() -> None:
+    assert answers_match("Yes, but not large", "yes", "closed")  # the "not" negates "large", not "yes"
+    assert answers_match("No, it is not", "no", "closed")
+
+
+@pytest.mark.parametrize(
+    ("pred", "polarity"),
+    [
+        ("no evidence of a mass", "no"),
+        ("No fracture", "no"),
+        ("not seen", None),
+        ("absent", None),
+        ("not present", None),
+    ],
+)
+def test_negated_wording_without_a_yes_no_word(pred: str, polarity: str | None) -> None:
+    # docs/rewards.md: only yes/no words decide; "no" as a determiner is a no; "not seen" is neither.
+    assert yes_no(pred) == polarity
+    assert answers_match(pred, "no", "closed") is (polarity == "no")
+    assert not answers_match(pred, "yes", "closed")
+
+
 def test_closed_non_yes_no_uses_exact_match() -> None:
     assert answers_match("The CT.", "ct", "closed")
     assert not answers_match("CT scan", "MRI", "closed")
@@ -171,6 +203,32 @@ def test_answers_match_choice() -> None:
     assert answers_match("4", "(B)", "choice", CHOICES)
     assert not answers_match("(A)", "(B)", "choice", CHOICES)
     assert not answers_match("7", "(B)", "choice", CHOICES)
+
+
+@pytest.mark.parametrize(
+    "pred",
+    [
+        "(A) is wrong, it is (B)",
+        "(A) or (B)",
+        "A. or B.",
+        "(B), not A",
+        "(A) 4",
+        "(B) 3, not 4",
+        "(A) and (C)",
+    ],
+)
+def test_choice_answer_naming_two_options_matches_neither(pred: str) -> None:
+    for ref in ("(A)", "(B)", "(C)"):
+        assert not answers_match(pred, ref, "choice", CHOICES)
+
+
+def test_choice_letter_with_its_own_text_or_prose_still_matches() -> None:
+    assert answers_match("(B) 4", "(B)", "choice", CHOICES)
+    assert answers_match("(A) because it has three", "(A)", "choice", CHOICES)
+    options = ["left side", "left"]  # one option's text inside the other's
+    assert answers_match("(A) left side", "(A)", "choice", options)
+    assert answers_match("(B) left", "(B)", "choice", options)
+    assert not answers_match("(A) left side, not left", "(A)", "choice", options)
 
 
 # --------------------------------------------------------------------------------------------------

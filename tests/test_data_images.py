@@ -41,6 +41,19 @@ def test_max_pixels_caps_without_upscaling():
     assert cap_pixels(image, None).size == (800, 400)
 
 
+@pytest.mark.parametrize(
+    ("size", "max_pixels"), [((4000, 20), 50_000), ((20, 4000), 50_000), ((6000, 30), 12_544)]
+)
+def test_the_pixel_cap_never_widens_a_strip_past_what_the_processor_takes(size, max_pixels):
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    width, height = size
+    smart_resize(height, width)  # the oracle: the processor takes the original (aspect ratio 200) ...
+    capped = cap_pixels(Image.new("RGB", size), max_pixels)
+    assert capped.width * capped.height <= max_pixels
+    smart_resize(capped.height, capped.width)  # ... and must take what the cap hands it
+
+
 def test_missing_and_unreadable_images_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"nope\.png: image file not found"):
         load_image(tmp_path / "nope.png")

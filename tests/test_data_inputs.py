@@ -144,3 +144,190 @@ def test_load_image_turns_a_decompression_bomb_into_one_line(tmp_path, monkeypat
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400 * 400 // 4)
     with pytest.raises(UserError, match=r"huge.png: refused as a possible decompression bomb"):
         load_image(tmp_path / "huge.png")
+
+
+# --------------------------------------------------------------------------------------------------
+# shapes Qwen2-VL's processor refuses, and DICOM pixel data that does not decode
+
+
+def _strip_png(path: Path, size: tuple[int, int]) -> None:
+    Image.new("RGB", size, (90, 90, 90)).save(path)
+
+
+def _dicom_from(name: str, path: Path, change) -> None:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    change(ds)
+    ds.save_as(path, enforce_file_format=False)
+
+
+def _wide_dicom(ds) -> None:  # 1000x2 pixels
+    import numpy as np
+
+    ds.Rows, ds.Columns = 2, 1000
+    ds.PixelData = np.zeros((2, 1000), dtype=np.int16).tobytes()
+
+
+def _undecodable_j2k(ds) -> None:  # a JPEG 2000 frame whose codestream is garbage after its first bytes
+    from pydicom.encaps import encapsulate, generate_frames
+
+    [frame] = generate_frames(ds.PixelData, number_of_frames=1)
+    ds.PixelData = encapsulate([frame[:20] + b"\0" * (len(frame) - 20)])
+
+
+BAD_SHAPES = {  # name: (how to write it, its (width, height))
+    "wide.png": (lambda path: _strip_png(path, (6000, 20)), (6000, 20)),
+    "tall.png": (lambda path: _strip_png(path, (20, 6000)), (20, 6000)),
+    "wide.dcm": (lambda path: _dicom_from("CT_small.dcm", path, _wide_dicom), (1000, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SHAPES))
+def test_aspect_ratio_over_200_fails_at_load_naming_row_or_is_skipped(tmp_path, name, caplog):
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    make, (width, height) = BAD_SHAPES[name]
+    root = _jsonl_set(tmp_path / "set", [_row(), _row(name)])
+    make(root / name)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        smart_resize(height, width)  # the oracle: the processor refuses it, so it must not get that far
+    with pytest.raises(DataError) as info:
+        _load(root)
+    assert "train.jsonl, row 2, field 'image'" in str(info.value)
+    assert f"{name}: " in str(info.value) and "aspect ratio" in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="rarl"):
+        samples = _load(root, skip_bad=True)
+    assert [s.image_path for s in samples] == [str(root / "good.png")]
+    assert "skipped 1 bad rows (skip_bad)" in caplog.text
+
+
+BAD_DICOMS = {
+    "no_pixels.dcm": ("CT_small.dcm", lambda ds: delattr(ds, "PixelData"), "DICOM file has no pixel data"),
+    "truncated.dcm": (
+        "CT_small.dcm",
+        lambda ds: setattr(ds, "PixelData", ds.PixelData[: len(ds.PixelData) // 2]),
+        "cannot decode DICOM pixel data",
+    ),
+    "bad_j2k.dcm": ("MR_small_jp2klossless.dcm", _undecodable_j2k, "cannot decode DICOM pixel data"),
+    "no_syntax.dcm": (
+        "CT_small.dcm",
+        lambda ds: delattr(ds.file_meta, "TransferSyntaxUID"),
+        "cannot decode DICOM pixel data",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_DICOMS))
+def test_undecodable_dicom_fails_at_load_naming_row_or_is_skipped(tmp_path, name, caplog):
+    import pydicom
+
+    source, change, problem = BAD_DICOMS[name]
+    root = _jsonl_set(tmp_path / "set", [_row(), _row(name)])
+    _dicom_from(source, root / name, change)
+    with pytest.raises((AttributeError, ValueError, RuntimeError)):  # the oracle: pydicom cannot decode it
+        _ = pydicom.dcmread(root / name).pixel_array
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), pytest.raises(DataError) as info:
+        _load(root)
+    message = str(info.value)
+    assert "train.jsonl, row 2, field 'image'" in message and f"{name}: {problem}" in message
+    assert "\n" not in message
+    assert not [r for r in caplog.records if r.name.startswith("pydicom") and r.levelno >= logging.ERROR]
+    with caplog.at_level(logging.WARNING, logger="rarl"):
+        samples = _load(root, skip_bad=True)
+    assert [s.image_path for s in samples] == [str(root / "good.png")]
+    assert "skipped 1 bad rows (skip_bad)" in caplog.text
+
+
+def test_data_inspect_names_the_row_of_a_bad_dicom_in_one_line(tmp_path, capsys):
+    root = _jsonl_set(tmp_path / "set", [_row(), _row("bad_j2k.dcm")])
+    _dicom_from("MR_small_jp2klossless.dcm", root / "bad_j2k.dcm", _undecodable_j2k)
+    code = main(["data", "inspect", str(root), "--source", "reasoning_jsonl", "--split", "train"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "row 2, field 'image'" in err and "bad_j2k.dcm: cannot decode" in err
+    assert "Traceback" not in err
+
+
+def test_ask_refuses_an_extreme_aspect_ratio_before_loading_a_model(tmp_path, capsys):
+    _strip_png(tmp_path / "wide.png", (6000, 20))
+    code = main(["ask", "--model", str(tmp_path / "no-model"), "--image", str(tmp_path / "wide.png"), "Q?"])
+    err = capsys.readouterr().err
+    assert code == 2 and "wide.png: 6000x20 pixels: aspect ratio 300:1 is over 200:1" in err
+
+
+def test_data_audit_refuses_a_strip_image_naming_its_row_or_skips_it(tmp_path, capsys):
+    root = _jsonl_set(tmp_path / "set", [_row(), _row("wide.png")])
+    _strip_png(root / "wide.png", (6000, 20))
+    args = ["data", "audit", str(root), "--source", "reasoning_jsonl", "--split", "train"]
+    assert main(args) == 2
+    assert "row 2, field 'image'" in capsys.readouterr().err
+    assert main([*args, "--skip-bad"]) == 0
+
+
+def test_embedded_strip_image_in_parquet_is_a_row_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cells = []
+    for size in ((32, 32), (6000, 20)):
+        buffer = io.BytesIO()
+        Image.new("RGB", size).save(buffer, "PNG")
+        cells.append({"bytes": buffer.getvalue(), "path": None})
+    table = pa.table({"image": cells, "question": ["Q?"] * 2, "answer": ["yes"] * 2})
+    pq.write_table(table, tmp_path / "train.parquet")
+    spec = DatasetSpec(source="parquet", path=str(tmp_path / "train.parquet"))
+    with pytest.raises(DataError, match=r"row 2, field 'image': embedded image: 6000x20 pixels: aspect"):
+        load_dataset_spec(spec)
+
+
+def test_in_memory_strip_image_from_a_hub_layout_folder_is_a_row_error(tmp_path):
+    import datasets
+
+    images = [Image.new("RGB", (32, 32)), Image.new("RGB", (20, 6000))]
+    rows = {"image": images, "question": ["Q?"] * 2, "answer": ["yes", "no"]}
+    table = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    (tmp_path / "data").mkdir()
+    table.to_parquet(tmp_path / "data" / "train-00000-of-00001.parquet")  # decoded back to PIL images
+    with pytest.raises(DataError, match=r"row 2, field 'image': image: 20x6000 pixels: aspect ratio 300:1"):
+        load_dataset_spec(DatasetSpec(source="hf", path=str(tmp_path), split="train"))
+
+
+def test_rarl_eval_refuses_a_strip_image_naming_its_row_before_loading_the_model(
+    tmp_path, tiny_model_config, monkeypatch, capsys
+):
+    import yaml
+
+    import rarl.models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not load when a row is bad")
+
+    monkeypatch.setattr(rarl.models, "load_model", no_model)
+    root = _jsonl_set(tmp_path / "set", [_row(), _row("wide.png")])
+    _strip_png(root / "wide.png", (6000, 20))
+    config = {
+        "model": {"name_or_path": tiny_model_config.name_or_path},
+        "data": {"eval": [{"source": "reasoning_jsonl", "path": str(root), "split": "train"}]},
+        "eval": {"output_dir": str(tmp_path / "eval"), "bertscore": False},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["eval", "--config", str(tmp_path / "run.yaml"), "--no-judges"]) == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert "train.jsonl, row 2, field 'image'" in line and "aspect ratio 300:1" in line
+
+
+def test_dicom_claiming_a_huge_frame_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = _jsonl_set(tmp_path / "set", [_row("huge.dcm")])
+
+    def claim_huge(ds):  # RLE data for 64x64, header claiming 400x400: small file, large allocation
+        ds.Rows = ds.Columns = 400
+
+    _dicom_from("MR_small_RLE.dcm", root / "huge.dcm", claim_huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400 * 400 // 4)  # the same lowered limit as for PNG
+    with pytest.raises(
+        DataError, match=r"row 1, field 'image': .*huge.dcm: refused as a possible decompression"
+    ):
+        _load(root)

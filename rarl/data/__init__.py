@@ -39,14 +39,23 @@ def count_types(samples: list[Sample]) -> dict[str, int]:
 
 
 def _make_ids_unique(samples: list[Sample], name: str, split: str) -> None:
-    """Suffix repeated ids (``id#2``…): predictions and ratings are keyed by dataset/split/id."""
-    seen: Counter[str] = Counter()
+    """Suffix repeated ids (``id#2``…): predictions and ratings are keyed by dataset/split/id.
+
+    A suffixed id never takes one the file already uses: rows ``a, a, a#2`` become ``a, a#3, a#2``, not
+    two ``a#2``. The result depends only on the file's order, so a rerun gives every row the same id.
+    """
+    taken = {sample.id for sample in samples}
+    seen: set[str] = set()
     renamed = 0
     for sample in samples:
-        seen[sample.id] += 1
-        if seen[sample.id] > 1:
-            sample.id = f"{sample.id}#{seen[sample.id]}"
+        if sample.id in seen:
+            number = 2
+            while f"{sample.id}#{number}" in taken:
+                number += 1
+            sample.id = f"{sample.id}#{number}"
+            taken.add(sample.id)
             renamed += 1
+        seen.add(sample.id)
     if renamed:
         log.warning("%s/%s: %d repeated ids made unique with a '#n' suffix", name, split, renamed)
 

@@ -39,7 +39,7 @@ def is_hub_layout(folder: Path) -> bool:
         return False
     card = folder / "README.md"
     if card.is_file():
-        head = card.read_text(encoding="utf-8", errors="replace")[:20000]
+        head = card.read_text(encoding="utf-8-sig", errors="replace")[:20000]  # -sig: drop a BOM
         if head.startswith("---") and ("dataset_info:" in head or "configs:" in head):
             return True
     data = folder / "data"

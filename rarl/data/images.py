@@ -7,12 +7,21 @@ stored intensities (often 12-16 bit, HU after the modality LUT for CT), so they 
 the file's own VOI LUT or WindowCenter/WindowWidth when present (applied by pydicom; what a
 radiologist's viewer shows by default) and with a robust 0.5-99.5 percentile window otherwise (so one
 hot pixel cannot wash out the image).
+
+Every way in refuses the same files with one line naming the file: unreadable or truncated data, DICOM
+pixel data that does not decode, and shapes Qwen2-VL's processor cannot take (an aspect ratio over
+:data:`MAX_ASPECT_RATIO`). The loaders run the same check on every row (:func:`image_file_problem`), so such
+a file stops the load naming its row, or is skipped and counted under ``skip_bad``, instead of crashing the
+processor later.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,14 @@ from rarl.errors import UserError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 ROBUST_PERCENTILES = (0.5, 99.5)
+# Qwen2-VL's smart_resize raises on a longer/shorter side ratio above 200 (a 6000x20 strip, a 1000x2 DICOM).
+MAX_ASPECT_RATIO = 200
+# Errors PIL raises for files that are not (complete) images.
+_PIL_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError)
+
+
+class ImageProblem(Exception):
+    """Why a file is not a usable image; callers add the file name (and the loaders the row)."""
 
 
 def is_dicom(path: str | os.PathLike[str]) -> bool:
@@ -37,14 +54,42 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """The size :func:`cap_pixels` gives a ``width`` x ``height`` image (what the token budget counts).
+
+    The aspect ratio is never widened: flooring both sides independently can stretch a long strip (4000x20
+    at 50,000 pixels would become 3162x15, ratio 211 from 200, which the processor refuses), so the long
+    side is derived from the short one.
+    """
+    if not max_pixels or width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    if width >= height:
+        new_height = max(1, math.floor(height * scale))
+        return max(1, min(math.floor(width * scale), math.floor(new_height * width / height))), new_height
+    new_width = max(1, math.floor(width * scale))
+    return new_width, max(1, min(math.floor(height * scale), math.floor(new_width * height / width)))
+
+
 def cap_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
     """Downscale (never upscale) so that ``width * height <= max_pixels``, keeping the aspect ratio."""
-    if not max_pixels or image.width * image.height <= max_pixels:
+    size = capped_size(image.width, image.height, max_pixels)
+    if size == image.size:
         return image
-    scale = math.sqrt(max_pixels / (image.width * image.height))
-    width = max(1, math.floor(image.width * scale))
-    height = max(1, math.floor(image.height * scale))
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def shape_problem(width: int, height: int) -> str | None:
+    """Why an image of this size cannot reach the model (no pixels, aspect ratio over 200), or None."""
+    if width < 1 or height < 1:
+        return f"has no pixels ({width}x{height})"
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        return (
+            f"{width}x{height} pixels: aspect ratio {ratio:.0f}:1 is over {MAX_ASPECT_RATIO}:1, "
+            "the most Qwen2-VL's image processor accepts"
+        )
+    return None
 
 
 def _first_value(value: Any) -> float | None:
@@ -102,56 +147,102 @@ def _voi_to_uint8(values: Any, ds: Any) -> Any:
     return np.nan_to_num(scaled).round().astype(np.uint8)
 
 
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's own logger while decoding: a failing decoder plugin logs its full traceback (a
+    40-line panel under rich) before pydicom raises; the one-line error we raise says the same."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_dicom_frame_size(ds: Any) -> None:
+    """Refuse a frame over PIL's decompression-bomb limit before decoding it: a compressed DICOM can claim
+    65535x65535 pixels in a few bytes, and its decoder would allocate all of them."""
+    try:
+        pixels = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        return  # a malformed size: the decoder names it
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # PIL raises DecompressionBombError above twice its limit
+    if limit and pixels > limit:
+        raise ImageProblem(
+            f"refused as a possible decompression bomb ({pixels} pixels per frame, over the limit of {limit})"
+        )
+
+
 def load_dicom(path: str | os.PathLike[str]) -> Image.Image:
     """Read a DICOM file as RGB: modality LUT (rescale slope/intercept), then windowing to 8 bit.
 
     Multi-frame files contribute their middle frame (the most representative single slice); MONOCHROME1
     (inverted grey scale) is flipped so bright always means dense; colour files are returned as RGB.
+    Raises :class:`~rarl.errors.UserError` naming the file when it has no pixel data or they do not decode.
     """
-    import numpy as np
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
-
     source = Path(path)
     try:
-        ds = pydicom.dcmread(source)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{source}: not a readable DICOM file ({exc})") from None
-    if "PixelData" not in ds:
-        raise UserError(f"{source}: DICOM file has no pixel data (not an image: {ds.get('Modality', '?')})")
+        return _decode_dicom(source)
+    except ImageProblem as exc:
+        raise UserError(f"{source}: {exc}") from None
+
+
+def _decode_dicom(source: Path) -> Image.Image:
+    """:func:`load_dicom`'s work; every way a file can fail becomes one :class:`ImageProblem`."""
+    import numpy as np
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    with _quiet_pydicom():
+        try:
+            ds = pydicom.dcmread(source)
+        except Exception as exc:  # pydicom raises many types for broken headers
+            raise ImageProblem(f"not a readable DICOM file ({_one_line(exc)})") from None
+        if "PixelData" not in ds:
+            raise ImageProblem(f"DICOM file has no pixel data (not an image: {ds.get('Modality', '?')})")
+        _check_dicom_frame_size(ds)
+        try:
+            # no transfer syntax, truncated data, a codec failing (JPEG 2000...) or an unsupported one
+            pixels = ds.pixel_array
+        except Exception as exc:  # pydicom and its decoder plugins raise many types
+            raise ImageProblem(f"cannot decode DICOM pixel data ({_one_line(exc)})") from None
     try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises various errors for unsupported transfer syntaxes
-        raise UserError(f"{source}: cannot decode DICOM pixel data ({exc})") from None
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples_per_pixel = int(ds.get("SamplesPerPixel", 1) or 1)
-    if frames > 1:
-        pixels = pixels[frames // 2]
-    if samples_per_pixel == 3:  # colour (pydicom already converted YBR to RGB)
-        if pixels.dtype != np.uint8:
-            pixels = window_to_uint8(pixels)
-        return Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
-    values = apply_modality_lut(pixels, ds)
-    grey = _voi_to_uint8(values, ds)
-    if grey is None:
-        grey = window_to_uint8(values)
-    if photometric == "MONOCHROME1":
-        grey = 255 - grey
-    return Image.fromarray(grey, mode="L").convert("RGB")
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples_per_pixel = int(ds.get("SamplesPerPixel", 1) or 1)
+        if frames > 1:
+            pixels = pixels[frames // 2]
+        if samples_per_pixel == 3:  # colour (pydicom already converted YBR to RGB)
+            if pixels.dtype != np.uint8:
+                pixels = window_to_uint8(pixels)
+            return Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
+        values = apply_modality_lut(pixels, ds)
+        grey = _voi_to_uint8(values, ds)
+        if grey is None:
+            grey = window_to_uint8(values)
+        if photometric == "MONOCHROME1":
+            grey = 255 - grey
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:  # header contradicts data
+        raise ImageProblem(f"cannot convert DICOM pixel data to an image ({_one_line(exc)})") from None
 
 
 _PROBLEM_CACHE: dict[tuple[str, int, int], str | None] = {}
 
 
 def image_file_problem(path: str | os.PathLike[str]) -> str | None:
-    """Why an image file cannot be used (empty, truncated, not an image, a decompression bomb), or None.
+    """Why an image file cannot be used (empty, truncated, not an image, a decompression bomb, a shape the
+    processor refuses, DICOM pixel data that does not decode), or None.
 
     Cheap enough to run on every row at load time: the header gives the size; JPEGs are decoded at 1/8
-    scale (``draft``), which still reads every entropy-coded byte and so catches truncation; other formats
-    are decoded fully (they are small in medical VQA sets). Results are cached per (path, size, mtime), so
-    the 2,248 VQA-RAD rows that share 315 images decode each image once.
+    scale (``draft``), which still reads every entropy-coded byte and so catches truncation; other formats,
+    DICOM included, are decoded fully (they are small in medical VQA sets). Results are cached per (path,
+    size, mtime), so the 2,248 VQA-RAD rows that share 315 images decode each image once.
     """
     source = Path(path)
     try:
@@ -177,13 +268,10 @@ def _decode_problem(source: Path, size: int) -> str | None:
     if size == 0:
         return "empty file (0 bytes)"
     if is_dicom(source):
-        import pydicom
-
         try:
-            pydicom.dcmread(source, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises many types for broken headers
-            return f"not a readable DICOM file ({exc})"
-        return None
+            return shape_problem(*_decode_dicom(source).size)
+        except ImageProblem as exc:
+            return str(exc)
     return _pil_problem(source)
 
 
@@ -194,25 +282,31 @@ def _pil_problem(source: Any) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as opened:
+                problem = shape_problem(opened.width, opened.height)
+                if problem:
+                    return problem
                 if opened.format == "JPEG":
                     opened.draft("RGB", (max(1, opened.width // 8), max(1, opened.height // 8)))
                 opened.load()
     except Image.DecompressionBombError as exc:
         return f"refused as a possible decompression bomb ({exc})"
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        return f"not a readable image ({exc})"
+    except _PIL_ERRORS as exc:
+        return f"not a readable image ({_one_line(exc)})"
     return None
 
 
 def load_image(path_or_pil: Any, max_pixels: int | None = None) -> Image.Image:
     """An RGB ``PIL.Image`` from a path (PNG/JPG/…/DICOM) or a PIL image, capped at ``max_pixels``.
 
-    Raises :class:`~rarl.errors.UserError` naming the file when it is missing or not an image.
+    Raises :class:`~rarl.errors.UserError` naming the file when it is missing, not an image, or of a shape
+    the processor refuses (aspect ratio over 200).
     """
+    name = "image"
     if isinstance(path_or_pil, Image.Image):
         image = path_or_pil
     elif isinstance(path_or_pil, (str, os.PathLike)):
         source = Path(path_or_pil)
+        name = str(source)
         if not source.is_file():
             raise UserError(f"{source}: image file not found")
         if is_dicom(source):
@@ -222,12 +316,15 @@ def load_image(path_or_pil: Any, max_pixels: int | None = None) -> Image.Image:
                 with Image.open(source) as opened:
                     opened.load()
                     image = opened.copy()
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise UserError(f"{source}: not a readable image ({exc})") from None
             except Image.DecompressionBombError as exc:
                 raise UserError(f"{source}: refused as a possible decompression bomb ({exc})") from None
+            except _PIL_ERRORS as exc:
+                raise UserError(f"{source}: not a readable image ({_one_line(exc)})") from None
     else:
         raise UserError(f"expected an image path or a PIL image, got {type(path_or_pil).__name__}")
+    problem = shape_problem(image.width, image.height)
+    if problem:
+        raise UserError(f"{name}: {problem}")
     if image.mode != "RGB":
         image = _to_rgb(image)
     return cap_pixels(image, max_pixels)
@@ -247,11 +344,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 __all__ = [
+    "MAX_ASPECT_RATIO",
+    "ImageProblem",
     "cap_pixels",
+    "capped_size",
     "image_bytes_problem",
     "image_file_problem",
     "is_dicom",
     "load_dicom",
     "load_image",
+    "shape_problem",
     "window_to_uint8",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +41,20 @@ class MissingImage(BadRow):
         self.path = path
 
 
+# Zero-width characters: a UTF-8 byte-order mark (U+FEFF) that a file's reader left at the start of its
+# first field, zero-width spaces and joiners pasted in from web pages. Invisible, yet they make ids,
+# image names and answers differ from what the user sees.
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+
+
 def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty: bool = False) -> str | None:
     """The string value of ``record[key]``; numbers are accepted as text (VQA-RAD stores some counts as ints).
 
     Missing or null → ``None`` when not ``required``; lists, dicts, booleans and NaN/infinity (what pandas
     writes for an empty cell) are errors, as is an empty string unless ``allow_empty``. Runs of whitespace
-    (VQA-RAD's tabs between answer parts, VQA-Med's no-break spaces) become one space: they carry no meaning
-    and would otherwise make identical answers differ.
+    (VQA-RAD's tabs between answer parts, VQA-Med's no-break spaces) become one space and zero-width
+    characters (a byte-order mark, zero-width spaces) are dropped: they carry no meaning and would otherwise
+    make identical answers differ.
     """
     value = record.get(key)
     if value is None:
@@ -56,12 +65,33 @@ def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty
         raise BadRow(key, f"expected a string, got {type(value).__name__} {value!r:.60}")
     if isinstance(value, float) and not math.isfinite(value):
         raise BadRow(key, f"is {value} (an empty cell in a table?), not a value")
+    value = _INVISIBLE.sub("", value) if isinstance(value, str) else value
+
     result = " ".join(str(value).split())
     if not result and not allow_empty:
         if required:
             raise BadRow(key, "is empty")
         return None
     return result
+
+
+def identifier(record: dict[str, Any], key: str, default: str) -> str:
+    """A row's id from ``record[key]`` as text; ``default`` (built from the row number) when absent, null or
+    blank.
+
+    Why strict: predictions, judgements and ratings are keyed by dataset/split/id, so an id must be a
+    plain string or number. A list, mapping, boolean or NaN is an error naming the field (``str()`` would
+    turn them into ids such as ``"['a']"`` or ``"nan"``, and two NaN rows would collide); a whole float
+    (``3.0``, how pandas stores an integer column with a gap) is the integer ``3``.
+    """
+    value = record.get(key)
+    if value is None or (isinstance(value, str) and not _INVISIBLE.sub("", value).strip()):
+        return default
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # numpy integers from pickled DataFrames
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return text({key: value}, key) or default  # required: text() raises rather than return nothing
 
 
 def image_file(base: Path, name: str, key: str) -> str:
@@ -169,4 +199,4 @@ class RowCollector:
             )
 
 
-__all__ = ["BadRow", "MissingImage", "RowCollector", "image_file", "question_type_of", "text"]
+__all__ = ["BadRow", "MissingImage", "RowCollector", "identifier", "image_file", "question_type_of", "text"]

@@ -80,8 +80,10 @@ def _split_file(spec: DatasetSpec, suffix: str, layout: str) -> Path:
 
 
 def _read_json(path: Path) -> Any:
+    """A JSON file's value; a leading UTF-8 byte-order mark (Windows editors and Excel write one) is
+    dropped, since ``json`` refuses it; invalid JSON is a DataError naming the line."""
     try:
-        return json.loads(read_text(path))
+        return json.loads(read_text(path).removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         raise DataError(
             str(path), exc.lineno, None, f"invalid JSON ({exc.msg}, column {exc.colno})"

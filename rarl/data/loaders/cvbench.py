@@ -17,7 +17,7 @@ from rarl.data.loaders.common import (
     _require_path,
 )
 from rarl.data.loaders.tables import _read_parquet, _table_image
-from rarl.data.rows import BadRow, RowCollector, image_file, text
+from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
 from rarl.stats import mean_or_none, put_mean_with_interval, stratified_bootstrap_interval
@@ -79,7 +79,7 @@ def _cvbench_rows(spec: DatasetSpec, origin: str, rows: Iterable[Any], base: Pat
         if image is None:
             image = image_file(root, text(record, "filename"), "filename")
         return Sample(
-            id=str(record.get("idx", number)),
+            id=identifier(record, "idx", str(number)),
             image=image,
             question=text(record, "question"),
             answer=answer,

@@ -18,7 +18,7 @@ from rarl.data.loaders.common import (
     split_files,
 )
 from rarl.data.loaders.tables import _load_hub_table, _load_table_rows, _read_parquet
-from rarl.data.rows import BadRow, RowCollector, image_file, text
+from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import DataError, UserError
 from rarl.schema.sample import Sample
 
@@ -89,7 +89,7 @@ def load_pathvqa(spec: DatasetSpec) -> list[Sample]:
                 answer_type.lower(), answer_type
             )
         return Sample(
-            id=str(record.get("id", f"{Path(image_name).stem}-{number}")),
+            id=identifier(record, "id", f"{Path(image_name).stem}-{number}"),
             image=image_file(image_root, image_name, image_key),
             question=text(record, "question"),
             answer=answer,

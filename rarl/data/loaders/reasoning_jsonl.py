@@ -15,7 +15,7 @@ from rarl.data.loaders.common import (
     _split_file,
     split_names,
 )
-from rarl.data.rows import BadRow, RowCollector, image_file, text
+from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.schema.sample import Sample
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
         image_key = _first_key(record, IMAGE_KEYS)
         extra = _extra_field(record)
         return Sample(
-            id=str(record.get("id", number)),
+            id=identifier(record, "id", str(number)),
             image=image_file(image_root, text(record, image_key), image_key),
             question=text(record, "question"),
             answer=answer,

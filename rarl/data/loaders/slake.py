@@ -18,7 +18,7 @@ from rarl.data.loaders.common import (
     _split_file,
     _split_file_in,
 )
-from rarl.data.rows import RowCollector, image_file, text
+from rarl.data.rows import RowCollector, identifier, image_file, text
 from rarl.errors import DataError
 from rarl.schema.sample import Sample
 
@@ -91,7 +91,7 @@ def load_slake(spec: DatasetSpec) -> list[Sample]:
         answer = text(record, "answer")
         answer_type = text(record, "answer_type", required=False)
         return Sample(
-            id=str(record.get("qid", number)),
+            id=identifier(record, "qid", str(number)),
             image=image_file(image_root, text(record, "img_name"), "img_name"),
             question=text(record, "question"),
             answer=answer,

@@ -16,7 +16,7 @@ from rarl.data.loaders.common import (
     _require_path,
     split_files,
 )
-from rarl.data.rows import BadRow, RowCollector, image_file, text
+from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import DataError, UserError
 from rarl.schema.sample import Sample
 
@@ -44,6 +44,11 @@ def _table_image(record: dict[str, Any], key: str, root: Path) -> Any:
 
     value = record.get(key)
     if isinstance(value, Image.Image):
+        from rarl.data.images import shape_problem
+
+        problem = shape_problem(value.width, value.height)
+        if problem:
+            raise BadRow(key, f"image: {problem}")
         return value
     if isinstance(value, dict):
         if value.get("bytes"):
@@ -92,6 +97,7 @@ def _load_table_rows(
         try:
             answer = text(record, "answer")
             question = text(record, "question")
+            sample_id = identifier(record, "id", f"{stem}-{number}")
         except BadRow as error:
             raise BadRow(inverse.get(error.field or "", error.field), error.problem) from None
         choices = record.get("choices")
@@ -113,7 +119,7 @@ def _load_table_rows(
         except BadRow as error:
             raise BadRow(inverse.get("image", "image"), error.problem) from None
         return Sample(
-            id=str(record["id"]) if record.get("id") is not None else f"{stem}-{number}",
+            id=sample_id,
             image=image,
             question=question,
             answer=answer,

@@ -14,7 +14,7 @@ from rarl.data.loaders.common import (
     _require_path,
 )
 from rarl.data.loaders.tables import _load_hub_table
-from rarl.data.rows import BadRow, RowCollector, image_file, text
+from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
 
@@ -88,7 +88,7 @@ def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
         answer_type = text(record, "answer_type", required=False)
         categories = _vqa_rad_categories(record.get("question_type"))
         return Sample(
-            id=str(text(record, "qid", required=False) or number),
+            id=identifier(record, "qid", str(number)),
             image=image_file(image_root, text(record, "image_name"), "image_name"),
             question=question,
             answer=answer,
