@@ -134,7 +134,8 @@ def item_fingerprint(sample: Sample, _cache: dict[str, str] | None = None) -> st
         "choices": list(sample.choices) if sample.choices else None,
         "image": _image_digest(sample.image, _cache if _cache is not None else {}),
     }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def item_fingerprints(samples: Iterable[Sample]) -> list[str]:

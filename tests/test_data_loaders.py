@@ -304,7 +304,7 @@ def test_limit_subsample_and_unique_ids(tmp_path):
 
 def test_jsonl_encoding_and_syntax_errors_name_the_file(tmp_path):
     (tmp_path / "train.jsonl").write_bytes(b'{"question": "caf\xe9"}\n')
-    with pytest.raises(DataError, match=r"train\.jsonl: not UTF-8 text"):
+    with pytest.raises(DataError, match=r"train\.jsonl, row 1: not UTF-8 text"):
         load("reasoning_jsonl", tmp_path, "train")
     (tmp_path / "train.jsonl").write_text('{"question": "q"}\n{oops\n{"question": "r"}\n')
     with pytest.raises(DataError, match=r"train\.jsonl, row 2: invalid JSON"):

@@ -24,7 +24,7 @@ from rarl.config import JudgeConfig, RunConfig, save_config
 from rarl.data.budget import preflight
 from rarl.errors import UserError
 from rarl.eval.shard import Shard, current_shard
-from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail
+from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail, json_line
 from rarl.models.loading import model_label
 from rarl.provenance import (
     PROVENANCE_FILE,
@@ -128,9 +128,7 @@ def check_item_fingerprints(
 
 
 def _json_line(data: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(data, ensure_ascii=False, default=str) + "\n"
+    return json_line(data) + "\n"
 
 
 def check_output_dir(config: RunConfig, out_dir: Path) -> dict[str, Any]:
