@@ -188,3 +188,27 @@ def test_a_real_interruption_keeps_finished_batches(tmp_path, tiny_model_dir, mo
     )
     results = run_evaluation(config, progress=False)
     assert results["generation"]["resumed"] == 4 and results["generation"]["generated"] == 2 and calls == [1]
+
+
+def test_resume_reads_line_separators_and_redoes_a_last_line_torn_inside_a_character(
+    tmp_path, tiny_model_dir, count_generated
+):
+    config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
+    run_evaluation(config, progress=False)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+    # Characters json.dumps writes raw (str.splitlines breaks at them) in an output and an extra field ...
+    rows[0]["raw_output"] += " \u2028 \u2029 \u0085"
+    rows[1]["extra"] = {"note": "a\u2028b"}
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows[:-1]]
+    # ... and a disk-full append that stopped one byte into a Chinese character of the last record.
+    rows[-1]["raw_output"] = "肺部正常" * 10
+    last = json.dumps(rows[-1], ensure_ascii=False).encode()
+    path.write_bytes(("\n".join(lines) + "\n").encode() + last[: last.index("正".encode()) + 1])
+    count_generated.clear()
+    again = run_evaluation(config, progress=False)
+    assert (again["generation"]["resumed"], again["generation"]["generated"]) == (5, 1)
+    assert len(count_generated) == 1
+    kept = read_predictions(path)
+    assert [r.raw_output for r in kept[:2]] == [rows[0]["raw_output"], rows[1]["raw_output"]]
+    assert kept[1].extra == {"note": "a\u2028b"} and len(kept) == 6
