@@ -72,8 +72,15 @@ def test_accepts_exactly_one_well_formed_verdict(reply, scores, how):
             "repeats keys",
         ),
         # too deep for the decoder, with or without score keys around it
-        ('{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply"),
-        ('{"reasoning_score": 1, "prediction_score": 1, "evaluation": ' + "[" * 100_000, "nested too deeply"),
+        pytest.param('{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply", id="deep-object"),
+        pytest.param(
+            '{"reasoning_score": 1, "prediction_score": 1, "evaluation": '
+            + "[" * 100_000
+            + "]" * 100_000
+            + "}",
+            "nested too deeply",
+            id="deep-list-in-verdict",
+        ),
         # no UTF-8 file can hold a lone surrogate, raw in the reply or escaped inside the verdict
         ('{"evaluation": "x\\ud800", "reasoning_score": 1, "prediction_score": 1}', "lone surrogate"),
         ('{"evaluation": "x", "reasoning_score": 1, "prediction_score": 1} \udfff', "lone surrogate"),
