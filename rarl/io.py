@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,38 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
             except OSError as exc:
                 handle.truncate(start)
                 raise disk_full_error(target, exc) or exc from None
+
+
+LOCK_FILE = ".rarl.lock"
+
+
+@contextmanager
+def directory_lock(directory: str | os.PathLike[str], *, hint: str) -> Iterator[None]:
+    """Hold the one-writer lock of an output directory for the ``with`` block, or refuse at once.
+
+    Why an OS lock (``flock`` on ``<directory>/.rarl.lock``): two runs writing one directory would both
+    generate everything and append every item twice. The kernel releases the lock when the holder exits
+    or is killed (``kill -9`` included), so it never goes stale and needs no cleanup; the file itself is
+    left in place (removing it would let a third process lock a fresh file while the second holds the
+    old one). A second writer gets a one-line :class:`UserError` naming the holder's pid and ``hint``.
+    """
+    import fcntl
+
+    path = Path(directory) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            who = f"another rarl process (pid {holder})" if holder.isdigit() else "another rarl process"
+            raise UserError(f"{directory}: {who} is writing here now; {hint}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_text(path: str | os.PathLike[str]) -> str:

@@ -61,9 +61,28 @@ def read_predictions(
     model or prompt. ``rarl review`` passes ``one_model=False`` because it may compare models in one file.
     A truncated last line (an interrupted writer) is ignored when ``tolerate_truncated_tail``.
     """
+    records, _ = _read(path, one_model, tolerate_truncated_tail, keep_first=False)
+    return records
+
+
+def read_predictions_keeping_first(path: str | os.PathLike[str]) -> tuple[list[PredictionRecord], int]:
+    """The records of one run's predictions file with the first of each item kept, and how many later
+    copies were dropped.
+
+    Why: resuming (``rarl eval``) repairs a file that holds an item twice (two writers at once under an
+    older rarl, a hand merge) instead of refusing it forever; every other check of
+    :func:`read_predictions` still applies.
+    """
+    return _read(path, True, True, keep_first=True)
+
+
+def _read(
+    path: str | os.PathLike[str], one_model: bool, tolerate_truncated_tail: bool, *, keep_first: bool
+) -> tuple[list[PredictionRecord], int]:
     source = str(Path(path))
     records: list[PredictionRecord] = []
     first_line: dict[tuple[str, str], int] = {}
+    dropped = 0
     for line, row in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
         record = record_from_row(row, source, line)
         if one_model and records and (record.model, record.prompt) != (records[0].model, records[0].prompt):
@@ -76,15 +95,19 @@ def read_predictions(
             )
         ident = (record.model, record.key)
         if ident in first_line:
+            if keep_first:
+                dropped += 1
+                continue
             raise DataError(
                 source,
                 line,
                 "id",
-                f"duplicate item {record.key} of model {record.model} (first at row {first_line[ident]})",
+                f"duplicate item {record.key} of model {record.model} (first at row {first_line[ident]})"
+                + ("; rerunning `rarl eval` on its directory keeps the first of each" if one_model else ""),
             )
         first_line[ident] = line
         records.append(record)
-    return records
+    return records, dropped
 
 
-__all__ = ["read_predictions", "record_from_row"]
+__all__ = ["read_predictions", "read_predictions_keeping_first", "record_from_row"]
