@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -212,3 +217,73 @@ def test_resume_reads_line_separators_and_redoes_a_last_line_torn_inside_a_chara
     kept = read_predictions(path)
     assert [r.raw_output for r in kept[:2]] == [rows[0]["raw_output"], rows[1]["raw_output"]]
     assert kept[1].extra == {"note": "a\u2028b"} and len(kept) == 6
+
+
+def test_a_second_eval_into_a_busy_directory_is_refused_at_once(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False, batch_size=2)
+    original = generate_module.generate_batch
+    second: list[tuple[int, str]] = []
+
+    def racing(model, processor, samples, **kwargs):
+        if not second:  # while the first run generates its first batch, a second run starts on the same dir
+            capsys.readouterr()
+            code = main(["eval", "--config", str(config_path), "--no-judges"])
+            second.append((code, capsys.readouterr().err))
+        return original(model, processor, samples, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_batch", racing)
+    first = run_evaluation(load_config(config_path), progress=False)
+    [(code, err)] = second
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'eval'}: another rarl process (pid {os.getpid()}) is writing here now" in err
+    keys = [
+        json.loads(line)["id"] for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert first["n"] == 6 and len(keys) == len(set(keys)) == 6  # every item written once
+    # Once the first run is over, the directory is free again.
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_path, tiny_model_dir, capsys):
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from rarl.io import directory_lock\n"
+            "with directory_lock(sys.argv[1], hint='wait'):\n    print('held', flush=True); time.sleep(120)",
+            str(tmp_path / "eval"),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["eval", "--config", str(config_path), "--no-judges"]) == 2
+        assert f"(pid {holder.pid}) is writing here now" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+
+
+def test_resume_repairs_a_file_holding_items_twice(tmp_path, tiny_model_dir, count_generated, capsys):
+    config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
+    run_evaluation(config, progress=False)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    copies = [json.loads(lines[i]) | {"raw_output": f"a later copy {i}"} for i in (0, 2)]
+    path.write_text("\n".join(lines + [json.dumps(c) for c in copies]) + "\n", encoding="utf-8")
+    # Scoring the file as it is would count two items twice: refused, saying how to repair it.
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(yaml.safe_dump({"judges": [{"name": "j", "api_key_env": ""}]}))
+    assert main(["judge", "--config", str(judge), "--predictions", str(path)]) == 2
+    assert "rerunning `rarl eval` on its directory keeps the first" in capsys.readouterr().err
+    count_generated.clear()
+    again = run_evaluation(config, progress=False)
+    assert again["generation"]["generated"] == 0 and not count_generated
+    assert "2 duplicate predictions dropped" in " ".join(capsys.readouterr().err.split())
+    assert path.read_text(encoding="utf-8").splitlines() == lines  # the first of each kept, in order

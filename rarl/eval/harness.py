@@ -124,7 +124,9 @@ def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> di
         atomic_write_text(path, "".join(_json_line(r.to_dict()) for r in done.values()))
         for part in _part_files(out_dir):
             part.unlink()
-        log.info("%s: merged %d predictions (part files / a truncated last line)", path, len(done))
+        log.info(
+            "%s: rewritten with %d predictions (parts merged, torn line/copies dropped)", path, len(done)
+        )
     return done
 
 
@@ -364,13 +366,13 @@ def run_evaluation(
     out_dir = Path(config.eval.output_dir)
     if judges:
         _check_judge_keys(config.judges)
-    samples = load_eval_samples(config)
-    preflight(config, samples, "eval", processor)  # images present, no truncation: before the model loads
     with ExitStack() as held:
         if shard.is_main:  # the processes of one sharded run are one writer; its main one holds the lock
-            held.enter_context(directory_lock(out_dir, hint=BUSY_HINT))
-            if overwrite:
-                clear_outputs(out_dir)
+            held.enter_context(directory_lock(out_dir, hint=BUSY_HINT))  # first: refused before any work
+        samples = load_eval_samples(config)
+        preflight(config, samples, "eval", processor)  # images present, no truncation: before the model
+        if shard.is_main and overwrite:
+            clear_outputs(out_dir)
         shard.wait()
         records, info = generate_missing(
             config, samples, out_dir, model=model, processor=processor, progress=progress, shard=shard
