@@ -30,18 +30,62 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+# Write failures that are the user's to fix (where the output goes, how full the disk is), not bugs.
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on device; free some space and rerun",
+    getattr(errno, "EDQUOT", errno.ENOSPC): "disk quota exceeded; free some space and rerun",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "is a directory, expected a file name",
+}
 
 
-def disk_full_error(path: str | os.PathLike[str], exc: OSError) -> UserError | None:
-    """The one-line error for a write that failed because the disk (or quota) is full, else None.
+def write_error(path: str | os.PathLike[str], exc: OSError) -> UserError | None:
+    """The one-line error for a write that failed for a reason the user must fix, else None (a bug).
 
-    Why a user error: a full disk is the user's to fix, and the writers below leave nothing half-written
-    (a temporary file is removed, a torn appended line cut off), so a rerun after freeing space resumes.
+    Why a user error: a full disk or a read-only output path is the user's to fix, and the writers below
+    leave nothing half-written (a temporary file is removed, a torn appended line cut off), so a rerun
+    after fixing it resumes.
     """
-    if exc.errno not in _DISK_FULL:
-        return None
-    return UserError(f"{path}: cannot write, no space left on device; free some space and rerun")
+    problem = _WRITE_PROBLEMS.get(exc.errno or -1)
+    return UserError(f"{path}: cannot write: {problem}") if problem else None
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` (itself included) when it is not a directory."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def check_output_directory(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse, before any work, an output directory that is empty or cannot be one (it, or a folder above
+    it, is a file); ``what`` names the setting or option in the message."""
+    if not str(path).strip():
+        raise UserError(f"{what}: empty; name an output directory (use '.' for the current one)")
+    target = Path(path)
+    blocker = _blocking_file(target)
+    if blocker is not None:
+        where = "it is a file" if blocker == target else f"{blocker} is a file"
+        raise UserError(f"{target}: {what} must name a directory, but {where}")
+    return target
+
+
+def make_directory(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p`` whose failures a user can fix (a file in the way, no permission) are one-line errors."""
+    target = Path(path)
+    if target.is_dir():
+        return target
+    check_output_directory(target, "the output path")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(target, exc) or exc from None
+    return target
 
 
 def is_valid_unicode(text: str) -> bool:
@@ -70,10 +114,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
     The file gets the mode a plain ``open(path, "w")`` would give it (0644 under the usual umask, or the
     replaced file's mode), not the 0600 of the temporary file, so results stay readable by colleagues.
-    A full disk is a :class:`UserError` naming the file, and the old file stays as it was.
+    A full disk, a read-only or missing place and a directory in the way are each a one-line
+    :class:`UserError` naming the file; the old file then stays as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise UserError(f"{target}: is a directory, expected a file name")
+    make_directory(target.parent)
     try:
         mode = target.stat().st_mode & 0o777
     except FileNotFoundError:
@@ -81,7 +128,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise disk_full_error(target, exc) or exc from None
+        raise write_error(target, exc) or exc from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -91,7 +138,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise disk_full_error(target, exc) or exc from None
+        raise write_error(target, exc) or exc from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -114,11 +161,11 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
     raised, so the file never ends in half a record that a later append would glue onto.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_directory(target.parent)
     try:
         handle = target.open("ab", buffering=0)
     except OSError as exc:
-        raise disk_full_error(target, exc) or exc from None
+        raise write_error(target, exc) or exc from None
     with handle:
         for record in records:
             data = (json_line(record) + "\n").encode("utf-8")
@@ -129,7 +176,7 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
                     written += handle.write(data[written:]) or 0
             except OSError as exc:
                 handle.truncate(start)
-                raise disk_full_error(target, exc) or exc from None
+                raise write_error(target, exc) or exc from None
 
 
 LOCK_FILE = ".rarl.lock"
@@ -147,9 +194,11 @@ def directory_lock(directory: str | os.PathLike[str], *, hint: str) -> Iterator[
     """
     import fcntl
 
-    path = Path(directory) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    path = make_directory(directory) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as exc:
+        raise write_error(path, exc) or exc from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import stat
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rarl.errors import DataError
+from rarl.errors import DataError, UserError
 from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail, read_jsonl
 
 
@@ -97,3 +99,70 @@ def test_lone_surrogates_are_written_escaped_and_read_back_exactly(tmp_path: Pat
     assert "é" in (tmp_path / "log.jsonl").read_text(encoding="utf-8")  # readable lines stay readable
     atomic_write_json(tmp_path / "results.json", {"model": "m\ud800"})
     assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8")) == {"model": "m\ud800"}
+
+
+# --------------------------------------------------------------------------------------------------
+# a full disk: one line naming the file, nothing half-written
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk that fills up after ``room`` more bytes (what a 16 KiB tmpfs does)."""
+
+    room = 5
+
+    def write(self, data):  # type: ignore[override]
+        if len(data) <= FullDisk.room:
+            FullDisk.room -= len(data)
+            return super().write(data)
+        super().write(bytes(data[: FullDisk.room]))
+        FullDisk.room = 0
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def fill_disk_on(monkeypatch, name: str, room: int) -> None:
+    """Appends to files called ``name`` hit a full disk after ``room`` bytes; every other open is real."""
+    original = Path.open
+    FullDisk.room = room
+
+    def opening(self, mode="r", buffering=-1, *args, **kwargs):
+        if self.name == name and "a" in mode:
+            return FullDisk(self, "a")
+        return original(self, mode, buffering, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", opening)
+
+
+def test_an_append_that_fills_the_disk_leaves_only_whole_lines(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "predictions.jsonl"
+    append_jsonl(path, [{"id": "1", "answer": "肺部正常"}])
+    before = path.read_bytes()
+    fill_disk_on(monkeypatch, "predictions.jsonl", room=12)
+    with pytest.raises(UserError, match=r"predictions\.jsonl: cannot write: no space left on device"):
+        append_jsonl(path, [{"id": "2", "answer": "心脏扩大" * 10}])
+    assert path.read_bytes() == before and not has_torn_tail(path)
+
+
+def test_a_whole_file_write_that_fills_the_disk_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
+    target = atomic_write_text(tmp_path / "results.json", '{"old": true}\n')
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserError, match=r"results\.json: cannot write: no space left on device"):
+        atomic_write_json(target, {"new": "x" * 10_000})
+    assert target.read_text() == '{"old": true}\n' and sorted(p.name for p in tmp_path.iterdir()) == [
+        "results.json"
+    ]
+
+
+def test_writing_where_a_directory_or_a_file_is_in_the_way_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(UserError, match=r"out: is a directory, expected a file name"):
+        atomic_write_text(tmp_path / "out", "text")
+    with pytest.raises(UserError, match=r"blocker.* is a file"):
+        atomic_write_text(tmp_path / "blocker" / "sub" / "results.md", "text")
+    with pytest.raises(UserError, match=r"blocker.* is a file"):
+        append_jsonl(tmp_path / "blocker" / "predictions.jsonl", [{"a": 1}])
+    assert (tmp_path / "blocker").read_text() == "x"

@@ -29,6 +29,7 @@ from rarl.io import (
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
+    check_output_directory,
     directory_lock,
     has_torn_tail,
     json_line,
@@ -363,7 +364,7 @@ def run_evaluation(
     run: a second ``rarl eval`` (or ``rarl judge``) into it is refused at once.
     """
     shard = shard or current_shard()
-    out_dir = Path(config.eval.output_dir)
+    out_dir = check_output_directory(config.eval.output_dir, "eval.output_dir")
     if judges:
         _check_judge_keys(config.judges)
     with ExitStack() as held:
