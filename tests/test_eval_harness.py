@@ -287,3 +287,41 @@ def test_resume_repairs_a_file_holding_items_twice(tmp_path, tiny_model_dir, cou
     assert again["generation"]["generated"] == 0 and not count_generated
     assert "2 duplicate predictions dropped" in " ".join(capsys.readouterr().err.split())
     assert path.read_text(encoding="utf-8").splitlines() == lines  # the first of each kept, in order
+
+
+def test_an_output_dir_that_cannot_be_one_is_refused_before_any_work(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "a-file").write_text("keep")
+    monkeypatch.chdir(tmp_path / "cwd")
+    for value, problem in [
+        ("", "eval.output_dir: must not be empty"),
+        (str(tmp_path / "a-file"), "eval.output_dir must name a directory, but it is a file"),
+    ]:
+        assert main(["eval", "--config", str(config_path), f"eval.output_dir={value}"]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and "Traceback" not in err
+    assert not list((tmp_path / "cwd").iterdir()) and (tmp_path / "a-file").read_text() == "keep"
+
+
+def test_a_full_disk_during_eval_is_one_line_and_the_rerun_resumes(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    from test_io import fill_disk_on
+
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False, batch_size=2)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    with monkeypatch.context() as patch:
+        fill_disk_on(patch, "predictions.jsonl", room=2500)  # room for a few of the six lines
+        assert main(["eval", "--config", str(config_path), "--no-judges"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rarl eval:")]
+    assert err == [
+        f"rarl eval: error: {path}: cannot write: no space left on device; free some space and rerun"
+    ]
+    kept = path.read_text(encoding="utf-8")
+    assert kept.endswith("\n") and 0 < len(kept.splitlines()) < 6  # whole lines only
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["generation"]["resumed"] == len(kept.splitlines()) and results["n"] == 6

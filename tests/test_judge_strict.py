@@ -212,3 +212,32 @@ def test_replies_that_cannot_be_parsed_or_stored_are_counted_failures_not_crashe
     assert sorted(cache._replies.values()) == sorted([*hostile.values(), json.dumps(GOOD)])
     assert main([*command, "--retry-failed"]) == 0  # the four are asked again, the good one is not
     assert sum(server.requests.values()) == 9
+
+
+@pytest.mark.parametrize("broken", ['{"model": "m", "n": 2, "rule_me', "[]", "\xff\xfe"])
+def test_rarl_judge_refuses_an_unreadable_results_json_before_asking(server, tmp_path, capsys, broken):
+    config, predictions = _judge_cli_setup(server, tmp_path, ["good", "good"])
+    results = predictions.parent / "results.json"
+    results.write_bytes(broken.encode("latin-1"))
+    assert main(["judge", "--config", str(config), "--predictions", str(predictions)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"rarl judge: error: {results}: ")
+    assert "delete it to rebuild it from the predictions" in err
+    assert sum(server.requests.values()) == 0 and results.read_bytes() == broken.encode("latin-1")
+
+
+def test_rarl_judge_keeps_an_earlier_judge_that_is_no_longer_configured(server, tmp_path, capsys):
+    config, predictions = _judge_cli_setup(
+        server, tmp_path, ["good", "good"], name="old", base_url="http://127.0.0.1:9/v1"
+    )
+    command = ["judge", "--config", str(config), "--predictions", str(predictions)]
+    assert main(command) == 1  # every call of "old" failed: its own run is an error
+    capsys.readouterr()
+    config.write_text(config.read_text().replace("name: old", "name: new").replace("127.0.0.1:9/", "X/"))
+    config.write_text(config.read_text().replace("http://X/v1", server.base_url))
+    assert main(command) == 0
+    [note] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rarl judge:")]
+    assert note.startswith("rarl judge: note: ") and "'old'" in note and "not in this config" in note
+    results = json.loads((predictions.parent / "results.json").read_text())
+    assert results["judges"]["new"]["summary"]["overall"]["final"] == 100.0
+    assert "all 2 judgements failed" in results["judge_failures"]["old"]  # kept, as it was
