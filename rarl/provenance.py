@@ -227,7 +227,7 @@ def read_provenance(out_dir: str | Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise UserError(f"{path}: unreadable provenance record; pass --overwrite to start fresh") from None
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
         raise UserError(f"{path}: unreadable provenance record; pass --overwrite to start fresh")

@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import DataError
-from rarl.io import read_jsonl_numbered
+from rarl.io import is_valid_unicode, read_jsonl_numbered
 from rarl.schema.records import PredictionRecord
 
 REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
 OPTIONAL_TEXT_FIELDS = ("prompt", "question_type", "raw_output", "pred_reasoning")  # default ""
 NULLABLE_TEXT_FIELDS = ("reference_reasoning", "image", "modality", "fingerprint")  # default None
+
+
+def _valid_text(value: str, path: str, line: int, name: str) -> str:
+    """``value``, unless it holds a lone surrogate (``"\\ud800"`` decodes to one): the ratings database,
+    the judge prompt and every UTF-8 file downstream would fail on it later, far from this line."""
+    if not is_valid_unicode(value):
+        raise DataError(path, line, name, "holds a lone surrogate (U+D800-U+DFFF), not valid Unicode text")
+    return value
 
 
 def record_from_row(row: dict[str, Any], path: str, line: int) -> PredictionRecord:
@@ -32,11 +40,13 @@ def record_from_row(row: dict[str, Any], path: str, line: int) -> PredictionReco
             raise DataError(path, line, name, "missing")
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise DataError(path, line, name, f"expected text, got {type(value).__name__}")
-        values[name] = str(value)
+        values[name] = _valid_text(str(value), path, line, name)
     for name in OPTIONAL_TEXT_FIELDS + NULLABLE_TEXT_FIELDS:
         value = row.get(name)
         if value is not None and not isinstance(value, str):
             raise DataError(path, line, name, f"expected text, got {type(value).__name__}")
+        if value is not None:
+            _valid_text(value, path, line, name)
         values[name] = value if value is not None or name in NULLABLE_TEXT_FIELDS else ""
     choices = row.get("choices")
     if choices is not None and (
