@@ -239,3 +239,16 @@ def test_report_out_that_cannot_be_a_directory_is_one_line_before_any_work(
     assert len(err.splitlines()) == 1 and err.startswith("rarl report: error: ") and "--out" in err
     assert (tmp_path / "existing.txt").read_text() == "keep me"
     assert not list((tmp_path / "cwd").iterdir())  # an empty --out never means "write here"
+
+
+@pytest.mark.parametrize("state", [b'{"log_history": [{"step": 1, "reward": \xff}]}', b"[" * 100_000])
+def test_an_unreadable_trainer_state_is_one_line(tmp_path, capsys, state):
+    run, _ = make_run(tmp_path, "run1", "m", PREDS, {})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "trainer_state.json").write_bytes(state)
+    assert (
+        main(["report", str(run), "--train-run", str(tmp_path / "train"), "--out", str(tmp_path / "r")]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rarl report: error: {tmp_path / 'train' / 'trainer_state.json'}")
+    assert len(err.splitlines()) == 1
