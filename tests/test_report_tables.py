@@ -241,7 +241,9 @@ def test_report_out_that_cannot_be_a_directory_is_one_line_before_any_work(
     assert not list((tmp_path / "cwd").iterdir())  # an empty --out never means "write here"
 
 
-@pytest.mark.parametrize("state", [b'{"log_history": [{"step": 1, "reward": \xff}]}', b"[" * 100_000])
+@pytest.mark.parametrize(
+    "state", [b'{"log_history": [{"step": 1, "reward": \xff}]}', b"[" * 100_000], ids=["not-utf8", "deep"]
+)
 def test_an_unreadable_trainer_state_is_one_line(tmp_path, capsys, state):
     run, _ = make_run(tmp_path, "run1", "m", PREDS, {})
     (tmp_path / "train").mkdir()
