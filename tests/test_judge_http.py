@@ -403,10 +403,14 @@ def test_cache_drops_unreadable_lines_instead_of_refusing_every_later_run(tmp_pa
         '{"key": "a", "reply": "r1"}',
         "{not json",
         '{"key": "b", "reply": 3}',
+        '{"key": "d", "reply": "x", "reply": "y"}',  # which reply? neither
+        '{"key": "e", "reply": ' + "[" * 100_000 + "]" * 100_000 + "}",
         '{"key": "c", "reply": "r3"}',
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     cache = JudgeCache(path)
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == ("r1", None, "r3")
-    assert "dropped 2 unreadable line(s)" in caplog.text
+    assert [cache.get(k) for k in "abcde"] == ["r1", None, "r3", None, None]
+    assert "dropped 4 unreadable line(s)" in caplog.text
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+    with pytest.raises(UserError, match="is a directory"):
+        JudgeCache(tmp_path)
