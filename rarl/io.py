@@ -114,8 +114,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
     The file gets the mode a plain ``open(path, "w")`` would give it (0644 under the usual umask, or the
     replaced file's mode), not the 0600 of the temporary file, so results stay readable by colleagues.
-    A full disk, a read-only or missing place and a directory in the way are each a one-line
-    :class:`UserError` naming the file; the old file then stays as it was.
+    A full disk, a read-only or forbidden place, a directory where the file belongs or a file where a
+    directory belongs are each a one-line :class:`UserError` naming the path; the old file stays as it was.
     """
     target = Path(path)
     if target.is_dir():
@@ -308,9 +308,10 @@ def read_jsonl_numbered(
     r"""Like :func:`read_jsonl`, with each object's 1-based line number (blank lines are skipped but
     counted), so validators can name the line a user sees in an editor.
 
-    This is the one JSONL reader (predictions, judgements, the judge cache, dataset files, metrics logs):
-    lines end at ``\n`` only (:func:`text_lines`) and are decoded one by one, so the tolerated torn
-    last line may also be cut inside a multi-byte UTF-8 character.
+    This is the one JSONL reader (predictions, judgements, dataset files, metrics logs; the judge cache,
+    which drops bad lines instead of refusing, reads with the same :func:`text_lines`,
+    :func:`decode_line` and :func:`parse_json_line`): lines end at ``\n`` only and are decoded one by
+    one, so the tolerated torn last line may also be cut inside a multi-byte UTF-8 character.
     """
     source = Path(path)
     if not source.exists():

@@ -214,14 +214,16 @@ def test_replies_that_cannot_be_parsed_or_stored_are_counted_failures_not_crashe
     assert sum(server.requests.values()) == 9
 
 
-@pytest.mark.parametrize("broken", ['{"model": "m", "n": 2, "rule_me', "[]", "\xff\xfe"])
+@pytest.mark.parametrize(
+    "broken", ['{"model": "m", "n": 2, "rule_me', "[]", "\xff\xfe", '{"judges": [], "n": 2}', "[" * 100_000]
+)
 def test_rarl_judge_refuses_an_unreadable_results_json_before_asking(server, tmp_path, capsys, broken):
     config, predictions = _judge_cli_setup(server, tmp_path, ["good", "good"])
     results = predictions.parent / "results.json"
     results.write_bytes(broken.encode("latin-1"))
     assert main(["judge", "--config", str(config), "--predictions", str(predictions)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"rarl judge: error: {results}: ")
+    assert len(err.splitlines()) == 1 and err.startswith(f"rarl judge: error: {results}")
     assert "delete it to rebuild it from the predictions" in err
     assert sum(server.requests.values()) == 0 and results.read_bytes() == broken.encode("latin-1")
 

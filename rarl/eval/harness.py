@@ -23,7 +23,7 @@ from typing import Any
 
 from rarl.config import JudgeConfig, RunConfig, save_config
 from rarl.data.budget import preflight
-from rarl.errors import UserError
+from rarl.errors import DataError, UserError
 from rarl.eval.shard import Shard, current_shard
 from rarl.io import (
     append_jsonl,
@@ -426,7 +426,7 @@ def rejudge(
     an unreadable ``results.json`` is refused before any judge is asked (merging into it would lose it).
     """
     from rarl.eval.metrics import dataset_labels, rule_metrics
-    from rarl.schema.results import read_results_json
+    from rarl.schema.results import RunResults, read_results_json
 
     if not config.judges:
         raise UserError("no judges configured: add a 'judges:' list to the config (see docs/evaluation.md)")
@@ -441,6 +441,10 @@ def rejudge(
         results_path = out_dir / RESULTS_FILE
         if results_path.exists():
             results = read_results_json(results_path, hint=REBUILD_HINT)
+            try:  # a wrong type is refused here, naming the field, not by a crash while merging
+                RunResults.from_dict(results, results_path)
+            except DataError as exc:
+                raise DataError(exc.path, exc.row, exc.field, f"{exc.problem}; {REBUILD_HINT}") from None
         else:
             results = {
                 "model": records[0].model,
