@@ -270,9 +270,7 @@ class JudgeCache:
                 except DataError:
                     dropped += 1
                     continue
-                if not (isinstance(entry, dict) and isinstance(entry.get("key"), str)):
-                    dropped += 1
-                elif isinstance(entry.get("reply"), str):
+                if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("key", "reply")):
                     self._replies[entry["key"]] = entry["reply"]
                 else:
                     dropped += 1
