@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from rarl import __version__
 from rarl.errors import UserError
+from rarl.io import DISK_FULL, write_error
 
 # subcommand name -> module under rarl.commands (order is the order shown in --help)
 COMMANDS: dict[str, str] = {
@@ -103,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"rarl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk in a writer outside rarl.io (a checkpoint, the ratings database)
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"rarl {args.command}: error: {write_error(exc.filename or 'a file', exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = RESUME_HINTS.get(args.command)

@@ -324,7 +324,9 @@ class EvalConfig:
     bertscore: bool = True
 
     def validation_errors(self, prefix: str) -> list[str]:
+        empty = [] if str(self.output_dir).strip() else [f"{prefix}.output_dir: must not be empty"]
         return [
+            *empty,
             *check_number(f"{prefix}.batch_size", self.batch_size, at_least=1),
             *check_number(f"{prefix}.max_new_tokens", self.max_new_tokens, at_least=1),
         ]

@@ -8,10 +8,12 @@ run loses at most the line being written.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +30,105 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+# Write failures that are the user's to fix (where the output goes, how full the disk is), not bugs.
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on device; free some space and rerun",
+    getattr(errno, "EDQUOT", errno.ENOSPC): "disk quota exceeded; free some space and rerun",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "is a directory, expected a file name",
+}
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> UserError | None:
+    """The one-line error for a write that failed for a reason the user must fix, else None (a bug).
+
+    Why a user error: a full disk or a read-only output path is the user's to fix, and the writers below
+    leave nothing half-written (a temporary file is removed, a torn appended line cut off), so a rerun
+    after fixing it resumes.
+    """
+    problem = _WRITE_PROBLEMS.get(exc.errno or -1)
+    return UserError(f"{path}: cannot write: {problem}") if problem else None
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` (itself included) when it is not a directory."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def check_output_directory(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse, before any work, an output directory that is empty or cannot be one (it, or a folder above
+    it, is a file); ``what`` names the setting or option in the message."""
+    if not str(path).strip():
+        raise UserError(f"{what}: empty; name an output directory (use '.' for the current one)")
+    target = Path(path)
+    blocker = _blocking_file(target)
+    if blocker is not None:
+        where = "it is a file" if blocker == target else f"{blocker} is a file"
+        raise UserError(f"{target}: {what} must name a directory, but {where}")
+    return target
+
+
+def make_directory(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p`` whose failures a user can fix (a file in the way, no permission) are one-line errors."""
+    target = Path(path)
+    if target.is_dir():
+        return target
+    check_output_directory(target, "the output path")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(target, exc) or exc from None
+    return target
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (U+D800-U+DFFF), which no UTF-8 file can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_line(record: Any) -> str:
+    """``record`` as one JSON line: readable UTF-8, yet always writable and read back exactly.
+
+    Why the fallback: a string may hold a lone surrogate (``"\\ud800"`` in a dataset row or a judge's
+    reply decodes to one), which UTF-8 cannot encode, so ``ensure_ascii=False`` output would crash the
+    write; such a record is written ASCII-escaped instead, which ``json.loads`` turns back into the same
+    string.
+    """
+    line = json.dumps(record, ensure_ascii=False, default=str)
+    return line if is_valid_unicode(line) else json.dumps(record, ensure_ascii=True, default=str)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never a mix).
 
     The file gets the mode a plain ``open(path, "w")`` would give it (0644 under the usual umask, or the
     replaced file's mode), not the 0600 of the temporary file, so results stay readable by colleagues.
+    A full disk, a read-only or forbidden place, a directory where the file belongs or a file where a
+    directory belongs are each a one-line :class:`UserError` naming the path; the old file stays as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise UserError(f"{target}: is a directory, expected a file name")
+    make_directory(target.parent)
     try:
         mode = target.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o666 & ~_UMASK
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise write_error(target, exc) or exc from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -48,6 +136,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(target, exc) or exc from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -55,18 +146,71 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Atomically write ``data`` as indented JSON."""
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Atomically write ``data`` as indented JSON (ASCII-escaped only if it holds a lone surrogate)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    if not is_valid_unicode(text):
+        text = json.dumps(data, indent=2, ensure_ascii=True, default=str)
+    return atomic_write_text(path, text + "\n")
 
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
-    """Append records to a JSONL file, flushing after each line so a crash loses at most one line."""
+    """Append records to a JSONL file, one complete line at a time.
+
+    Each line goes to the OS in full before the next (so a crash loses at most the line being written),
+    and a write that fails (a full disk) is cut back to the last complete line before the error is
+    raised, so the file never ends in half a record that a later append would glue onto.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a", encoding="utf-8") as handle:
+    make_directory(target.parent)
+    try:
+        handle = target.open("ab", buffering=0)
+    except OSError as exc:
+        raise write_error(target, exc) or exc from None
+    with handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            handle.flush()
+            data = (json_line(record) + "\n").encode("utf-8")
+            start = handle.seek(0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):
+                    written += handle.write(data[written:]) or 0
+            except OSError as exc:
+                handle.truncate(start)
+                raise write_error(target, exc) or exc from None
+
+
+LOCK_FILE = ".rarl.lock"
+
+
+@contextmanager
+def directory_lock(directory: str | os.PathLike[str], *, hint: str) -> Iterator[None]:
+    """Hold the one-writer lock of an output directory for the ``with`` block, or refuse at once.
+
+    Why an OS lock (``flock`` on ``<directory>/.rarl.lock``): two runs writing one directory would both
+    generate everything and append every item twice. The kernel releases the lock when the holder exits
+    or is killed (``kill -9`` included), so it never goes stale and needs no cleanup; the file itself is
+    left in place (removing it would let a third process lock a fresh file while the second holds the
+    old one). A second writer gets a one-line :class:`UserError` naming the holder's pid and ``hint``.
+    """
+    import fcntl
+
+    path = make_directory(directory) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as exc:
+        raise write_error(path, exc) or exc from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            who = f"another rarl process (pid {holder})" if holder.isdigit() else "another rarl process"
+            raise UserError(f"{directory}: {who} is writing here now; {hint}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
@@ -104,24 +248,86 @@ def read_jsonl(
         yield record
 
 
+def text_lines(data: bytes) -> list[bytes]:
+    r"""The lines of a line-based file, split at ``\n`` only (a ``\r`` before it is kept; JSON ignores it).
+
+    Why not ``str.splitlines``: that also breaks at U+2028, U+2029 and U+0085, which
+    ``json.dumps(..., ensure_ascii=False)`` writes raw inside strings; one such character in a model
+    output or a judge's explanation would cut its record in two. Splitting the *bytes* also lets
+    each line be decoded on its own, so a last line torn inside a multi-byte character is recognised as
+    torn instead of making the whole file "not UTF-8". A final newline ends the last line, it does not
+    start an empty one.
+    """
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def decode_line(line: bytes, path: str, number: int) -> str:
+    """One line as text (a UTF-8 byte-order mark on the first line is dropped); not UTF-8 is a DataError."""
+    try:
+        return line.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"
+        raise DataError(path, number, None, problem) from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(key)
+        data[key] = value
+    return data
+
+
+def parse_json_line(text: str, path: str, number: int) -> Any:
+    """One JSON value, strictly: invalid JSON, a key given twice in one object (``json`` would silently
+    keep the last) or nesting too deep to decode is a :class:`DataError` naming file and line."""
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, number, None, f"invalid JSON ({exc.msg})") from None
+    except _DuplicateKey as exc:
+        problem = f"invalid JSON (key {exc.key!r} appears twice in one object)"
+        raise DataError(path, number, None, problem) from None
+    except RecursionError:
+        raise DataError(path, number, None, "invalid JSON (nested too deeply)") from None
+
+
 def read_jsonl_numbered(
     path: str | os.PathLike[str], *, tolerate_truncated_tail: bool = False
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Like :func:`read_jsonl`, with each object's 1-based line number (blank lines are skipped but
-    counted), so validators can name the line a user sees in an editor."""
+    r"""Like :func:`read_jsonl`, with each object's 1-based line number (blank lines are skipped but
+    counted), so validators can name the line a user sees in an editor.
+
+    This is the one JSONL reader (predictions, judgements, dataset files, metrics logs; the judge cache,
+    which drops bad lines instead of refusing, reads with the same :func:`text_lines`,
+    :func:`decode_line` and :func:`parse_json_line`): lines end at ``\n`` only and are decoded one by
+    one, so the tolerated torn last line may also be cut inside a multi-byte UTF-8 character.
+    """
     source = Path(path)
     if not source.exists():
         raise UserError(f"{source}: file not found")
-    lines = read_text(source).splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    if source.is_dir():
+        raise UserError(f"{source}: is a directory, expected a JSONL file")
+    lines = text_lines(source.read_bytes())
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
+            record = parse_json_line(decode_line(raw, str(source), number), str(source), number)
+        except DataError:
             if tolerate_truncated_tail and number == len(lines):
                 return
-            raise DataError(str(source), number, None, f"invalid JSON ({exc.msg})") from None
+            raise
         if not isinstance(record, dict):
             raise DataError(str(source), number, None, "expected a JSON object")
         yield number, record

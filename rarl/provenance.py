@@ -134,7 +134,8 @@ def item_fingerprint(sample: Sample, _cache: dict[str, str] | None = None) -> st
         "choices": list(sample.choices) if sample.choices else None,
         "image": _image_digest(sample.image, _cache if _cache is not None else {}),
     }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def item_fingerprints(samples: Iterable[Sample]) -> list[str]:
@@ -226,7 +227,7 @@ def read_provenance(out_dir: str | Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise UserError(f"{path}: unreadable provenance record; pass --overwrite to start fresh") from None
     if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
         raise UserError(f"{path}: unreadable provenance record; pass --overwrite to start fresh")

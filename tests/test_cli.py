@@ -133,3 +133,28 @@ def test_ctrl_c_ends_with_a_resume_hint(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"rarl {command}: interrupted")
     assert (hint in err) if hint else err == f"rarl {command}: interrupted"
+
+
+def test_a_full_disk_outside_rarls_own_writers_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import importlib
+
+    def saving_a_checkpoint(args: object) -> int:  # what torch.save or sqlite raise on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device", "outputs/run/checkpoint-5/adapter.bin")
+
+    monkeypatch.setattr(importlib.import_module("rarl.commands.train"), "run", saving_a_checkpoint)
+    assert main(["train", "--config", "x.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "rarl train: error: outputs/run/checkpoint-5/adapter.bin: cannot write: no space left"
+    )
+    assert len(err.splitlines()) == 1
+
+    def a_bug(args: object) -> int:  # any other OSError is not the user's: it keeps its traceback
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(importlib.import_module("rarl.commands.train"), "run", a_bug)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        main(["train", "--config", "x.yaml"])

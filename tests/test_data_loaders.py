@@ -304,7 +304,7 @@ def test_limit_subsample_and_unique_ids(tmp_path):
 
 def test_jsonl_encoding_and_syntax_errors_name_the_file(tmp_path):
     (tmp_path / "train.jsonl").write_bytes(b'{"question": "caf\xe9"}\n')
-    with pytest.raises(DataError, match=r"train\.jsonl: not UTF-8 text"):
+    with pytest.raises(DataError, match=r"train\.jsonl, row 1: not UTF-8 text"):
         load("reasoning_jsonl", tmp_path, "train")
     (tmp_path / "train.jsonl").write_text('{"question": "q"}\n{oops\n{"question": "r"}\n')
     with pytest.raises(DataError, match=r"train\.jsonl, row 2: invalid JSON"):
@@ -338,3 +338,43 @@ def test_vqa_med_single_file_finds_its_own_images_folder():
     qa = FIXTURES / "vqa_med_2019" / "VQAMed2019Test" / "VQAMed2019_Test_Questions_w_Ref_Answers.txt"
     samples = load("vqa_med_2019", qa)  # spec.split left at its default "train"
     assert len(samples) == 6 and all("VQAMed2019_Test_Images" in s.image for s in samples)
+
+
+def test_line_separators_inside_dataset_text_do_not_split_rows(tmp_path):
+    shutil.copy(FIXTURES / "slake" / "imgs" / "xmlab1" / "source.jpg", tmp_path / "a.jpg")
+    rows = [
+        {
+            "id": str(i),
+            "question": f"is there{char}an effusion?",
+            "answer": f"yes{char}small",
+            "image": "a.jpg",
+        }
+        for i, char in enumerate(["\u2028", "\u2029", "\u0085"])
+    ]
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    loaded = load("reasoning_jsonl", tmp_path, "train")
+    assert [(s.question, s.answer) for s in loaded] == [
+        (" ".join(r["question"].split()), " ".join(r["answer"].split())) for r in rows
+    ]
+    # VQA-Med's pipe-separated text files are line-based too.
+    root = tmp_path / "vqamed"
+    shutil.copytree(FIXTURES / "vqa_med_2019", root)
+    qa = root / "ImageClef-2019-VQA-Med-Training" / "All_QA_Pairs_train.txt"
+    lines = qa.read_text(encoding="utf-8").splitlines()
+    image, question, answer = lines[0].split("|")
+    qa.write_text(
+        "\n".join([f"{image}|{question}\u2028(axial)|{answer}", *lines[1:]]) + "\n", encoding="utf-8"
+    )
+    train = load("vqa_med_2019", root, "train")
+    assert len(train) == len(lines) and train[0].question == f"{question} (axial)"
+
+
+def test_a_lone_surrogate_in_dataset_text_names_row_and_field(tmp_path):
+    shutil.copy(FIXTURES / "slake" / "imgs" / "xmlab1" / "source.jpg", tmp_path / "a.jpg")
+    row = {"id": "1", "question": "q", "answer": "yes", "image": "a.jpg"}
+    bad = json.dumps(row | {"question": "is there \ud800 fluid?"})  # written as the escape \\ud800
+    (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n" + bad + "\n")
+    with pytest.raises(DataError, match=r"train\.jsonl, row 2, field 'question': holds a lone surrogate"):
+        load("reasoning_jsonl", tmp_path, "train")

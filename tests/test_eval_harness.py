@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -188,3 +193,135 @@ def test_a_real_interruption_keeps_finished_batches(tmp_path, tiny_model_dir, mo
     )
     results = run_evaluation(config, progress=False)
     assert results["generation"]["resumed"] == 4 and results["generation"]["generated"] == 2 and calls == [1]
+
+
+def test_resume_reads_line_separators_and_redoes_a_last_line_torn_inside_a_character(
+    tmp_path, tiny_model_dir, count_generated
+):
+    config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
+    run_evaluation(config, progress=False)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+    # Characters json.dumps writes raw (str.splitlines breaks at them) in an output and an extra field ...
+    rows[0]["raw_output"] += " \u2028 \u2029 \u0085"
+    rows[1]["extra"] = {"note": "a\u2028b"}
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows[:-1]]
+    # ... and a disk-full append that stopped one byte into a Chinese character of the last record.
+    rows[-1]["raw_output"] = "肺部正常" * 10
+    last = json.dumps(rows[-1], ensure_ascii=False).encode()
+    path.write_bytes(("\n".join(lines) + "\n").encode() + last[: last.index("正".encode()) + 1])
+    count_generated.clear()
+    again = run_evaluation(config, progress=False)
+    assert (again["generation"]["resumed"], again["generation"]["generated"]) == (5, 1)
+    assert len(count_generated) == 1
+    kept = read_predictions(path)
+    assert [r.raw_output for r in kept[:2]] == [rows[0]["raw_output"], rows[1]["raw_output"]]
+    assert kept[1].extra == {"note": "a\u2028b"} and len(kept) == 6
+
+
+def test_a_second_eval_into_a_busy_directory_is_refused_at_once(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False, batch_size=2)
+    original = generate_module.generate_batch
+    second: list[tuple[int, str]] = []
+
+    def racing(model, processor, samples, **kwargs):
+        if not second:  # while the first run generates its first batch, a second run starts on the same dir
+            capsys.readouterr()
+            code = main(["eval", "--config", str(config_path), "--no-judges"])
+            second.append((code, capsys.readouterr().err))
+        return original(model, processor, samples, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_batch", racing)
+    first = run_evaluation(load_config(config_path), progress=False)
+    [(code, err)] = second
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'eval'}: another rarl process (pid {os.getpid()}) is writing here now" in err
+    keys = [
+        json.loads(line)["id"] for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert first["n"] == 6 and len(keys) == len(set(keys)) == 6  # every item written once
+    # Once the first run is over, the directory is free again.
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_path, tiny_model_dir, capsys):
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from rarl.io import directory_lock\n"
+            "with directory_lock(sys.argv[1], hint='wait'):\n    print('held', flush=True); time.sleep(120)",
+            str(tmp_path / "eval"),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["eval", "--config", str(config_path), "--no-judges"]) == 2
+        assert f"(pid {holder.pid}) is writing here now" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+
+
+def test_resume_repairs_a_file_holding_items_twice(tmp_path, tiny_model_dir, count_generated, capsys):
+    config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
+    run_evaluation(config, progress=False)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    copies = [json.loads(lines[i]) | {"raw_output": f"a later copy {i}"} for i in (0, 2)]
+    path.write_text("\n".join(lines + [json.dumps(c) for c in copies]) + "\n", encoding="utf-8")
+    # Scoring the file as it is would count two items twice: refused, saying how to repair it.
+    judge = tmp_path / "judge.yaml"
+    judge.write_text(yaml.safe_dump({"judges": [{"name": "j", "api_key_env": ""}]}))
+    assert main(["judge", "--config", str(judge), "--predictions", str(path)]) == 2
+    assert "rerunning `rarl eval` on its directory keeps the first" in capsys.readouterr().err
+    count_generated.clear()
+    again = run_evaluation(config, progress=False)
+    assert again["generation"]["generated"] == 0 and not count_generated
+    assert "2 duplicate predictions dropped" in " ".join(capsys.readouterr().err.split())
+    assert path.read_text(encoding="utf-8").splitlines() == lines  # the first of each kept, in order
+
+
+def test_an_output_dir_that_cannot_be_one_is_refused_before_any_work(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "a-file").write_text("keep")
+    monkeypatch.chdir(tmp_path / "cwd")
+    for value, problem in [
+        ("", "eval.output_dir: must not be empty"),
+        (str(tmp_path / "a-file"), "eval.output_dir must name a directory, but it is a file"),
+    ]:
+        assert main(["eval", "--config", str(config_path), f"eval.output_dir={value}"]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and "Traceback" not in err
+    assert not list((tmp_path / "cwd").iterdir()) and (tmp_path / "a-file").read_text() == "keep"
+
+
+def test_a_full_disk_during_eval_is_one_line_and_the_rerun_resumes(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
+    from test_io import fill_disk_on
+
+    config_path = write_config(tmp_path, tiny_model_dir, bertscore=False, batch_size=2)
+    path = tmp_path / "eval" / "predictions.jsonl"
+    with monkeypatch.context() as patch:
+        fill_disk_on(patch, "predictions.jsonl", room=2500)  # room for a few of the six lines
+        assert main(["eval", "--config", str(config_path), "--no-judges"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rarl eval:")]
+    assert err == [
+        f"rarl eval: error: {path}: cannot write: no space left on device; free some space and rerun"
+    ]
+    kept = path.read_text(encoding="utf-8")
+    assert kept.endswith("\n") and 0 < len(kept.splitlines()) < 6  # whole lines only
+    assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["generation"]["resumed"] == len(kept.splitlines()) and results["n"] == 6

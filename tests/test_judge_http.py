@@ -37,6 +37,7 @@ class JudgeServer:
 
     def __init__(self):
         self.requests: Counter[str] = Counter()
+        self.scripted: dict[str, str] = {}  # case -> the reply text a test wants sent verbatim
         self.headers: list[dict[str, str]] = []
         self.bodies: list[dict] = []
         self.in_flight = 0
@@ -109,6 +110,8 @@ class JudgeServer:
     def respond(self, handler, path, case, attempt):
         assert path == "/v1/chat/completions"
         error = {"error": {"message": "scripted failure", "type": "server_error"}}
+        if case in self.scripted:
+            return self.completion(handler, self.scripted[case])
         if case == "auto":  # grade like a (very literal) judge: is the reference in the final answer?
             text = handler.last_text
             reference = re.search(r"Ground-truth answer: (.*)", text).group(1).strip().lower()
@@ -369,3 +372,45 @@ def test_cache_survives_a_truncated_last_line(tmp_path):
     assert len(cache) == 1 and cache.get("a") == "r1" and cache.get("b") is None
     cache.put("c", "r3", {})
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+
+
+def test_cache_reads_replies_holding_line_separators_and_a_torn_multibyte_tail(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-test")
+    explanations = {"sep": "Sound.\u2028Correct.", "para": "A\u2029B", "nel": "x\u0085y"}
+    for case, text in explanations.items():
+        server.scripted[case] = json.dumps({"evaluation": text, "reasoning_score": 1, "prediction_score": 0})
+    records = records_for([*explanations, "good"])
+    judge = judge_config(server, tmp_path)
+    first, _ = judge_once(records, judge, progress=False)
+    assert [j.evaluation for j in first[:3]] == list(explanations.values())
+    # A later run reads every reply back from the shared cache file and asks nothing.
+    second, stats = judge_once(records, judge, progress=False)
+    assert stats.cache_hits == 4 and stats.requests == 0
+    assert [j.to_dict() | {"cached": None, "attempts": None} for j in second] == [
+        j.to_dict() | {"cached": None, "attempts": None} for j in first
+    ]
+    # A disk-full append cut the last reply inside a multi-byte character: dropped and asked again.
+    path = tmp_path / "cache.jsonl"
+    path.write_bytes(path.read_bytes() + '{"key": "z", "reply": "肺'.encode()[:-1])
+    _, stats = judge_once(records, judge, progress=False)
+    assert stats.cache_hits == 4 and stats.requests == 0 and path.read_bytes().endswith(b"\n")
+    assert len(JudgeCache(path)) == 4
+
+
+def test_cache_drops_unreadable_lines_instead_of_refusing_every_later_run(tmp_path, caplog):
+    path = tmp_path / "cache.jsonl"
+    lines = [
+        '{"key": "a", "reply": "r1"}',
+        "{not json",
+        '{"key": "b", "reply": 3}',
+        '{"key": "d", "reply": "x", "reply": "y"}',  # which reply? neither
+        '{"key": "e", "reply": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"key": "c", "reply": "r3"}',
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cache = JudgeCache(path)
+    assert [cache.get(k) for k in "abcde"] == ["r1", None, "r3", None, None]
+    assert "dropped 4 unreadable line(s)" in caplog.text
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+    with pytest.raises(UserError, match="is a directory"):
+        JudgeCache(tmp_path)

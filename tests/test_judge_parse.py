@@ -62,6 +62,28 @@ def test_accepts_exactly_one_well_formed_verdict(reply, scores, how):
             "2 verdict objects",
         ),
         ("[1, 0]", "no JSON object"),
+        # a key twice: json.loads would silently keep the last value
+        (
+            '{"reasoning_score":0,"prediction_score":0,"prediction_score":1,"reasoning_score":1}',
+            "repeats keys",
+        ),
+        (
+            '{"evaluation": "a", "evaluation": "b", "reasoning_score": 1, "prediction_score": 1}',
+            "repeats keys",
+        ),
+        # too deep for the decoder, with or without score keys around it
+        pytest.param('{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply", id="deep-object"),
+        pytest.param(
+            '{"reasoning_score": 1, "prediction_score": 1, "evaluation": '
+            + "[" * 100_000
+            + "]" * 100_000
+            + "}",
+            "nested too deeply",
+            id="deep-list-in-verdict",
+        ),
+        # no UTF-8 file can hold a lone surrogate, raw in the reply or escaped inside the verdict
+        ('{"evaluation": "x\\ud800", "reasoning_score": 1, "prediction_score": 1}', "lone surrogate"),
+        ('{"evaluation": "x", "reasoning_score": 1, "prediction_score": 1} \udfff', "lone surrogate"),
     ],
 )
 def test_anything_else_is_unreadable(reply, why):

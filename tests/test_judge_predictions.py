@@ -52,6 +52,9 @@ BAD_FILES = [
         [row(0), row(1, prompt="non_reasoning")],
         "row 2, field 'model': model='model-a' prompt='non_reasoning'",
     ),
+    # "\ud800" in the file decodes to a lone surrogate that no database or UTF-8 file downstream can hold
+    ([row(0), row(1, raw_output="x\ud800")], "row 2, field 'raw_output': holds a lone surrogate"),
+    ([row(0, question="q\udfff"), row(1)], "row 1, field 'question': holds a lone surrogate"),
 ]
 
 

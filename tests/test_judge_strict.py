@@ -11,7 +11,7 @@ import time
 
 import pytest
 import yaml
-from test_judge_http import JudgeServer, judge_config, judge_once, records_for
+from test_judge_http import GOOD, JudgeServer, judge_config, judge_once, records_for
 
 import rarl.eval.judge as judge_module
 from rarl.cli import main
@@ -188,3 +188,58 @@ def test_rarl_judge_retry_failed_flag(server, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ok=2 parse_errors=0" in out and "cached=1 requests=1" in out
     assert server.requests["overloaded"] == 2
+
+
+def test_replies_that_cannot_be_parsed_or_stored_are_counted_failures_not_crashes(server, tmp_path, capsys):
+    hostile = {
+        "deep": '{"a":' * 100_000 + "1" + "}" * 100_000,  # RecursionError in the JSON decoder
+        "raw_surrogate": '{"evaluation": "x\ud800", "reasoning_score": 1, "prediction_score": 1}',
+        "escaped_surrogate": '{"evaluation": "x\\ud800", "reasoning_score": 1, "prediction_score": 1}',
+        "dupkeys": '{"reasoning_score":0,"prediction_score":0,"prediction_score":1,"reasoning_score":1}',
+    }
+    server.scripted.update(hostile)
+    config, predictions = _judge_cli_setup(server, tmp_path, [*hostile, "good"])
+    command = ["judge", "--config", str(config), "--predictions", str(predictions)]
+    for _ in range(2):  # the second run reads every reply back from the cache and asks nothing
+        assert main(command) == 0
+        out = " ".join(capsys.readouterr().out.split())  # the console may wrap
+        assert "ok=1 parse_errors=4 api_errors=0" in out
+    assert "cached=5 requests=0" in out and sum(server.requests.values()) == 5
+    judged = judge_module.read_judgements(predictions.parent / "judgements" / "local.jsonl")
+    assert [j.status for j in judged] == ["parse_error"] * 4 + ["ok"]
+    assert judged[1].reply == hostile["raw_surrogate"]  # the evidence is kept exactly
+    cache = judge_module.JudgeCache(tmp_path / "cache.jsonl")
+    assert sorted(cache._replies.values()) == sorted([*hostile.values(), json.dumps(GOOD)])
+    assert main([*command, "--retry-failed"]) == 0  # the four are asked again, the good one is not
+    assert sum(server.requests.values()) == 9
+
+
+@pytest.mark.parametrize(
+    "broken", ['{"model": "m", "n": 2, "rule_me', "[]", "\xff\xfe", '{"judges": [], "n": 2}', "[" * 100_000]
+)
+def test_rarl_judge_refuses_an_unreadable_results_json_before_asking(server, tmp_path, capsys, broken):
+    config, predictions = _judge_cli_setup(server, tmp_path, ["good", "good"])
+    results = predictions.parent / "results.json"
+    results.write_bytes(broken.encode("latin-1"))
+    assert main(["judge", "--config", str(config), "--predictions", str(predictions)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"rarl judge: error: {results}")
+    assert "delete it to rebuild it from the predictions" in err
+    assert sum(server.requests.values()) == 0 and results.read_bytes() == broken.encode("latin-1")
+
+
+def test_rarl_judge_keeps_an_earlier_judge_that_is_no_longer_configured(server, tmp_path, capsys):
+    config, predictions = _judge_cli_setup(
+        server, tmp_path, ["good", "good"], name="old", base_url="http://127.0.0.1:9/v1"
+    )
+    command = ["judge", "--config", str(config), "--predictions", str(predictions)]
+    assert main(command) == 1  # every call of "old" failed: its own run is an error
+    capsys.readouterr()
+    config.write_text(config.read_text().replace("name: old", "name: new").replace("127.0.0.1:9/", "X/"))
+    config.write_text(config.read_text().replace("http://X/v1", server.base_url))
+    assert main(command) == 0
+    [note] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rarl judge:")]
+    assert note.startswith("rarl judge: note: ") and "'old'" in note and "not in this config" in note
+    results = json.loads((predictions.parent / "results.json").read_text())
+    assert results["judges"]["new"]["summary"]["overall"]["final"] == 100.0
+    assert "all 2 judgements failed" in results["judge_failures"]["old"]  # kept, as it was

@@ -287,3 +287,34 @@ def test_training_log_from_latest_checkpoint_trainer_state(tmp_path):
     series = reward_series(read_training_log(tmp_path))
     assert series["reward"] == ([1.0, 2.0, 3.0], [0.1, 0.2, 0.4])  # checkpoint-10 (not -2); NaN skipped
     assert series["format"][1] == [0.05, 0.1, 0.2]
+
+
+@pytest.mark.parametrize("out", ["existing.txt", "existing.txt/sub", ""])
+def test_report_out_that_cannot_be_a_directory_is_one_line_before_any_work(
+    tmp_path, capsys, monkeypatch, out
+):
+    run, _ = make_run(tmp_path, "run1", "m", PREDS, {})
+    (tmp_path / "existing.txt").write_text("keep me")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    target = str(tmp_path / out) if out else out
+    assert main(["report", str(run), "--out", target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("rarl report: error: ") and "--out" in err
+    assert (tmp_path / "existing.txt").read_text() == "keep me"
+    assert not list((tmp_path / "cwd").iterdir())  # an empty --out never means "write here"
+
+
+@pytest.mark.parametrize(
+    "state", [b'{"log_history": [{"step": 1, "reward": \xff}]}', b"[" * 100_000], ids=["not-utf8", "deep"]
+)
+def test_an_unreadable_trainer_state_is_one_line(tmp_path, capsys, state):
+    run, _ = make_run(tmp_path, "run1", "m", PREDS, {})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "trainer_state.json").write_bytes(state)
+    assert (
+        main(["report", str(run), "--train-run", str(tmp_path / "train"), "--out", str(tmp_path / "r")]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rarl report: error: {tmp_path / 'train' / 'trainer_state.json'}")
+    assert len(err.splitlines()) == 1

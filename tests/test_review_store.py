@@ -192,3 +192,18 @@ def test_a_file_that_is_not_sqlite_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "ratings.sqlite").write_text("these are my notes, not a database\n" * 20)
     with pytest.raises(UserError, match="not a usable ratings database"):
         RatingStore(tmp_path / "ratings.sqlite")
+
+
+@pytest.mark.parametrize("fmt", [[], ["--format", "csv"]])
+def test_cli_export_to_a_directory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt
+) -> None:
+    db = tmp_path / "ratings.sqlite"
+    RatingStore(db).save("dr a", "m1", "d/s/1", 1, 0)
+    (tmp_path / "exports.csv").mkdir()  # a directory, even one named like a CSV file
+    for out in (tmp_path / "exports.csv", tmp_path):
+        assert main(["review", "export", "--db", str(db), "--out", str(out), *fmt]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"rarl review: error: {out}: --out names a directory")
+        assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports.csv", "ratings.sqlite"]

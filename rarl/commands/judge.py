@@ -58,7 +58,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{name}: {stats.parse_errors} unreadable replies are cached; --retry-failed asks again",
                 markup=False,
             )
-    failures = typed.judge_failures
+    # Only this config's judges decide the exit code: an earlier run's judge that is no longer configured
+    # keeps its entry in results.json (scores or failure) and is named in one line, never an error.
+    configured = {judge.name for judge in config.judges}
+    failures = {name: message for name, message in typed.judge_failures.items() if name in configured}
+    earlier = sorted((set(typed.judges) | set(typed.judge_failures)) - configured)
+    if earlier:
+        print(
+            f"rarl judge: note: kept the earlier results of {', '.join(map(repr, earlier))} in "
+            f"{predictions.parent / RESULTS_FILE} (not in this config; not re-judged)",
+            file=sys.stderr,
+        )
     for name, message in failures.items():
         print(f"rarl judge: error: judge {name!r}: {message}; no score written", file=sys.stderr)
     return 1 if failures else 0

@@ -59,6 +59,10 @@ def _export(args: argparse.Namespace) -> int:
     from rarl.errors import UserError
     from rarl.review.store import export_ratings
 
+    if not str(args.out).strip():
+        raise UserError("--out: empty; name the file to write (e.g. ratings.csv)")
+    if Path(args.out).is_dir():
+        raise UserError(f"{args.out}: --out names a directory; name the file to write (e.g. ratings.csv)")
     fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"cannot tell the format from {args.out!r}; pass --format csv or --format jsonl")

@@ -60,12 +60,12 @@ def _looks_like_cvbench(path: Path) -> bool:
     """CV-Bench JSONL rows carry ``task`` and ``choices``; reasoning JSONL rows do not have ``task``."""
     import json
 
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         first = handle.readline()
     try:
-        row = json.loads(first)
-    except json.JSONDecodeError:
-        return False
+        row = json.loads(first.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False  # the loader names the file and line
     return isinstance(row, dict) and "task" in row and "choices" in row
 
 

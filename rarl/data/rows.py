@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import DataError
+from rarl.io import is_valid_unicode
 from rarl.schema.sample import QUESTION_TYPES, QuestionType, Sample
 
 log = logging.getLogger("rarl.data")
@@ -68,6 +69,8 @@ def text(record: dict[str, Any], key: str, *, required: bool = True, allow_empty
     value = _INVISIBLE.sub("", value) if isinstance(value, str) else value
 
     result = " ".join(str(value).split())
+    if not is_valid_unicode(result):  # "\ud800" in a JSON file: no tokenizer or UTF-8 file can take it
+        raise BadRow(key, "holds a lone surrogate (U+D800-U+DFFF), not valid Unicode text")
     if not result and not allow_empty:
         if required:
             raise BadRow(key, "is empty")

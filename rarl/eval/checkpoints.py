@@ -18,14 +18,15 @@ import copy
 import csv
 import io
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from rarl.config import RunConfig, save_config
 from rarl.errors import UserError
-from rarl.eval.harness import run_evaluation, write_results
+from rarl.eval.harness import BUSY_HINT, run_evaluation, write_results
 from rarl.eval.shard import Shard, current_shard
-from rarl.io import atomic_write_text
+from rarl.io import atomic_write_text, directory_lock
 from rarl.schema.results import MetricBlock, RunResults
 
 log = logging.getLogger(__name__)
@@ -140,14 +141,34 @@ def evaluate_checkpoints(
     progress: bool = True,
     shard: Shard | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the checkpoints of ``run_dir``; returns the top-level results (``{}`` on non-main ranks)."""
-    from rarl.schema.rundir import checkpoint_step
+    """Evaluate the checkpoints of ``run_dir``; returns the top-level results (``{}`` on non-main ranks).
 
+    The top directory is locked for the whole selection (each ``checkpoint-N/`` also by its own run).
+    """
     if mode not in MODES:
         raise UserError(f"--checkpoints {mode!r}; valid options: {', '.join(MODES)}")
     check_selection_split(config, mode)
     shard = shard or current_shard()
     out_dir = Path(config.eval.output_dir)
+    with ExitStack() as held:
+        if shard.is_main:
+            held.enter_context(directory_lock(out_dir, hint=BUSY_HINT))
+        return _evaluate_locked(config, run_dir, mode, metric, out_dir, judges, overwrite, progress, shard)
+
+
+def _evaluate_locked(
+    config: RunConfig,
+    run_dir: str | Path,
+    mode: str,
+    metric: str,
+    out_dir: Path,
+    judges: bool,
+    overwrite: bool,
+    progress: bool,
+    shard: Shard,
+) -> dict[str, Any]:
+    from rarl.schema.rundir import checkpoint_step
+
     targets = run_checkpoints(run_dir, mode)
     rows: list[dict[str, Any]] = []
     per_checkpoint: dict[str, dict[str, Any]] = {}

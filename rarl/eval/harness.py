@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from rarl.config import JudgeConfig, RunConfig, save_config
 from rarl.data.budget import preflight
-from rarl.errors import UserError
+from rarl.errors import DataError, UserError
 from rarl.eval.shard import Shard, current_shard
-from rarl.io import append_jsonl, atomic_write_json, atomic_write_text, has_torn_tail
+from rarl.io import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_directory,
+    directory_lock,
+    has_torn_tail,
+    json_line,
+)
 from rarl.models.loading import model_label
 from rarl.provenance import (
     PROVENANCE_FILE,
@@ -34,6 +43,7 @@ from rarl.provenance import (
     read_provenance,
     write_provenance,
 )
+from rarl.schema.predictions import read_predictions_keeping_first
 from rarl.schema.records import PredictionRecord
 from rarl.schema.rundir import (
     JUDGEMENTS_DIR,
@@ -48,6 +58,8 @@ from rarl.schema.sample import Sample
 log = logging.getLogger(__name__)
 
 FRESH_HINT = "pass --overwrite to discard them, or choose another eval.output_dir"
+BUSY_HINT = "wait for it to finish, or choose another eval.output_dir"
+REBUILD_HINT = "delete it to rebuild it from the predictions, or rerun `rarl eval` on this directory"
 # Everything a run writes into eval.output_dir: what --overwrite removes.
 OUTPUT_FILES = (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_MD, PROVENANCE_FILE, "resolved_config.yaml")
 
@@ -86,27 +98,36 @@ def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> di
 
     Part files left by a sharded run (finished or interrupted) are merged in and removed, and a
     half-written last line is dropped; the first record of a key wins, so the file never holds a key
-    twice, and a rewritten file lists the keys of ``order`` (the samples) first, in that order. Only the
-    main process calls this; the others read the result after a barrier.
+    twice (a file that already does, e.g. written by two runs at once before runs locked their directory,
+    is repaired and the dropped copies counted in the log), and a rewritten file lists the keys of
+    ``order`` (the samples) first, in that order. Only the main process calls this; the others read the
+    result after a barrier.
     """
     path = out_dir / PREDICTIONS_FILE
     sources = ([path] if path.exists() else []) + _part_files(out_dir)
     done: dict[str, PredictionRecord] = {}
     rewrite = bool(_part_files(out_dir))
+    duplicates = 0
     for source in sources:
         rewrite = rewrite or has_torn_tail(source)
-        for record in read_predictions(source):
+        records, dropped = read_predictions_keeping_first(source)
+        duplicates += dropped
+        for record in records:
             if record.key in done:
-                rewrite = True
+                duplicates += 1
                 continue
             done[record.key] = record
-    if rewrite:
+    if duplicates:
+        log.warning("%s: %d duplicate predictions dropped (the first of each item is kept)", path, duplicates)
+    if rewrite or duplicates:
         rank = {key: index for index, key in enumerate(order or [])}
         done = dict(sorted(done.items(), key=lambda item: rank.get(item[0], len(rank))))
         atomic_write_text(path, "".join(_json_line(r.to_dict()) for r in done.values()))
         for part in _part_files(out_dir):
             part.unlink()
-        log.info("%s: merged %d predictions (part files / a truncated last line)", path, len(done))
+        log.info(
+            "%s: rewritten with %d predictions (parts merged, torn line/copies dropped)", path, len(done)
+        )
     return done
 
 
@@ -128,9 +149,7 @@ def check_item_fingerprints(
 
 
 def _json_line(data: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(data, ensure_ascii=False, default=str) + "\n"
+    return json_line(data) + "\n"
 
 
 def check_output_dir(config: RunConfig, out_dir: Path) -> dict[str, Any]:
@@ -341,26 +360,41 @@ def run_evaluation(
     """Generate (resuming), score with rule metrics and the configured judges, write all outputs.
 
     Under ``accelerate launch`` every process generates its share; only the main process scores,
-    judges and writes results (the others return ``{}``).
+    judges and writes results (the others return ``{}``). The output directory is locked for the whole
+    run: a second ``rarl eval`` (or ``rarl judge``) into it is refused at once.
     """
-    from rarl.eval.metrics import dataset_labels, rule_metrics
-
     shard = shard or current_shard()
-    out_dir = Path(config.eval.output_dir)
+    out_dir = check_output_directory(config.eval.output_dir, "eval.output_dir")
     if judges:
         _check_judge_keys(config.judges)
-    samples = load_eval_samples(config)
-    preflight(config, samples, "eval", processor)  # images present, no truncation: before the model loads
-    if shard.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if overwrite:
+    with ExitStack() as held:
+        if shard.is_main:  # the processes of one sharded run are one writer; its main one holds the lock
+            held.enter_context(directory_lock(out_dir, hint=BUSY_HINT))  # first: refused before any work
+        samples = load_eval_samples(config)
+        preflight(config, samples, "eval", processor)  # images present, no truncation: before the model
+        if shard.is_main and overwrite:
             clear_outputs(out_dir)
-    shard.wait()
-    records, info = generate_missing(
-        config, samples, out_dir, model=model, processor=processor, progress=progress, shard=shard
-    )
-    if not shard.is_main:
-        return {}
+        shard.wait()
+        records, info = generate_missing(
+            config, samples, out_dir, model=model, processor=processor, progress=progress, shard=shard
+        )
+        if not shard.is_main:
+            return {}
+        return _score_and_write(config, records, info, out_dir, judges=judges, progress=progress)
+
+
+def _score_and_write(
+    config: RunConfig,
+    records: list[PredictionRecord],
+    info: dict[str, Any],
+    out_dir: Path,
+    *,
+    judges: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """Rule metrics, the judges and ``results.json`` of a finished generation (main process only)."""
+    from rarl.eval.metrics import dataset_labels, rule_metrics
+
     metrics = rule_metrics(
         records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
     )
@@ -386,36 +420,46 @@ def rejudge(
     progress: bool = True,
     retry_failed: bool = False,
 ) -> dict[str, Any]:
-    """``rarl judge``: judge an existing predictions file and merge the judges into its results.json."""
+    """``rarl judge``: judge an existing predictions file and merge the judges into its results.json.
+
+    The directory is locked first (a running ``rarl eval`` there is still writing the predictions), and
+    an unreadable ``results.json`` is refused before any judge is asked (merging into it would lose it).
+    """
     from rarl.eval.metrics import dataset_labels, rule_metrics
+    from rarl.schema.results import RunResults, read_results_json
 
     if not config.judges:
         raise UserError("no judges configured: add a 'judges:' list to the config (see docs/evaluation.md)")
     path = Path(predictions) if predictions else Path(config.eval.output_dir) / PREDICTIONS_FILE
-    records = read_predictions(path)
-    if not records:
-        raise UserError(f"{path}: no predictions to judge")
+    if not path.is_file():
+        raise UserError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     out_dir = path.parent
-    results_path = out_dir / RESULTS_FILE
-    if results_path.exists():
-        import json
-
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-    else:
-        results = {
-            "model": records[0].model,
-            "prompt": records[0].prompt,
-            "n": len(records),
-            "datasets": list(dict.fromkeys(dataset_labels(records))),
-            "rule_metrics": rule_metrics(
-                records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
-            ),
-        }
-    merge_judges(
-        results,
-        judge_predictions(records, config.judges, out_dir, progress=progress, retry_failed=retry_failed),
-    )
-    write_results(out_dir, results)
+    with directory_lock(out_dir, hint=BUSY_HINT):
+        records = read_predictions(path)
+        if not records:
+            raise UserError(f"{path}: no predictions to judge")
+        results_path = out_dir / RESULTS_FILE
+        if results_path.exists():
+            results = read_results_json(results_path, hint=REBUILD_HINT)
+            try:  # a wrong type is refused here, naming the field, not by a crash while merging
+                RunResults.from_dict(results, results_path)
+            except DataError as exc:
+                raise DataError(exc.path, exc.row, exc.field, f"{exc.problem}; {REBUILD_HINT}") from None
+        else:
+            results = {
+                "model": records[0].model,
+                "prompt": records[0].prompt,
+                "n": len(records),
+                "datasets": list(dict.fromkeys(dataset_labels(records))),
+                "rule_metrics": rule_metrics(
+                    records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
+                ),
+            }
+        merge_judges(
+            results,
+            judge_predictions(records, config.judges, out_dir, progress=progress, retry_failed=retry_failed),
+        )
+        write_results(out_dir, results)
     return results
 
 

@@ -33,6 +33,7 @@ import asyncio
 import contextvars
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -43,10 +44,21 @@ from pathlib import Path
 from typing import Any
 
 from rarl.config import JudgeConfig
-from rarl.errors import UserError
-from rarl.io import append_jsonl, atomic_write_text, has_torn_tail, read_jsonl
+from rarl.errors import DataError, UserError
+from rarl.io import (
+    append_jsonl,
+    atomic_write_text,
+    decode_line,
+    has_torn_tail,
+    is_valid_unicode,
+    json_line,
+    parse_json_line,
+    text_lines,
+)
 from rarl.schema.judgements import Judgement, read_judgements, write_judgements
 from rarl.schema.records import PredictionRecord
+
+log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "rarl-judge-v2"
 
@@ -91,7 +103,7 @@ def delimiter_tag(prediction: str) -> str:
     the hash of its own text, which it cannot; the tag is still deterministic, so the prompt (and the
     judge's reply at temperature 0) is reproducible.
     """
-    return hashlib.sha256(prediction.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(prediction.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def judge_messages(question: str, reference: str, prediction: str) -> list[dict[str, str]]:
@@ -130,13 +142,26 @@ SCORE_KEYS = ("reasoning_score", "prediction_score")
 VERDICT_KEYS = frozenset({"evaluation", *SCORE_KEYS})
 
 
+class _Object(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that remembers the keys it repeated (``json`` would keep the last silently)."""
+
+    repeated: list[str]
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    data = _Object(pairs)
+    data.repeated = [key for key, n in Counter(key for key, _ in pairs).items() if n > 1]
+    return data
+
+
 def _json_objects(text: str) -> list[tuple[dict[str, Any], int, int]]:
     """Every top-level JSON object in ``text`` with its span, decoded by ``json.JSONDecoder.raw_decode``.
 
     A ``{`` that does not start valid JSON is skipped; a decoded object is skipped over whole, so braces
-    inside its strings or nested objects are never mistaken for another object.
+    inside its strings or nested objects are never mistaken for another object. Nesting too deep for the
+    decoder (a reply of 100,000 brackets) is a :class:`JudgeParseError`, not a crash of every judge.
     """
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=_object_from_pairs)
     found = []
     position = text.find("{")
     while position != -1:
@@ -145,6 +170,8 @@ def _json_objects(text: str) -> list[tuple[dict[str, Any], int, int]]:
         except json.JSONDecodeError:
             position = text.find("{", position + 1)
             continue
+        except RecursionError:
+            raise JudgeParseError("JSON nested too deeply to read") from None
         if isinstance(value, dict):
             found.append((value, position, end))
         position = text.find("{", end)
@@ -171,12 +198,19 @@ def parse_judge_reply(text: str | None) -> Verdict:
     if text is None or not str(text).strip():
         raise JudgeParseError("empty reply")
     text = str(text).strip()
+    if not is_valid_unicode(text):
+        raise JudgeParseError("the reply holds a lone surrogate (U+D800-U+DFFF): not valid Unicode text")
     objects = [(data, start, end) for data, start, end in _json_objects(text) if set(data) & set(SCORE_KEYS)]
     if not objects:
         raise JudgeParseError("no JSON object with reasoning_score and prediction_score")
     if len(objects) > 1:
         raise JudgeParseError(f"{len(objects)} verdict objects in one reply; expected exactly one")
     data, start, end = objects[0]
+    repeated = getattr(data, "repeated", [])
+    if repeated:
+        raise JudgeParseError(
+            f"the JSON object repeats keys {sorted(repeated)}: which value is meant is a guess"
+        )
     missing = [key for key in SCORE_KEYS if key not in data]
     if missing:
         raise JudgeParseError(f"the JSON object lacks {', '.join(missing)}")
@@ -186,6 +220,8 @@ def parse_judge_reply(text: str | None) -> Verdict:
     evaluation = data.get("evaluation", "")
     if not isinstance(evaluation, str):
         raise JudgeParseError(f"evaluation is {type(evaluation).__name__}, not text")
+    if not is_valid_unicode(evaluation):  # "\ud800" escaped in the JSON decodes to a lone surrogate
+        raise JudgeParseError("evaluation holds a lone surrogate (U+D800-U+DFFF): not valid Unicode text")
     outside = (text[:start] + text[end:]).strip()
     parsed_by = "json" if not outside else "fenced" if _FENCE.fullmatch(text) else "embedded"
     return Verdict(
@@ -206,25 +242,43 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\{.*\}\s*```", re.DOTALL)
 def cache_key(judge_model: str, question: str, reference: str, prediction: str) -> str:
     """Stable key of one judgement: any change in model, prompt version or inputs is a new key."""
     payload = json.dumps([judge_model, PROMPT_VERSION, question, reference, prediction], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class JudgeCache:
-    """Append-only JSONL of judge replies, loaded once; safe to share between judges in one process."""
+    """Append-only JSONL of judge replies, loaded once; safe to share between judges in one process.
+
+    Why it never refuses to load: it is a cache shared by every judge run (the shipped eval config points
+    both judges at one file), so a line it cannot read (half a line left by an interrupted or disk-full
+    writer, a line broken by hand) must not stop all later runs. Such lines are dropped with a warning that
+    counts them, the file is rewritten without them, and their judgements are simply asked again.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._replies: dict[str, str] = {}
         self._lock = threading.Lock()
+        if self.path.is_dir():
+            raise UserError(f"{self.path}: is a directory; a judge's cache_path names a JSONL file")
         if self.path.exists():
-            for entry in read_jsonl(self.path, tolerate_truncated_tail=True):
-                if isinstance(entry.get("key"), str) and isinstance(entry.get("reply"), str):
+            dropped = 0
+            for number, raw in enumerate(text_lines(self.path.read_bytes()), start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    entry = parse_json_line(decode_line(raw, str(self.path), number), str(self.path), number)
+                except DataError:
+                    dropped += 1
+                    continue
+                if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("key", "reply")):
                     self._replies[entry["key"]] = entry["reply"]
-            if has_torn_tail(self.path):
-                # An interrupted writer left half a line: drop it so the next append starts a clean line.
-                kept = [
-                    json.dumps({"key": k, "reply": v}, ensure_ascii=False) for k, v in self._replies.items()
-                ]
+                else:
+                    dropped += 1
+            if dropped:
+                log.warning("%s: dropped %d unreadable line(s); those are asked again", self.path, dropped)
+            if dropped or has_torn_tail(self.path):
+                # Rewrite without them, so the next append starts a clean line after readable ones only.
+                kept = [json_line({"key": k, "reply": v}) for k, v in self._replies.items()]
                 atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def __len__(self) -> int:
@@ -234,9 +288,15 @@ class JudgeCache:
         return self._replies.get(key)
 
     def put(self, key: str, reply: str, meta: dict[str, Any]) -> None:
+        """Store a reply; one that would not read back exactly (not expected: :func:`json_line` escapes
+        what UTF-8 cannot hold) is kept for this run only, so the file holds only lines it can read."""
+        entry = {"key": key, "reply": reply, **meta}
         with self._lock:
             self._replies[key] = reply
-            append_jsonl(self.path, [{"key": key, "reply": reply, **meta}])
+            if json.loads(json_line(entry)) == entry:
+                append_jsonl(self.path, [entry])
+            else:
+                log.warning("%s: the reply for %s does not read back as written; not cached", self.path, key)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
-from rarl.io import read_jsonl
+from rarl.io import read_jsonl, read_text
 from rarl.stats import Estimate
 
 _COMPONENT = re.compile(r"^rewards/(.+)/mean$")
@@ -55,9 +55,11 @@ def read_training_log(run_dir: str | Path) -> list[dict[str, Any]]:
     if source.suffix == ".jsonl":
         return list(read_jsonl(source, tolerate_truncated_tail=True))
     try:
-        state = json.loads(source.read_text(encoding="utf-8"))
+        state = json.loads(read_text(source))  # not UTF-8: a DataError naming the file
     except json.JSONDecodeError as exc:
         raise UserError(f"{source}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{source}: invalid JSON (nested too deeply)") from None
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
         raise UserError(f"{source}: no log_history list")

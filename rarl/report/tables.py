@@ -21,7 +21,7 @@ from typing import Any
 
 from rarl.errors import UserError
 from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
-from rarl.io import atomic_write_text
+from rarl.io import atomic_write_text, check_output_directory
 from rarl.schema.records import PredictionRecord
 from rarl.schema.results import JudgeBlock, MetricBlock, RunResults, read_results
 from rarl.stats import (
@@ -779,6 +779,7 @@ def build_report(
     """Write ``report.md``, one CSV per table and PNG plots to ``out_dir``; returns the written paths."""
     from rarl.report.plots import plot_dataset_scores, plot_reward_curves
 
+    check_output_directory(out_dir, "--out")  # before reading the runs, not after
     if labels and len(labels) != len(run_dirs):
         raise UserError(f"--labels: {len(labels)} labels for {len(run_dirs)} runs")
     runs = [load_run(path, labels[i] if labels else None) for i, path in enumerate(run_dirs)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 import secrets
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
-from rarl.io import atomic_write_text
+from rarl.io import atomic_write_text, json_line
 from rarl.schema.records import PredictionRecord
 
 SCHEMA_VERSION = 2
@@ -398,9 +397,7 @@ def export_text(rows: list[dict[str, Any]], fmt: str) -> str:
         writer.writerows({k: _csv_safe(v) for k, v in row.items()} for row in rows)
         return buffer.getvalue()
     if fmt == "jsonl":
-        return "".join(
-            json.dumps({k: row[k] for k in EXPORT_FIELDS}, ensure_ascii=False) + "\n" for row in rows
-        )
+        return "".join(json_line({k: row[k] for k in EXPORT_FIELDS}) + "\n" for row in rows)
     raise UserError(f"unknown export format {fmt!r}; use csv or jsonl")
 
 

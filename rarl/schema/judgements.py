@@ -6,14 +6,13 @@ the shared schema so that the report layer reads judgements without the judging 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rarl.io import atomic_write_text, read_jsonl
+from rarl.io import atomic_write_text, json_line, read_jsonl
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Judgement:
 
 def write_judgements(path: str | os.PathLike[str], judgements: Sequence[Judgement]) -> Path:
     """All judgements of one judge as JSONL (rewritten atomically: it is derived data, not a log)."""
-    text = "".join(json.dumps(j.to_dict(), ensure_ascii=False) + "\n" for j in judgements)
+    text = "".join(json_line(j.to_dict()) + "\n" for j in judgements)
     return atomic_write_text(path, text)
 
 

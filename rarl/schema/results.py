@@ -169,16 +169,31 @@ class RunResults:
         return _Reader(str(path)).run(data)
 
 
+def read_results_json(path: str | os.PathLike[str], hint: str = "") -> dict[str, Any]:
+    """The JSON object of a ``results.json`` as written (``rarl judge`` merges into it); a file that is
+    unreadable, truncated, not UTF-8 or not an object is a :class:`DataError` naming it (plus ``hint``)."""
+    file = Path(path)
+    suffix = f"; {hint}" if hint else ""
+    try:
+        data = json.loads(file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise DataError(str(file), None, None, f"cannot read ({exc.strerror or exc}){suffix}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(str(file), None, None, f"not UTF-8 text (byte {exc.start}){suffix}") from None
+    except json.JSONDecodeError as exc:
+        problem = f"invalid JSON ({exc.msg}, line {exc.lineno}){suffix}"
+        raise DataError(str(file), None, None, problem) from None
+    except RecursionError:
+        raise DataError(str(file), None, None, f"invalid JSON (nested too deeply){suffix}") from None
+    if not isinstance(data, dict):
+        raise DataError(str(file), None, None, f"expected a JSON object, got {type(data).__name__}{suffix}")
+    return data
+
+
 def read_results(path: str | os.PathLike[str]) -> RunResults:
     """Read and type a ``results.json``; a bad file or value is a :class:`DataError` naming file and field."""
     file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(str(file), None, None, f"cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(str(file), None, None, f"invalid JSON ({exc.msg})") from None
-    return RunResults.from_dict(data, file)
+    return RunResults.from_dict(read_results_json(file), file)
 
 
 class _Reader:

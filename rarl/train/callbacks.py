@@ -17,7 +17,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from rarl.io import append_jsonl, atomic_write_text, read_jsonl
+from rarl.io import append_jsonl, atomic_write_text, has_torn_tail, json_line, read_jsonl
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -59,16 +59,13 @@ def cut_metrics_back(path: str | Path, step: int) -> int:
     Without this a resumed run logs steps 5, 6 again after the 5, 6 logged before the crash, and the
     curves draw them twice. Returns the number of rows removed.
     """
-    import json
-
     target = Path(path)
     if not target.is_file():
         return 0
     rows = list(read_jsonl(target, tolerate_truncated_tail=True))
     kept = [row for row in rows if isinstance(row.get("step"), int) and row["step"] <= step]
-    text = target.read_text(encoding="utf-8")
-    if len(kept) != len(rows) or (text and not text.endswith("\n")):
-        atomic_write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+    if len(kept) != len(rows) or has_torn_tail(target):
+        atomic_write_text(target, "".join(json_line(row) + "\n" for row in kept))
     return len(rows) - len(kept)
 
 

@@ -88,6 +88,8 @@ def _read_json(path: Path) -> Any:
         raise DataError(
             str(path), exc.lineno, None, f"invalid JSON ({exc.msg}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise DataError(str(path), None, None, "invalid JSON (nested too deeply)") from None
 
 
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:

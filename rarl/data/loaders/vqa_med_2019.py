@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rarl.data.loaders.common import _canonical_split, _find_file, _finish, _require_path
 from rarl.data.rows import BadRow, RowCollector, image_file, text
 from rarl.errors import UserError
-from rarl.io import read_text
+from rarl.io import decode_line, text_lines
 from rarl.schema.sample import Sample
 
 if TYPE_CHECKING:
@@ -53,10 +53,11 @@ def load_vqa_med_2019(spec: DatasetSpec) -> list[Sample]:
         )
     image_root = image_root or path.parent
     collector = RowCollector(str(path), spec.skip_bad)
-    lines = read_text(path).splitlines()
+    lines = text_lines(path.read_bytes())  # "\n" only: a U+2028 inside a question is not a line break
     from rarl.answers import infer_question_type
 
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        line = decode_line(raw, str(path), number).rstrip("\r")
         if not line.strip():
             continue
         parts = line.split("|")
