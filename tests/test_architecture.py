@@ -20,6 +20,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.io": {"rarl.errors"},
     "rarl.schema": BASE,
     "rarl.answers": BASE,
+    "rarl.metrics": BASE,
+    "rarl.tasks": BASE | {"rarl.metrics", "rarl.answers", "rarl.schema", "rarl.stats"},
     "rarl.stats": BASE,
     "rarl.prompts": BASE,
     "rarl.trl_schema": BASE,
