@@ -199,7 +199,7 @@ def test_cli_export_to_a_directory_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt
 ) -> None:
     db = tmp_path / "ratings.sqlite"
-    RatingStore(db).save("dr a", "m1", "d/s/1", 1, 0)
+    RatingStore(db).save("dr a", _record("1"), 1, 0)
     (tmp_path / "exports.csv").mkdir()  # a directory, even one named like a CSV file
     for out in (tmp_path / "exports.csv", tmp_path):
         assert main(["review", "export", "--db", str(db), "--out", str(out), *fmt]) == 2
