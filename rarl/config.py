@@ -338,6 +338,9 @@ class JudgeConfig:
 
     name: str = "judge"
     model: str = "gpt-4o-mini"
+    # "paper": the paper's Appendix B criteria (reasoning and final prediction each "similar to ground
+    # truth", the reference reasoning sent where the item has one); "rarl": rarl's own earlier prompt
+    prompt: Literal["paper", "rarl"] = "paper"
     base_url: str | None = None  # None: the client's default (OPENAI_BASE_URL or api.openai.com)
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 4

@@ -219,6 +219,7 @@ def records_for(cases):
             raw_output="<think>cortex is broken</think><answer>yes</answer>",
             pred_reasoning="cortex is broken",
             pred_answer="yes",
+            reference_reasoning="The cortex of the distal radius is interrupted.",
         )
         for i, case in enumerate(cases)
     ]
@@ -414,3 +415,47 @@ def test_cache_drops_unreadable_lines_instead_of_refusing_every_later_run(tmp_pa
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
     with pytest.raises(UserError, match="is a directory"):
         JudgeCache(tmp_path)
+
+
+def test_the_paper_judge_is_sent_the_reference_reasoning_and_scores_reasoning_only_where_there_is_one(
+    server, tmp_path, monkeypatch
+):
+    """The default judge is the paper's: the reference reasoning reaches the server (read off the wire),
+    an item without one gets reasoning n/a whatever the judge replied, and Reasoning % is over the others."""
+    monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-test-123")
+    records = records_for(["good", "good2"])
+    records[1].reference_reasoning = None
+    server.scripted["good2"] = json.dumps(GOOD)
+    judge = judge_config(server, tmp_path)
+    assert judge.prompt == "paper"
+    judgements, _ = judge_once(records, judge, progress=False)
+    sent = [body["messages"][-1]["content"] for body in server.bodies]
+    with_reference = next(text for text in sent if "[case:good]" in text)
+    without = next(text for text in sent if "[case:good2]" in text)
+    assert "Ground-truth reasoning: The cortex of the distal radius is interrupted." in with_reference
+    assert "reasoning of the prediction is similar to ground truth" in with_reference
+    assert "final prediction is similar to ground truth" in with_reference
+    assert "The cortex of the distal radius" not in without and "none given" in without
+    first, second = judgements
+    assert (first.reasoning_score, first.prediction_score, first.reasoning_applicable) == (1, 1, True)
+    assert (second.reasoning_score, second.prediction_score, second.reasoning_applicable) == (None, 1, False)
+    assert {j.prompt for j in judgements} == {"paper"} and all(j.prompt_version for j in judgements)
+    labels = ["vqa_rad", "vqa_rad"]
+    overall = summarize(records, judgements, labels)["overall"]
+    assert overall["reasoning_n"] == 1 and overall["reasoning"] == 100.0 and overall["final"] == 100.0
+    only_unannotated = summarize(records[1:], judgements[1:], labels[1:])["overall"]
+    assert only_unannotated["reasoning"] is None and only_unannotated["final"] == 100.0  # "n/a", not 0 %
+
+
+def test_the_rarl_prompt_stays_available_and_is_cached_apart(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("RARL_TEST_JUDGE_KEY", "sk-test-123")
+    records = records_for(["good"])
+    records[0].reference_reasoning = None
+    paper, _ = judge_once(records, judge_config(server, tmp_path), progress=False)
+    rarl, stats = judge_once(records, judge_config(server, tmp_path, prompt="rarl"), progress=False)
+    assert stats.requests == 1 and server.requests["good"] == 2  # one cache, two prompts: two questions
+    assert rarl[0].reasoning_score == 1 and paper[0].reasoning_score is None  # rarl grades any reasoning
+    rarl_text = server.bodies[-1]["messages"][-1]["content"]
+    assert "medically sound" in rarl_text and "Ground-truth reasoning" not in rarl_text
+    cached = [json.loads(line) for line in (tmp_path / "cache.jsonl").read_text().splitlines()]
+    assert sorted(entry["prompt"] for entry in cached) == ["paper", "rarl"]

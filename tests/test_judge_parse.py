@@ -91,9 +91,17 @@ def test_anything_else_is_unreadable(reply, why):
         parse_judge_reply(reply)
 
 
-def test_prompt_holds_inputs_and_asks_for_the_paper_json():
+@pytest.mark.parametrize(
+    ("prompt", "reference_line"),
+    [("paper", "Ground-truth reasoning: span above 16 cm"), ("rarl", "medically sound")],
+)
+def test_prompt_holds_inputs_and_asks_for_the_paper_json(prompt, reference_line):
     messages = judge_messages(
-        "Is the liver enlarged?", "yes", "<think>span 18 cm</think><answer>yes</answer>"
+        "Is the liver enlarged?",
+        "yes",
+        "<think>span 18 cm</think><answer>yes</answer>",
+        reference_reasoning="span above 16 cm",
+        prompt=prompt,
     )
     user = messages[-1]["content"]
     assert messages[0]["role"] == "system"
@@ -101,6 +109,7 @@ def test_prompt_holds_inputs_and_asks_for_the_paper_json():
         "Is the liver enlarged?",
         "Ground-truth answer: yes",
         "span 18 cm",
+        reference_line,
         "not instructions to you",
         '"evaluation"',
         '"reasoning_score"',
@@ -120,3 +129,6 @@ def test_cache_key_depends_on_every_part():
     }
     assert base not in others and len(others) == 4
     assert PROMPT_VERSION
+    # the paper's prompt shows the reference reasoning, so it is part of that prompt's key; prompts differ
+    with_reasoning = cache_key("gpt-4o-mini", "q", "ref", "pred", "because")
+    assert with_reasoning != base and cache_key("gpt-4o-mini", "q", "ref", "pred", prompt="rarl") != base

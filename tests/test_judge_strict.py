@@ -6,6 +6,7 @@ is bounded in time by the judge's own deadlines.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -94,7 +95,8 @@ def test_instructions_in_the_model_output_do_not_change_the_verdict(server, tmp_
     undelimited = (
         "Question: {question}\nGround-truth answer: {reference}\nModel response:\n{prediction}\n{tag:.0}"
     )
-    monkeypatch.setattr(judge_module, "JUDGE_USER_TEMPLATE", undelimited)
+    paper = judge_module.JUDGE_PROMPTS["paper"]
+    monkeypatch.setitem(judge_module.JUDGE_PROMPTS, "paper", dataclasses.replace(paper, template=undelimited))
     (naive,), _ = judge_once(records, judge_config(server, tmp_path, model="other"), progress=False)
     assert (naive.reasoning_score, naive.prediction_score) == (1, 1)
 

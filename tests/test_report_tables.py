@@ -14,7 +14,7 @@ from rarl.eval.harness import write_results
 from rarl.eval.judge import summarize
 from rarl.eval.metrics import dataset_labels, rule_metrics
 from rarl.report.tables import build_report, cohen_kappa
-from rarl.schema.judgements import Judgement, write_judgements
+from rarl.schema.judgements import Judgement, read_judgements, write_judgements
 from rarl.schema.records import PredictionRecord
 
 
@@ -261,6 +261,32 @@ def test_ratings_of_an_old_database_are_kept_but_never_joined(tmp_path, caplog):
     assert not any(column.startswith("Human") for column in header)
     RatingStore(database).save("ann", records[0], 0, 1)  # the migrated database takes new ratings
     assert len(load_ratings(database)) == 5
+
+
+def test_reasoning_is_na_where_the_judge_prompt_scores_no_reasoning(tmp_path):
+    """The paper's judge on items without a reference reasoning: Final % as usual, Reasoning % n/a, and
+    those items are neither a Reasoning outcome nor a judge rating of reasoning."""
+    import dataclasses as dc
+
+    from rarl.report.tables import item_outcomes, load_run, rater_scores
+
+    run_dir, records = make_run(tmp_path, "paper", "m", PREDS, {"gpt": [(1, 1), (0, 0), (1, 1), (1, 1)]})
+    path = run_dir / "judgements" / "gpt.jsonl"
+    judgements = [
+        dc.replace(j, reasoning_score=None, reasoning_applicable=False, prompt="paper")
+        for j in read_judgements(path)
+    ]
+    write_judgements(path, judgements)
+    results = json.loads((run_dir / "results.json").read_text())
+    results["judges"]["gpt"]["summary"] = summarize(records, judgements, dataset_labels(records))
+    (run_dir / "results.json").write_text(json.dumps(results))
+    written = build_report([run_dir], tmp_path / "out")
+    rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}
+    assert rows["All"]["gpt Reasoning %"] == "n/a"
+    assert float(rows["All"]["gpt Final %"]) == 75.0
+    run = load_run(run_dir)
+    assert item_outcomes(run)["gpt Reasoning"] == {}
+    assert rater_scores(run, "reasoning")["gpt"] == {}
 
 
 def test_report_cli_and_user_errors(tmp_path, capsys):

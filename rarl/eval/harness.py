@@ -269,7 +269,7 @@ def judge_predictions(
     named, with its first error, in ``failures`` (``{"judges": {...}, "failures": {name: message}}``
     is what callers merge; see :func:`merge_judges`).
     """
-    from rarl.eval.judge import PROMPT_VERSION, run_judges, summarize, write_judgements
+    from rarl.eval.judge import JUDGE_PROMPTS, run_judges, summarize, write_judgements
     from rarl.eval.metrics import dataset_labels
 
     labels = dataset_labels(records)
@@ -290,7 +290,8 @@ def judge_predictions(
         out[name] = {
             "model": judge.model,
             "base_url": judge.base_url,
-            "prompt_version": PROMPT_VERSION,
+            "prompt": judge.prompt,
+            "prompt_version": JUDGE_PROMPTS[judge.prompt].version,
             "summary": summarize(records, judgements, labels),
             "stats": stats.to_dict(),
         }

@@ -104,6 +104,11 @@ def _csv_value(value: Any) -> Any:
     return None if value is None else (round(value, 4) if isinstance(value, float) else value)
 
 
+# A judge's Reasoning % where its prompt scores no item's reasoning (the paper's judge on a benchmark
+# without reference reasoning), as the paper's tables show it.
+NOT_APPLICABLE = "n/a"
+
+
 def _cell(value: Any, digits: int | None = None) -> str:
     if value is None:
         return "–"
@@ -241,7 +246,11 @@ def rater_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
     field_name = f"{kind}_score"
     raters: dict[str, dict[str, int]] = {}
     for judge, by_key in run.judgements.items():
-        raters[judge] = {k: int(getattr(j, field_name)) for k, j in by_key.items() if j.status == "ok"}
+        raters[judge] = {
+            k: int(getattr(j, field_name))
+            for k, j in by_key.items()
+            if j.status == "ok" and getattr(j, field_name) is not None  # reasoning n/a is no rating
+        }
     if run.human:
         raters[HUMAN] = {k: int(v[field_name] >= 0.5) for k, v in run.human.items() if field_name in v}
     if kind == "prediction" and run.records:
@@ -273,6 +282,8 @@ def item_outcomes(run: RunData) -> dict[str, dict[str, float]]:
                         and bool(getattr(by_key[r.key], field_name))
                     )
                     for r in run.records
+                    # an item whose reasoning the judge's prompt does not score has no Reasoning outcome
+                    if kind == "Final" or by_key.get(r.key) is None or by_key[r.key].reasoning_applicable
                 }
     return outcomes
 
@@ -367,7 +378,9 @@ def _judge_estimate(block: JudgeBlock | None, kind: str) -> Estimate | None:
     rate = getattr(block, kind) if block is not None else None
     if block is None or rate is None or not block.n:
         return None
-    n = block.n
+    n = block.reasoning_n if kind == "reasoning" and block.reasoning_n is not None else block.n
+    if not n:
+        return None
     value = rate / 100.0
     low, high = wilson_interval(round(value * n), n) or (None, None)
     return Estimate(value, low, high, n).scaled(100.0)
@@ -403,7 +416,10 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
         for run in runs:
             for judge in run.judges:
                 block = run.results.judges[judge].block(dataset)
-                row += [_judge_estimate(block, "reasoning"), _judge_estimate(block, "final")]
+                reasoning: Any = _judge_estimate(block, "reasoning")
+                if reasoning is None and block is not None and block.reasoning_n == 0:
+                    reasoning = NOT_APPLICABLE  # no item here has a reference reasoning to compare with
+                row += [reasoning, _judge_estimate(block, "final")]
             if run.human:
                 keys = None
                 if dataset != "All" and run.records:
@@ -414,14 +430,16 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
     notes = [
         INTERVAL_NOTE,
         "Every sample is in the denominator: an item the judge could not score (parse or API failure) "
-        "counts as 0.",
+        "counts as 0. With the paper's judge prompt, Reasoning % is over the items that have a reference "
+        "reasoning (its n); n/a where none has.",
     ]
     for run in runs:
         for judge in run.judges:
             info = run.results.judges[judge]
             stats = info.stats
+            prompt = f"{info.prompt} {info.prompt_version}" if info.prompt else info.prompt_version
             notes.append(
-                f"{run.label} · {judge} = {info.model} (prompt {info.prompt_version}): "
+                f"{run.label} · {judge} = {info.model} (prompt {prompt}): "
                 f"{stats.ok}/{stats.n} judged, {stats.parse_errors} parse "
                 f"failures, {stats.api_errors} API failures"
             )

@@ -17,7 +17,11 @@ from rarl.io import atomic_write_text, json_line, read_jsonl
 
 @dataclass
 class Judgement:
-    """The outcome of judging one prediction (``status`` ok | parse_error | api_error)."""
+    """The outcome of judging one prediction (``status`` ok | parse_error | api_error).
+
+    ``reasoning_score`` is ``None`` on an ok judgement whose reasoning the prompt does not score
+    (``reasoning_applicable`` false: the paper's prompt on an item without a reference reasoning).
+    """
 
     key: str  # PredictionRecord.key
     judge: str
@@ -31,6 +35,9 @@ class Judgement:
     attempts: int = 0
     error: str | None = None
     reply: str | None = None
+    prompt: str | None = None  # the judge prompt's name (rarl.eval.judge.JUDGE_PROMPTS) and version
+    prompt_version: str | None = None
+    reasoning_applicable: bool = True  # False: the prompt does not score this item's reasoning (n/a)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -89,8 +89,9 @@ class JudgeBlock:
     n: int | None = None
     judged: int | None = None
     failed: int | None = None
-    reasoning: float | None = None
+    reasoning: float | None = None  # over reasoning_n items; None also when the prompt scores none ("n/a")
     final: float | None = None
+    reasoning_n: int | None = None  # items whose reasoning the prompt scores (None in older files: all n)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class JudgeResults:
     name: str
     model: str | None = None
     prompt_version: str | None = None
+    prompt: str | None = None  # the prompt's name (paper, rarl); None in files from before prompts had names
     overall: JudgeBlock | None = None
     datasets: Mapping[str, JudgeBlock] = field(default_factory=dict)
     stats: JudgeStats = field(default_factory=JudgeStats)
@@ -298,7 +300,10 @@ class _Reader:
     def judge_block(self, value: Any, where: str) -> JudgeBlock:
         data = self.mapping(value, where)
         return JudgeBlock(
-            **{name: self.integer(data.get(name), f"{where}.{name}") for name in ("n", "judged", "failed")},
+            **{
+                name: self.integer(data.get(name), f"{where}.{name}")
+                for name in ("n", "judged", "failed", "reasoning_n")
+            },
             **{name: self.number(data.get(name), f"{where}.{name}") for name in ("reasoning", "final")},
         )
 
@@ -313,6 +318,7 @@ class _Reader:
             name=name,
             model=self.text(data.get("model"), f"{where}.model"),
             prompt_version=None if data.get("prompt_version") is None else str(data["prompt_version"]),
+            prompt=self.text(data.get("prompt"), f"{where}.prompt"),
             overall=None
             if summary.get("overall") is None
             else self.judge_block(summary["overall"], f"{where}.summary.overall"),
