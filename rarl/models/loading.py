@@ -64,12 +64,14 @@ def model_label(config: ModelConfig) -> str:
 
 
 def resolve_model_path(config: ModelConfig, cache_dir: str | Path = "outputs/tiny_model") -> str:
-    """Map ``tiny`` to a built tiny checkpoint (built once per seed); pass anything else through."""
+    """Map ``tiny`` to a built tiny checkpoint (built once per seed); pass anything else through.
+
+    A cached folder left unfinished by an interrupted build is rebuilt rather than loaded.
+    """
     if config.name_or_path != TINY_MODEL_NAME:
         return config.name_or_path
     path = Path(cache_dir) / f"seed{config.tiny_seed}"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=config.tiny_seed)
+    build_tiny_model(path, seed=config.tiny_seed, if_missing=True)
     return str(path)
 
 

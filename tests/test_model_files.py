@@ -1,0 +1,101 @@
+"""The model folders rarl builds or is pointed at: an unfinished tiny-model cache, a truncated adapter, a
+folder that is not a model, a hub id without a hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rarl.config import ModelConfig
+from rarl.models import build_tiny_model, load_processor, resolve_model_path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def loads_as_a_model(path: str | Path) -> bool:
+    """The independent check: transformers itself reads the config and the processor."""
+    from transformers import AutoConfig, AutoProcessor
+
+    AutoConfig.from_pretrained(path)
+    AutoProcessor.from_pretrained(path)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# the tiny-model cache (outputs/tiny_model/seedN)
+
+
+def test_a_cache_left_with_an_empty_config_json_is_rebuilt(tmp_path):
+    """What a killed first run used to leave: a 0-byte config.json and nothing else."""
+    cached = tmp_path / "cache" / "seed0"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_bytes(b"")
+    path = resolve_model_path(ModelConfig(name_or_path="tiny"), cache_dir=tmp_path / "cache")
+    assert Path(path) == cached and loads_as_a_model(path)
+    processor = load_processor(ModelConfig(name_or_path="tiny"), path)
+    assert processor.tokenizer.padding_side == "left"
+
+
+def test_an_interrupted_build_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from transformers import Qwen2VLProcessor
+
+    def killed(*args, **kwargs):  # the model weights are on disk by now; the processor is not
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Qwen2VLProcessor, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        resolve_model_path(ModelConfig(name_or_path="tiny"), cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []  # no seed0/, no temporary folder
+    monkeypatch.undo()
+    path = resolve_model_path(ModelConfig(name_or_path="tiny"), cache_dir=tmp_path / "cache")
+    assert loads_as_a_model(path)
+
+
+def test_kill_9_during_the_build_then_the_next_run_works(tmp_path):
+    """A real SIGKILL once the build has started writing files."""
+    cache = tmp_path / "cache"
+    code = (
+        "from rarl.config import ModelConfig\n"
+        "from rarl.models import resolve_model_path\n"
+        f"resolve_model_path(ModelConfig(name_or_path='tiny'), cache_dir={str(cache)!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env)
+    deadline = time.time() + 120
+    while not any(cache.rglob("config.json")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (cache / "seed0").exists() or (cache / "seed0" / "rarl_tiny.json").is_file()
+    path = resolve_model_path(ModelConfig(name_or_path="tiny"), cache_dir=cache)
+    assert loads_as_a_model(path)
+
+
+def test_two_processes_building_the_same_cache_both_get_a_whole_model(tmp_path):
+    cache = tmp_path / "cache"
+    code = (
+        "from rarl.config import ModelConfig\n"
+        "from rarl.models import resolve_model_path\n"
+        "from transformers import AutoProcessor\n"
+        f"path = resolve_model_path(ModelConfig(name_or_path='tiny'), cache_dir={str(cache)!r})\n"
+        "AutoProcessor.from_pretrained(path)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    processes = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env) for _ in range(2)]
+    assert [process.wait(timeout=300) for process in processes] == [0, 0]
+    assert [p.name for p in cache.iterdir()] == ["seed0"]  # no temporary folder left behind
+    assert loads_as_a_model(cache / "seed0")
+
+
+def test_rebuilding_over_an_existing_model_replaces_it(tmp_path):
+    build_tiny_model(tmp_path / "m", seed=0)
+    build_tiny_model(tmp_path / "m", seed=1)
+    assert json.loads((tmp_path / "m" / "rarl_tiny.json").read_text())["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
