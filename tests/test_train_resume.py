@@ -12,7 +12,7 @@ from rarl.cli import main
 from rarl.io import read_jsonl
 
 
-def write_config(path, model_dir, output_dir, max_steps: int, save_steps: int) -> None:
+def write_config(path, model_dir, output_dir, max_steps: int, save_steps: int, **sft) -> None:
     config = {
         "model": {"name_or_path": str(model_dir), "dtype": "float32", "max_pixels": 112 * 112},
         "data": {"train": [{"source": "synthetic", "num_samples": 8, "seed": 5}]},
@@ -25,6 +25,7 @@ def write_config(path, model_dir, output_dir, max_steps: int, save_steps: int) -
                 "learning_rate": 1e-2,
                 "per_device_train_batch_size": 2,
                 "report_to": [],
+                **sft,
             },
         },
     }
@@ -129,3 +130,43 @@ def test_a_fresh_start_drops_rows_of_an_attempt_that_saved_no_checkpoint(
     assert main(["train", "--config", str(config)]) == 0
     steps = [row["step"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
     assert steps == [1, 2]
+
+
+@pytest.fixture
+def finished_without_checkpoints(tmp_path, tiny_model_dir):
+    """A run saved only at the end (save_strategy "no"): final adapter, provenance, metrics, no checkpoint."""
+    config = tmp_path / "train.yaml"
+    write_config(config, tiny_model_dir, tmp_path / "run", max_steps=2, save_steps=2, save_strategy="no")
+    assert main(["train", "--config", str(config)]) == 0
+    run_dir = tmp_path / "run"
+    assert not list(run_dir.glob("checkpoint-*")) and (run_dir / "adapter_model.safetensors").is_file()
+    return config, run_dir
+
+
+def finished_files(run_dir):
+    names = ("adapter_model.safetensors", "adapter_config.json", "provenance.json", "metrics.jsonl")
+    return {name: (run_dir / name).read_bytes() for name in names}
+
+
+@pytest.mark.parametrize("overrides", [[], ["train.sft.learning_rate=0.5"]])
+def test_a_finished_run_without_checkpoints_is_not_replaced(finished_without_checkpoints, capsys, overrides):
+    config, run_dir = finished_without_checkpoints
+    before = finished_files(run_dir)
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), *overrides]) == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert f"{run_dir} already holds a finished run (adapter_model.safetensors)" in line, err
+    assert finished_files(run_dir) == before
+
+
+def test_resume_from_another_runs_checkpoint_into_a_finished_run_is_refused(
+    finished_without_checkpoints, trained_run, capsys
+):
+    config, run_dir = finished_without_checkpoints
+    before = finished_files(run_dir)
+    other = trained_run / "run" / "checkpoint-2"
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "train.sft.max_steps=3", "--resume-from", str(other)]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert finished_files(run_dir) == before

@@ -60,6 +60,15 @@ def checkpoint_step(checkpoint: str | Path) -> int:
     return int(match.group(1))
 
 
+def final_weights(output_dir: str | Path) -> Path | None:
+    """The final model or adapter a finished training run saved in its ``output_dir`` (None if none)."""
+    for name in (*WEIGHT_FILES, "adapter_config.json"):
+        path = Path(output_dir) / name
+        if path.is_file():
+            return path
+    return None
+
+
 def incomplete_reason(checkpoint: Path) -> str | None:
     """Why a checkpoint cannot be resumed from (None when it is complete)."""
     state = checkpoint / "trainer_state.json"
@@ -83,6 +92,7 @@ __all__ = [
     "WEIGHT_FILES",
     "checkpoint_step",
     "checkpoints",
+    "final_weights",
     "incomplete_reason",
     "read_predictions",
 ]

@@ -22,7 +22,13 @@ from rarl.provenance import (
     train_settings,
     train_settings_from_dict,
 )
-from rarl.schema.rundir import WEIGHT_FILES, checkpoint_step, checkpoints, incomplete_reason
+from rarl.schema.rundir import (
+    WEIGHT_FILES,
+    checkpoint_step,
+    checkpoints,
+    final_weights,
+    incomplete_reason,
+)
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -61,8 +67,14 @@ def resume_target(output_dir: str | Path, resume: bool | str) -> str | None:
 
 
 def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
-    """Refuse to silently mix a new run into a directory that already holds checkpoints."""
-    if resume:
+    """Refuse to silently mix a new run into a directory that already holds a run's results.
+
+    Checkpoints and a finished run's final weights both count: a run saved without checkpoints
+    (``save_strategy: "no"``) would otherwise have its adapter, provenance and metrics replaced. An
+    attempt that crashed before saving anything left no weights and may be started again. Resuming from
+    a checkpoint of another run (``--resume-from``) starts a new run here, so the same holds.
+    """
+    if resume is True or (isinstance(resume, str) and _inside(Path(resume), Path(output_dir))):
         return
     found = checkpoints(output_dir)
     if found:
@@ -70,6 +82,16 @@ def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
             f"{output_dir} already holds checkpoints (latest {found[-1].name}); pass --resume to continue "
             "or choose another output_dir"
         )
+    final = final_weights(output_dir)
+    if final is not None:
+        raise UserError(
+            f"{output_dir} already holds a finished run ({final.name}); choose another output_dir, or "
+            "delete that one to train it again"
+        )
+
+
+def _inside(checkpoint: Path, output_dir: Path) -> bool:
+    return checkpoint.resolve().parent == output_dir.resolve()
 
 
 def recorded_train_settings(run_dir: Path) -> dict[str, Any] | None:
