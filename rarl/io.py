@@ -125,3 +125,69 @@ def read_jsonl_numbered(
         if not isinstance(record, dict):
             raise DataError(str(source), number, None, "expected a JSON object")
         yield number, record
+
+
+# --------------------------------------------------------------------------------------------------
+# files written by other programs: whole or not
+
+
+def safetensors_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a ``.safetensors`` file is not whole (None when its header and its length agree).
+
+    Why parse the header ourselves: a file cut short by a crash or a full disk still exists and has the
+    right name, and loaders fail on it only later, deep in a traceback. The format is an 8-byte
+    little-endian header length, a JSON header giving every tensor's ``data_offsets`` into the data that
+    follows, then that data; a whole file ends exactly where the last tensor does.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"truncated ({size} bytes, shorter than the header length)"
+            length = int.from_bytes(head, "little")
+            if length > size - 8:
+                return f"truncated ({size} bytes; the header alone needs {8 + length})"
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    except (ValueError, UnicodeDecodeError):
+        return "unreadable header (not safetensors, or damaged)"
+    if not isinstance(header, dict):
+        return "unreadable header (not safetensors, or damaged)"
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            return f"unreadable header (tensor {name!r} has no valid data_offsets)"
+        end = max(end, offsets[1])
+    expected = 8 + length + end
+    if size < expected:
+        return f"truncated ({size} bytes; its tensors need {expected})"
+    if size > expected:
+        return f"damaged ({size - expected} bytes after the last tensor)"
+    return None
+
+
+def json_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a JSON settings file (``config.json``, ``adapter_config.json``, ...) is unusable, or None."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        if not exc.doc.strip():
+            return "empty"
+        return f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    return None

@@ -170,3 +170,37 @@ def test_resume_from_another_runs_checkpoint_into_a_finished_run_is_refused(
     assert main(["train", "--config", str(config), "train.sft.max_steps=3", "--resume-from", str(other)]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert finished_files(run_dir) == before
+
+
+def cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["optimizer.pt", "scheduler.pt", "rng_state.pth", "adapter_model.safetensors", "adapter_config.json"],
+)
+def test_a_truncated_file_in_the_newest_checkpoint_falls_back(run_copy, capsys, monkeypatch, name):
+    """The files exist, with their names, but a crash or a full disk cut them short."""
+    config, run_dir = run_copy
+    assert (run_dir / "checkpoint-3" / name).is_file()
+    cut_in_half(run_dir / "checkpoint-3" / name)
+    monkeypatch.setenv("COLUMNS", "500")
+    assert main(["train", "--config", str(config), "train.sft.max_steps=4", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "resumed from" in captured.out and "checkpoint-2" in captured.out
+    assert f"checkpoint-3 is incomplete ({name} " in captured.err
+    state = json.loads((run_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+
+
+def test_resume_from_a_truncated_checkpoint_is_one_line(run_copy, capsys):
+    config, run_dir = run_copy
+    cut_in_half(run_dir / "checkpoint-3" / "optimizer.pt")
+    target = run_dir / "checkpoint-3"
+    command = ["train", "--config", str(config), "train.sft.max_steps=4", "--resume-from", str(target)]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert f"{target}: not a complete checkpoint directory (optimizer.pt is truncated" in line
