@@ -78,7 +78,7 @@ def test_safetensors_problem_agrees_with_the_safetensors_library(tmp_path):
 def test_json_file_problem_names_what_is_wrong(tmp_path):
     from rarl.io import json_file_problem
 
-    cases = {"": "empty", '{"a": 1': "not valid JSON", "[1]": "not a JSON object", '{"r": 8}': None}
+    cases = {"": "is empty", '{"a": 1': "is not valid JSON", "[1]": "is not a JSON object", '{"r": 8}': None}
     for index, (text, expected) in enumerate(cases.items()):
         path = tmp_path / f"c{index}.json"
         path.write_text(text)

@@ -99,3 +99,64 @@ def test_rebuilding_over_an_existing_model_replaces_it(tmp_path):
     build_tiny_model(tmp_path / "m", seed=1)
     assert json.loads((tmp_path / "m" / "rarl_tiny.json").read_text())["seed"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+# --------------------------------------------------------------------------------------------------
+# adapters: model.adapter_path, rarl ask --adapter, rarl eval --checkpoints
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_model_config):
+    from peft import get_peft_model
+
+    from rarl.config import LoraSettings
+    from rarl.models import load_model, lora_config
+
+    folder = tmp_path_factory.mktemp("adapter") / "adapter"
+    model = get_peft_model(load_model(tiny_model_config, device="cpu"), lora_config(LoraSettings(r=2)))
+    model.save_pretrained(folder)
+    return folder
+
+
+def cut(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+BROKEN_ADAPTERS = {
+    "half weights": ("adapter_model.safetensors", lambda p: cut(p), "adapter_model.safetensors is truncated"),
+    "header only": ("adapter_model.safetensors", lambda p: cut(p, 0.02), "adapter_model.safetensors is"),
+    "empty weights": ("adapter_model.safetensors", lambda p: p.write_bytes(b""), "is truncated"),
+    "half config": ("adapter_config.json", lambda p: cut(p), "adapter_config.json is not valid JSON"),
+    "empty config": ("adapter_config.json", lambda p: p.write_text(""), "adapter_config.json is empty"),
+    "no weights": ("adapter_model.safetensors", lambda p: p.unlink(), "no adapter weights here"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_ADAPTERS))
+def test_ask_with_a_broken_adapter_is_one_line(tmp_path, adapter_dir, tiny_model_dir, capsys, case):
+    import shutil
+
+    from PIL import Image
+
+    from rarl.cli import main
+
+    name, damage, message = BROKEN_ADAPTERS[case]
+    broken = tmp_path / "adapter"
+    shutil.copytree(adapter_dir, broken)
+    damage(broken / name)
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    command = ["ask", "--model", str(tiny_model_dir), "--adapter", str(broken), "--image", str(png), "q?"]
+    code = main([*command, "--dtype", "float32", "--device", "cpu", "--max-new-tokens", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_whole_adapter_still_loads(adapter_dir, tiny_model_config):
+    from dataclasses import replace
+
+    from rarl.models import load_model
+
+    model = load_model(replace(tiny_model_config, adapter_path=str(adapter_dir)), device="cpu")
+    assert any("lora_A" in name for name, _ in model.named_parameters())

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from rarl.errors import UserError
-from rarl.io import json_file_problem, safetensors_problem
+from rarl.io import json_file_problem, torch_file_problem, weights_file_problem
 from rarl.schema.predictions import read_predictions as read_validated
 from rarl.schema.records import PredictionRecord
 
@@ -112,60 +112,9 @@ def weights_problem(folder: Path) -> str | None:
         path = folder / name
         if not path.is_file():
             continue
-        if name.endswith(".index.json"):
-            reason = _shards_problem(path)
-        elif name.endswith(".safetensors"):
-            reason = safetensors_problem(path)
-        else:
-            reason = torch_file_problem(path)
+        reason = weights_file_problem(path)
         if reason is not None:
             return f"{name} {reason}"
-    return None
-
-
-def _shards_problem(index: Path) -> str | None:
-    """A sharded model's index must parse and every shard it names must be whole."""
-    reason = json_file_problem(index)
-    if reason is not None:
-        return reason
-    weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
-    if not isinstance(weight_map, dict):
-        return "has no weight_map"
-    for shard in sorted(set(map(str, weight_map.values()))):
-        path = index.parent / shard
-        if not path.is_file():
-            return f"names {shard}, which is missing"
-        reason = safetensors_problem(path) if shard.endswith(".safetensors") else torch_file_problem(path)
-        if reason is not None:
-            return f"names {shard}, which is {reason}"
-    return None
-
-
-def torch_file_problem(path: Path, *, load: bool = False) -> str | None:
-    """Why a ``torch.save`` file is not whole, or None.
-
-    ``torch.save`` writes a zip archive whose directory sits at the end, so a file cut short has none (or
-    one that points past the end). With ``load`` the file is also loaded the way the trainer loads it
-    (``weights_only``, memory-mapped: a large optimizer state costs its pickle, not its size in RAM).
-    """
-    import zipfile
-
-    size = path.stat().st_size
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        members = None
-    if not members or any(m.header_offset + m.compress_size > size for m in members):
-        return f"is truncated or damaged ({size} bytes, not a whole torch.save archive)"
-    if load:
-        import torch
-
-        try:
-            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:  # any failure to load is the answer asked for, named in one line
-            text = str(exc).strip()
-            return f"does not load ({text.splitlines()[0] if text else type(exc).__name__})"
     return None
 
 
@@ -181,6 +130,5 @@ __all__ = [
     "final_weights",
     "incomplete_reason",
     "read_predictions",
-    "torch_file_problem",
     "weights_problem",
 ]
