@@ -204,3 +204,27 @@ def test_resume_from_a_truncated_checkpoint_is_one_line(run_copy, capsys):
     err = capsys.readouterr().err
     (line,) = err.strip().splitlines()
     assert f"{target}: not a complete checkpoint directory (optimizer.pt is truncated" in line
+
+
+def test_resume_after_the_model_folder_was_edited_is_refused(tmp_path, tiny_model_dir, capsys):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = tmp_path / "train.yaml"
+    write_config(config, model_dir, tmp_path / "run", max_steps=2, save_steps=2)
+    assert main(["train", "--config", str(config)]) == 0
+    template = model_dir / "chat_template.jinja"
+    template.write_text("Answer briefly. " + template.read_text())
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "train.sft.max_steps=3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "model.files:" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint-3").exists()
+
+
+def test_a_record_from_before_the_model_files_fingerprint_still_resumes(run_copy, capsys):
+    config, run_dir = run_copy
+    record = json.loads((run_dir / "provenance.json").read_text())
+    del record["settings"]["model.files"]
+    (run_dir / "provenance.json").write_text(json.dumps(record))
+    assert main(["train", "--config", str(config), "train.sft.max_steps=4", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out

@@ -115,10 +115,11 @@ def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Samp
     current = train_settings(config, samples)
     run_dir = Path(checkpoint).parent
     recorded = recorded_train_settings(run_dir)
-    if recorded is not None and "data.train_fingerprint" not in recorded:
-        current_compared = {k: v for k, v in current.items() if k != "data.train_fingerprint"}
-    else:
-        current_compared = current
+    # Records written before a fingerprint existed cannot be checked against it: compare the rest.
+    later = ("data.train_fingerprint", "model.files")
+    current_compared = {
+        k: v for k, v in current.items() if recorded is None or k not in later or k in recorded
+    }
     check_same_settings(
         recorded,
         current_compared,
