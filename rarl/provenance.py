@@ -187,26 +187,6 @@ def _adapter_weights(adapter_path: str | None) -> str | None:
     return None
 
 
-# The files of a model folder besides its weights that change what it outputs: the architecture and its
-# scaling (config.json), decoding defaults, image preprocessing, the tokenizer and the chat template.
-MODEL_SETTINGS_FILES = (
-    "config.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "video_preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-
-
 def settings_digest(folder: str | Path | None, names: Iterable[str]) -> str | None:
     """One hash over the named settings files of a local folder (None when it is not one).
 
@@ -232,7 +212,7 @@ def settings_digest(folder: str | Path | None, names: Iterable[str]) -> str | No
 def model_files_digest(config: RunConfig) -> str | None:
     """:func:`settings_digest` of a local base model folder (None for a hub id and for ``tiny``, whose
     files follow from ``model.tiny_seed``)."""
-    from rarl.models import TINY_MODEL_NAME
+    from rarl.models import MODEL_SETTINGS_FILES, TINY_MODEL_NAME
 
     if config.model.name_or_path == TINY_MODEL_NAME:
         return None
@@ -241,7 +221,7 @@ def model_files_digest(config: RunConfig) -> str | None:
 
 def eval_settings(config: RunConfig) -> dict[str, Any]:
     """The settings a prediction depends on (see :data:`EVAL_SETTING_KEYS`), plus the adapter's weights
-    and config and a local model folder's settings files (:data:`MODEL_SETTINGS_FILES`).
+    and config and a local model folder's settings files (:data:`rarl.models.MODEL_SETTINGS_FILES`).
 
     The file digests are recorded only where there is such a file (an adapter, a local folder), so a run
     on a hub id compares as it always did.
@@ -346,7 +326,6 @@ def check_same_settings(
 
 __all__ = [
     "EVAL_SETTING_KEYS",
-    "MODEL_SETTINGS_FILES",
     "PROVENANCE_FILE",
     "TRAIN_COSMETIC_NAMES",
     "check_same_settings",

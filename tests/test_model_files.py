@@ -160,3 +160,195 @@ def test_a_whole_adapter_still_loads(adapter_dir, tiny_model_config):
 
     model = load_model(replace(tiny_model_config, adapter_path=str(adapter_dir)), device="cpu")
     assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+# --------------------------------------------------------------------------------------------------
+# --model / model.name_or_path: a folder that is not a model, a hub id without a hub
+
+
+def _cut_file(name: str, keep: float):
+    return lambda folder: cut(folder / name, keep)
+
+
+def _write(name: str, text: str):
+    return lambda folder: (folder / name).write_text(text)
+
+
+def _emptied(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a model")
+
+
+NOT_MODELS = {
+    "a folder of other files": (_emptied, "not a model folder (no config.json)"),
+    "empty config.json": (_write("config.json", ""), "config.json is empty"),
+    "cut config.json": (_cut_file("config.json", 0.5), "config.json is not valid JSON"),
+    "config.json a list": (_write("config.json", "[]"), "config.json is not a JSON object"),
+    "config.json without model_type": (_write("config.json", '{"a": 1}'), "config.json has no model_type"),
+    "cut tokenizer.json": (_cut_file("tokenizer.json", 0.5), "tokenizer.json is not valid JSON"),
+    "cut processor_config.json": (_cut_file("processor_config.json", 0.3), "processor_config.json is"),
+    "cut weights": (_cut_file("model.safetensors", 0.5), "model.safetensors is truncated"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_MODELS))
+def test_ask_on_a_folder_that_is_not_a_model_is_one_line(tmp_path, tiny_model_dir, capsys, case):
+    import shutil
+
+    from PIL import Image
+
+    from rarl.cli import main
+
+    damage, message = NOT_MODELS[case]
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    damage(folder)
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    code = main(["ask", "--model", str(folder), "--image", str(png), "--device", "cpu", "q?"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot load model from '{folder}': {message}" in err
+
+
+def test_an_adapter_folder_given_as_the_model_says_so(tmp_path, adapter_dir, capsys):
+    from PIL import Image
+
+    from rarl.cli import main
+
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    assert main(["ask", "--model", str(adapter_dir), "--image", str(png), "q?"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "it is a LoRA adapter, not a model; pass it as --adapter" in err
+        and len(err.strip().splitlines()) == 1
+    )
+
+
+def test_train_and_eval_on_a_broken_model_folder_are_one_line(tmp_path, tiny_model_dir, capsys):
+    import shutil
+
+    import yaml
+
+    from rarl.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "config.json").write_bytes(b"")
+    config = {
+        "model": {"name_or_path": str(folder), "dtype": "float32", "max_pixels": 112 * 112},
+        "data": {
+            "train": [{"source": "synthetic", "num_samples": 4, "seed": 1}],
+            "eval": [{"source": "synthetic", "split": "test", "num_samples": 2, "seed": 2}],
+        },
+        "train": {
+            "method": "sft",
+            "sft": {"output_dir": str(tmp_path / "run"), "max_steps": 1, "report_to": []},
+        },
+        "eval": {"output_dir": str(tmp_path / "eval"), "bertscore": False},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for command in (["train", "--config", str(path)], ["eval", "--config", str(path), "--no-judges"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        lines = [line for line in err.strip().splitlines() if "error:" in line]
+        assert lines == [
+            f"rarl {command[0]}: error: cannot load model from '{folder}': config.json is empty"
+        ], err
+        assert "Traceback" not in err
+
+
+def test_an_uncached_hub_id_offline_fails_at_once(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from rarl.cli import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    started = time.time()
+    assert main(["ask", "--model", "some-org/no-such-model", "--image", str(png), "q?"]) == 2
+    err = capsys.readouterr().err
+    assert "not in the Hugging Face cache, and HF_HUB_OFFLINE is set" in err, err
+    assert len(err.strip().splitlines()) == 1 and time.time() - started < 10
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _no_hub_env(tmp_path: Path) -> dict[str, str]:
+    """A hub endpoint nothing listens on, offline mode off: what a machine without network sees."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+            "HF_HUB_CACHE": str(tmp_path / "hub"),
+            "NO_PROXY": "127.0.0.1",
+        }
+    )
+    return env
+
+
+def test_an_uncached_hub_id_without_a_hub_fails_within_seconds(tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    command = [
+        sys.executable,
+        "-m",
+        "rarl.cli",
+        "ask",
+        "--model",
+        "some-org/no-such-model",
+        "--image",
+        str(png),
+        "q?",
+    ]
+    started = time.time()
+    try:
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, env=_no_hub_env(tmp_path), capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("still retrying the hub after 60 s")
+    assert done.returncode == 2, done.stderr
+    assert "cannot be reached" in done.stderr and "Retrying" not in done.stderr, done.stderr
+    assert time.time() - started < 60
+
+
+def test_a_cached_hub_model_loads_from_the_cache_without_a_hub(tmp_path, tiny_model_dir):
+    """The hub cache's layout: models--org--name/snapshots/<revision>/ and refs/main naming it."""
+    import shutil
+
+    from PIL import Image
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--some-org--tiny-vl"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    command = [sys.executable, "-m", "rarl.cli", "ask", "--model", "some-org/tiny-vl", "--image", str(png)]
+    command += ["--dtype", "float32", "--max-new-tokens", "4", "--device", "cpu", "q?"]
+    try:
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, env=_no_hub_env(tmp_path), capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("still retrying the hub after 120 s")
+    assert done.returncode == 0, done.stderr
+    assert "Answer:" in done.stdout and "Retrying" not in done.stderr

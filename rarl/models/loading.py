@@ -16,6 +16,7 @@ from rarl.config import LoraSettings, ModelConfig
 from rarl.devices import default_device
 from rarl.errors import UserError
 from rarl.io import json_file_problem, weights_file_problem
+from rarl.models.source import model_source
 from rarl.models.tiny import TINY_MODEL_NAME, build_tiny_model
 
 if TYPE_CHECKING:  # heavy imports stay out of CLI start-up
@@ -67,10 +68,12 @@ def model_label(config: ModelConfig) -> str:
 def resolve_model_path(config: ModelConfig, cache_dir: str | Path = "outputs/tiny_model") -> str:
     """Map ``tiny`` to a built tiny checkpoint (built once per seed); pass anything else through.
 
-    A cached folder left unfinished by an interrupted build is rebuilt rather than loaded.
+    A cached folder left unfinished by an interrupted build is rebuilt rather than loaded. Anything else
+    is checked first (:func:`rarl.models.source.model_source`): a folder that is not a model or a hub id
+    without a hub is a one-line error here, before a loader's traceback or minutes of retries.
     """
     if config.name_or_path != TINY_MODEL_NAME:
-        return config.name_or_path
+        return model_source(config.name_or_path)
     path = Path(cache_dir) / f"seed{config.tiny_seed}"
     build_tiny_model(path, seed=config.tiny_seed, if_missing=True)
     return str(path)
