@@ -352,3 +352,25 @@ def test_a_cached_hub_model_loads_from_the_cache_without_a_hub(tmp_path, tiny_mo
         pytest.fail("still retrying the hub after 120 s")
     assert done.returncode == 0, done.stderr
     assert "Answer:" in done.stdout and "Retrying" not in done.stderr
+
+
+def test_folders_left_by_killed_builds_are_cleared_once_stale(tmp_path):
+    from rarl.models.tiny import STALE_BUILD_S
+
+    old = tmp_path / ".seed0.building-abc"
+    fresh = tmp_path / ".seed0.building-def"  # maybe another process building right now: kept
+    for folder in (old, fresh):
+        folder.mkdir()
+        (folder / "config.json").write_text("")
+    os.utime(old, (time.time() - STALE_BUILD_S - 60,) * 2)
+    resolve_model_path(ModelConfig(name_or_path="tiny"), cache_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "seed0"]
+
+
+def test_a_model_folder_under_home_is_expanded(tmp_path, tiny_model_dir, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny-vl")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = resolve_model_path(ModelConfig(name_or_path="~/models/tiny-vl"))
+    assert Path(path) == tmp_path / "models" / "tiny-vl" and loads_as_a_model(path)

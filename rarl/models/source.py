@@ -50,7 +50,7 @@ def model_source(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         check_model_dir(path, name)
-        return name
+        return str(path)  # "~/models/x" expanded: from_pretrained would take it for a hub id
     if path.exists():
         raise UserError(f"cannot load model from '{name}': a file, not a model folder or a hub id")
     if not is_hub_id(name):

@@ -104,6 +104,7 @@ def build_tiny_model(
     if if_missing and is_complete_tiny_model(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from colleagues once renamed
@@ -112,6 +113,21 @@ def build_tiny_model(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+STALE_BUILD_S = 3600  # a build takes seconds: a temporary folder this old was left by a killed one
+
+
+def _remove_stale_builds(target: Path) -> None:
+    """Delete temporary folders that killed builds of ``target`` left beside it."""
+    import time
+
+    for leftover in target.parent.glob(f".{target.name}.building-*"):
+        try:
+            if time.time() - leftover.stat().st_mtime > STALE_BUILD_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def is_complete_tiny_model(path: str | Path) -> bool:
