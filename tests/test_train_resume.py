@@ -228,3 +228,13 @@ def test_a_record_from_before_the_model_files_fingerprint_still_resumes(run_copy
     (run_dir / "provenance.json").write_text(json.dumps(record))
     assert main(["train", "--config", str(config), "train.sft.max_steps=4", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "run").write_text("my notes")
+    config = tmp_path / "train.yaml"
+    write_config(config, tiny_model_dir, tmp_path / "run", max_steps=1, save_steps=1)
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "output_dir is a file" in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "run").read_text() == "my notes"

@@ -74,6 +74,8 @@ def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
     attempt that crashed before saving anything left no weights and may be started again. Resuming from
     a checkpoint of another run (``--resume-from``) starts a new run here, so the same holds.
     """
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise UserError(f"{output_dir}: output_dir is a file, not a directory; choose another output_dir")
     if resume is True or (isinstance(resume, str) and _inside(Path(resume), Path(output_dir))):
         return
     found = checkpoints(output_dir)
