@@ -188,6 +188,10 @@ NOT_MODELS = {
     "cut config.json": (_cut_file("config.json", 0.5), "config.json is not valid JSON"),
     "config.json a list": (_write("config.json", "[]"), "config.json is not a JSON object"),
     "config.json without model_type": (_write("config.json", '{"a": 1}'), "config.json has no model_type"),
+    "a text-only model": (
+        _write("config.json", '{"model_type": "gpt2"}'),
+        "its model_type 'gpt2' is not an image-text model",
+    ),
     "cut tokenizer.json": (_cut_file("tokenizer.json", 0.5), "tokenizer.json is not valid JSON"),
     "cut processor_config.json": (_cut_file("processor_config.json", 0.3), "processor_config.json is"),
     "cut weights": (_cut_file("model.safetensors", 0.5), "model.safetensors is truncated"),

@@ -59,8 +59,8 @@ def model_source(name: str) -> str:
 
 
 def check_model_dir(folder: Path, name: str | None = None) -> None:
-    """A one-line error unless ``folder`` looks like a loadable model: a ``config.json`` with a
-    ``model_type``, settings files that parse, weights that are whole."""
+    """A one-line error unless ``folder`` looks like a loadable model: a ``config.json`` with an
+    image-text ``model_type``, settings files that parse, weights that are whole."""
     shown = name or str(folder)
     config = folder / "config.json"
     if not config.is_file():
@@ -82,11 +82,26 @@ def check_model_dir(folder: Path, name: str | None = None) -> None:
         raise UserError(
             f"cannot load model from '{shown}': config.json has no model_type (not a transformers model)"
         )
+    if not is_image_text_model(model_type):
+        raise UserError(
+            f"cannot load model from '{shown}': its model_type {model_type!r} is not an image-text model "
+            "(rarl needs a vision-language model such as Qwen2-VL)"
+        )
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.index.json"))
     for path in weights:
         problem = weights_file_problem(path)
         if problem is not None:
             raise UserError(f"cannot load model from '{shown}': {path.name} {problem}")
+
+
+def is_image_text_model(model_type: str) -> bool:
+    """Whether transformers loads ``model_type`` as an image-text-to-text model (what rarl trains and
+    evaluates); True when this transformers does not publish the list."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    except ImportError:
+        return True
+    return model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 
 def is_hub_id(name: str) -> bool:
@@ -160,5 +175,6 @@ __all__ = [
     "hub_reachable",
     "hub_source",
     "is_hub_id",
+    "is_image_text_model",
     "model_source",
 ]

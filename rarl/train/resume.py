@@ -3,9 +3,10 @@
 Why: a resumed run must be the same run. Its settings are compared with the ``provenance.json`` the run
 recorded (:mod:`rarl.provenance`) before anything is written, so a changed learning rate or LoRA rank is
 a one-line refusal instead of a silently different experiment or a state-dict traceback. A checkpoint cut
-short by a crash (no ``trainer_state.json``, which the trainer writes last, or no weights) is skipped for
-the previous complete one, and ``metrics.jsonl`` is cut back to the resumed step so no step is logged
-twice.
+short by a crash or a full disk (no ``trainer_state.json``, which the trainer writes last, or a file that
+is there but not whole: :func:`rarl.schema.rundir.incomplete_reason`) is skipped for the previous complete
+one, and ``metrics.jsonl`` is cut back to the resumed step so no step is logged twice. A fresh run never
+replaces a finished one: checkpoints or final weights in ``output_dir`` are refused.
 """
 
 from __future__ import annotations
