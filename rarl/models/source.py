@@ -11,6 +11,7 @@ fails. A cached hub model without a hub is loaded from its cached snapshot folde
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import socket
@@ -75,8 +76,6 @@ def check_model_dir(folder: Path, name: str | None = None) -> None:
             problem = json_file_problem(folder / file_name)
             if problem is not None:
                 raise UserError(f"cannot load model from '{shown}': {file_name} {problem}")
-    import json
-
     model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise UserError(
