@@ -378,3 +378,67 @@ def test_a_model_folder_under_home_is_expanded(tmp_path, tiny_model_dir, monkeyp
     monkeypatch.setenv("HOME", str(tmp_path))
     path = resolve_model_path(ModelConfig(name_or_path="~/models/tiny-vl"))
     assert Path(path) == tmp_path / "models" / "tiny-vl" and loads_as_a_model(path)
+
+
+def test_eval_with_a_truncated_adapter_path_is_one_line(tmp_path, adapter_dir, tiny_model_dir, capsys):
+    import shutil
+
+    import yaml
+
+    from rarl.cli import main
+
+    broken = tmp_path / "adapter"
+    shutil.copytree(adapter_dir, broken)
+    cut(broken / "adapter_model.safetensors")
+    config = {
+        "model": {"name_or_path": str(tiny_model_dir), "adapter_path": str(broken), "dtype": "float32"},
+        "data": {"eval": [{"source": "synthetic", "split": "test", "num_samples": 2, "seed": 2}]},
+        "eval": {"output_dir": str(tmp_path / "eval"), "bertscore": False, "max_new_tokens": 2},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["eval", "--config", str(path), "--no-judges"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1 and "adapter_model.safetensors is truncated" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_a_sharded_checkpoint_with_a_missing_or_cut_shard_is_incomplete(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from rarl.schema.rundir import incomplete_reason
+
+    checkpoint = tmp_path / "checkpoint-5"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 5}')
+    (checkpoint / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    save_file({"a": torch.ones(64)}, str(checkpoint / "model-00001-of-00002.safetensors"))
+    save_file({"b": torch.ones(64)}, str(checkpoint / "model-00002-of-00002.safetensors"))
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (checkpoint / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert incomplete_reason(checkpoint) is None
+    cut(checkpoint / "model-00002-of-00002.safetensors")
+    assert "names model-00002-of-00002.safetensors, which is truncated" in incomplete_reason(checkpoint)
+    (checkpoint / "model-00002-of-00002.safetensors").unlink()
+    assert "names model-00002-of-00002.safetensors, which is missing" in incomplete_reason(checkpoint)
+
+
+def test_torch_file_problem_agrees_with_torch_load(tmp_path):
+    import torch
+
+    from rarl.io import torch_file_problem
+
+    whole = tmp_path / "optimizer.pt"
+    torch.save({"state": {0: {"exp_avg": torch.ones(300)}}, "param_groups": [{"lr": 0.1}]}, whole)
+    data = whole.read_bytes()
+    for cut_at in sorted({0, 10, len(data) // 3, len(data) // 2, len(data) - 30, len(data) - 1, len(data)}):
+        path = tmp_path / f"cut{cut_at}.pt"
+        path.write_bytes(data[:cut_at])
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+            loads = True
+        except Exception:
+            loads = False
+        assert (torch_file_problem(path, load=True) is None) == loads, cut_at
