@@ -442,3 +442,20 @@ def test_torch_file_problem_agrees_with_torch_load(tmp_path):
         except Exception:
             loads = False
         assert (torch_file_problem(path, load=True) is None) == loads, cut_at
+
+
+def test_an_adapter_trained_on_another_base_model_is_one_line(tmp_path, adapter_dir, capsys):
+    """Whole files, wrong shapes: the adapter was trained on a 64-wide model, this one is 32 wide."""
+    from PIL import Image
+
+    from rarl.cli import main
+
+    other = build_tiny_model(tmp_path / "narrow", seed=0, width=32)
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (32, 32)).save(png)
+    command = ["ask", "--model", str(other), "--adapter", str(adapter_dir), "--image", str(png), "q?"]
+    assert main([*command, "--dtype", "float32", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert f"cannot load adapter from '{adapter_dir}': its weights do not fit this base model" in line, err
+    assert "Traceback" not in err

@@ -7,6 +7,7 @@ benchmarks take the same code path without network access.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -136,7 +137,17 @@ def load_adapter(model: PreTrainedModel, adapter_path: str) -> PreTrainedModel:
     check_adapter_dir(adapter_path)
     try:
         return PeftModel.from_pretrained(model, adapter_path)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # e.g. trained on another base model
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        base = json.loads((Path(adapter_path) / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path"
+        )
+        raise UserError(
+            f"cannot load adapter from '{adapter_path}': its weights do not fit this base model (size "
+            f"mismatch); it was trained on {base or 'another model'}"
+        ) from None
+    except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot load adapter from '{adapter_path}': {_first_line(exc)}") from None
 
 
