@@ -238,3 +238,27 @@ def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, tiny_model_dir, caps
     err = capsys.readouterr().err
     assert "output_dir is a file" in err and len(err.strip().splitlines()) == 1, err
     assert (tmp_path / "run").read_text() == "my notes"
+
+
+def test_training_into_an_eval_output_dir_is_refused(tmp_path, tiny_model_dir, capsys):
+    from rarl.config import load_config
+    from rarl.eval.harness import run_evaluation
+
+    eval_config = tmp_path / "eval.yaml"
+    eval_config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name_or_path": str(tiny_model_dir), "dtype": "float32", "max_pixels": 112 * 112},
+                "data": {"eval": [{"source": "synthetic", "split": "test", "num_samples": 2, "seed": 3}]},
+                "eval": {"output_dir": str(tmp_path / "out"), "max_new_tokens": 2, "bertscore": False},
+            }
+        )
+    )
+    run_evaluation(load_config(eval_config), judges=False, progress=False)
+    before = (tmp_path / "out" / "provenance.json").read_bytes()
+    config = tmp_path / "train.yaml"
+    write_config(config, tiny_model_dir, tmp_path / "out", max_steps=1, save_steps=1)
+    capsys.readouterr()
+    assert main(["train", "--config", str(config)]) == 2
+    assert "holds the outputs of a rarl eval run" in capsys.readouterr().err
+    assert (tmp_path / "out" / "provenance.json").read_bytes() == before

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rarl.errors import UserError
 from rarl.provenance import (
+    PROVENANCE_FILE,
     check_same_settings,
     read_provenance,
     train_settings,
@@ -77,6 +78,18 @@ def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
     """
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise UserError(f"{output_dir}: output_dir is a file, not a directory; choose another output_dir")
+    try:
+        recorded = read_provenance(output_dir)
+    except UserError:
+        raise UserError(
+            f"{Path(output_dir) / PROVENANCE_FILE}: unreadable provenance record, so what this directory "
+            "holds cannot be checked; choose another output_dir"
+        ) from None
+    if recorded is not None and recorded.get("kind", "train") != "train":
+        raise UserError(
+            f"{output_dir} holds the outputs of a rarl {recorded['kind']} run (its {PROVENANCE_FILE}); "
+            "choose another output_dir for training"
+        )
     if resume is True or (isinstance(resume, str) and _inside(Path(resume), Path(output_dir))):
         return
     found = checkpoints(output_dir)
