@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.config import RunConfig
+from rarl.errors import UserError
 from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,33 @@ def compare_stages(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     }
 
 
+def check_demo_stage_dir(out: Path, stage: str) -> None:
+    """Refuse to delete a training run the demo did not make (``--output-dir`` pointed at real runs).
+
+    The demo starts each stage from scratch by deleting ``<out>/<stage>``; a run there whose
+    ``resolved_config.yaml`` names another model than the demo's tiny one is somebody's result.
+    """
+    import yaml
+
+    from rarl.schema.rundir import checkpoints, final_weights
+
+    folder = out / stage
+    if not folder.is_dir() or not (checkpoints(folder) or final_weights(folder)):
+        return
+    resolved = folder / "resolved_config.yaml"
+    try:
+        model = ((yaml.safe_load(resolved.read_text(encoding="utf-8")) or {}).get("model") or {}).get(
+            "name_or_path"
+        )
+    except (OSError, yaml.YAMLError, AttributeError):
+        model = None
+    if model != str(out / "tiny_model"):
+        raise UserError(
+            f"{folder} holds a training run the demo did not make (model {model or 'unknown'}); the demo "
+            "deletes its stage folders, so choose another --output-dir"
+        )
+
+
 def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     """Build, train (SFT, then GRPO with a LoRA adapter), evaluate; write ``results.json``; return it."""
     import torch
@@ -277,6 +305,8 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, Any]:
     settings = settings or DemoSettings()
     torch.set_num_threads(settings.threads)
     out = Path(settings.output_dir)
+    for stage in ("sft", "grpo"):
+        check_demo_stage_dir(out, stage)
     for stage in ("sft", "grpo"):
         shutil.rmtree(out / stage, ignore_errors=True)  # the demo always starts from scratch
     started, cpu_started = time.time(), time.process_time()

@@ -7,15 +7,17 @@ a rerun would silently report old outputs as new results. Every output directory
 of its item (question, references, choices, image). A rerun compares both and refuses with one line that
 names what differs and how to start fresh.
 
-Which settings count: those that change what the model outputs (model, adapter weights, dtype, pixel
-budget, prompt, decoding; for training every model/LoRA/data/reward/trainer hyper-parameter and the
-training data itself). Settings that only change speed, logging or where files go (batch size,
+Which settings count: those that change what the model outputs (model, adapter weights and config, a
+local model folder's config, tokenizer and chat template files, dtype, pixel budget, prompt, decoding;
+for training every model/LoRA/data/reward/trainer hyper-parameter, the model folder's settings files and
+the training data itself). Settings that only change speed, logging or where files go (batch size,
 attention kernel, gradient checkpointing, logging/saving cadence, output paths, ``max_steps`` /
 ``num_train_epochs`` so a run can be extended) are recorded in ``resolved_config.yaml`` but not compared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -186,13 +188,55 @@ def _adapter_weights(adapter_path: str | None) -> str | None:
     return None
 
 
+def settings_digest(folder: str | Path | None, names: Iterable[str]) -> str | None:
+    """One hash over the named settings files of a local folder (None when it is not one).
+
+    JSON files are hashed as parsed data, so re-indenting one is not a change while editing a value is
+    (``lora_alpha`` 16 -> 64 scales every adapter output).
+    """
+    if not folder or not Path(folder).is_dir():
+        return None
+    digest = hashlib.sha256()
+    for name in names:
+        path = Path(folder) / name
+        if not path.is_file():
+            continue
+        content = path.read_bytes()
+        if name.endswith(".json"):
+            with contextlib.suppress(ValueError):  # else hashed as bytes; loading it will say what is wrong
+                content = json.dumps(json.loads(content), sort_keys=True, ensure_ascii=False).encode()
+        digest.update(f"{name}:{len(content)}:".encode())
+        digest.update(content)
+    return digest.hexdigest()[:16]
+
+
+def model_files_digest(config: RunConfig) -> str | None:
+    """:func:`settings_digest` of a local base model folder (None for a hub id and for ``tiny``, whose
+    files follow from ``model.tiny_seed``)."""
+    from rarl.models import MODEL_SETTINGS_FILES, TINY_MODEL_NAME
+
+    if config.model.name_or_path == TINY_MODEL_NAME:
+        return None
+    return settings_digest(config.model.name_or_path, MODEL_SETTINGS_FILES)
+
+
 def eval_settings(config: RunConfig) -> dict[str, Any]:
-    """The settings a prediction depends on (see :data:`EVAL_SETTING_KEYS`), plus the adapter's weights."""
+    """The settings a prediction depends on (see :data:`EVAL_SETTING_KEYS`), plus the adapter's weights
+    and config and a local model folder's settings files (:data:`rarl.models.MODEL_SETTINGS_FILES`).
+
+    The file digests are recorded only where there is such a file (an adapter, a local folder), so a run
+    on a hub id compares as it always did.
+    """
     from rarl.config import to_dict
 
     flat = flatten(to_dict(config))
     settings = {key: flat.get(key) for key in EVAL_SETTING_KEYS}
     settings["model.adapter_weights"] = _adapter_weights(config.model.adapter_path)
+    if config.model.adapter_path:
+        settings["model.adapter_config"] = settings_digest(config.model.adapter_path, ["adapter_config.json"])
+    model_files = model_files_digest(config)
+    if model_files is not None:
+        settings["model.files"] = model_files
     # "auto" means bf16 on a GPU and fp32 on CPU: the same config produces different outputs on each.
     from rarl.models import resolve_dtype
 
@@ -211,6 +255,9 @@ def train_settings(config: RunConfig, samples: list[Sample] | None = None) -> di
     from rarl.config import to_dict
 
     settings = train_settings_from_dict(to_dict(config))
+    model_files = model_files_digest(config)
+    if model_files is not None:
+        settings["model.files"] = model_files
     if samples is not None:
         settings["data.train_fingerprint"] = data_fingerprint(samples)
     return settings
@@ -289,7 +336,9 @@ __all__ = [
     "flatten",
     "item_fingerprint",
     "item_fingerprints",
+    "model_files_digest",
     "read_provenance",
+    "settings_digest",
     "train_settings",
     "train_settings_from_dict",
     "write_provenance",

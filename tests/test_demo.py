@@ -195,3 +195,35 @@ def test_demo_yaml_presets_match_what_rarl_demo_runs(method):
     if method == "grpo":
         assert (preset.lora.r, preset.lora.alpha) == (demo.lora.r, demo.lora.alpha)
         assert (preset.reward.names, preset.reward.weights) == (demo.reward.names, demo.reward.weights)
+
+
+def test_the_demo_does_not_delete_a_run_it_did_not_make(tmp_path, monkeypatch):
+    """--output-dir pointed at a folder whose sft/ is a real training run: refused, the run kept."""
+    import yaml
+
+    import rarl.models
+    from rarl.demo import DemoSettings, run_demo
+    from rarl.errors import UserError
+
+    run = tmp_path / "sft"
+    run.mkdir()
+    (run / "adapter_model.safetensors").write_bytes(b"weights")
+    (run / "resolved_config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "Qwen/Qwen2-VL-2B"}}))
+
+    class Built(Exception):
+        pass
+
+    def no_build(*args, **kwargs):  # the refusal must come before anything is built or deleted
+        raise Built
+
+    monkeypatch.setattr(rarl.models, "build_tiny_model", no_build)
+    with pytest.raises(UserError, match="holds a training run the demo did not make"):
+        run_demo(DemoSettings(output_dir=str(tmp_path)))
+    assert (run / "adapter_model.safetensors").read_bytes() == b"weights"
+    # The demo's own earlier stage (its tiny model named in the resolved config) is replaced as before.
+    (run / "resolved_config.yaml").write_text(
+        yaml.safe_dump({"model": {"name_or_path": str(tmp_path / "tiny_model")}})
+    )
+    with pytest.raises(Built):
+        run_demo(DemoSettings(output_dir=str(tmp_path)))
+    assert not run.exists()

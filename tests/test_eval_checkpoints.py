@@ -106,3 +106,24 @@ def test_last_evaluates_only_the_newest_checkpoint(lora_run, tiny_model_dir, tmp
     assert json.loads((tmp_path / "sel" / "results.json").read_text())["checkpoint_selection"]["chosen"] == (
         "checkpoint-3"
     )
+
+
+@pytest.mark.parametrize("name", ["adapter_model.safetensors", "adapter_config.json"])
+def test_a_truncated_adapter_in_the_newest_checkpoint_falls_back(
+    lora_run, tiny_model_dir, tmp_path, capsys, monkeypatch, name
+):
+    """``last`` evaluates the newest checkpoint that loads; a half-written one is named and skipped."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run)
+    path = run / "checkpoint-3" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    (run / "checkpoint-2" / "optimizer.pt").write_bytes(b"")  # not needed to evaluate: no reason to skip
+    monkeypatch.setenv("COLUMNS", "500")
+    config = write_config(tmp_path / "c.yaml", tiny_model_dir, run, tmp_path / "sel")
+    assert main(["eval", "--config", str(config), "--checkpoints", "last", "--no-judges"]) == 0
+    assert f"checkpoint-3 is incomplete ({name} is" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "sel").glob("checkpoint-*")) == ["checkpoint-2"]
+    results = json.loads((tmp_path / "sel" / "results.json").read_text())
+    assert results["checkpoint_selection"]["chosen"] == "checkpoint-2" and results["n"] == 5

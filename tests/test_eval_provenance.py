@@ -178,3 +178,50 @@ def test_added_items_are_generated_and_finished_ones_resumed(finished_run, tiny_
     assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
     assert "4 items (3 resumed, 1 generated" in capsys.readouterr().out
     assert [r.id for r in read_predictions(out / "predictions.jsonl")] == ["q0", "q1", "q2", "q3"]
+
+
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=4))
+
+
+def test_an_edited_adapter_config_is_noticed(tmp_path, tiny_model_dir, tiny_model_config):
+    """lora_alpha scales every adapter output: 16 -> 64 is another model, though no weight changed."""
+    from peft import get_peft_model
+
+    from rarl.config import LoraSettings
+    from rarl.models import load_model, lora_config
+
+    model = get_peft_model(load_model(tiny_model_config, device="cpu"), lora_config(LoraSettings(r=2)))
+    model.save_pretrained(tmp_path / "adapter")
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    dataset = write_jsonl_dataset(tmp_path / "data")
+    config_path = write_config(tmp_path, tiny_model_dir, dataset)
+    overrides = [f"model.adapter_path={tmp_path / 'adapter'}"]
+    run_evaluation(load_config(config_path, overrides), progress=False)
+    # Re-indenting the file changes nothing it says: still resumed.
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()), indent=1))
+    results = run_evaluation(load_config(config_path, overrides), progress=False)
+    assert results["generation"]["resumed"] == 3
+    _edit_json(config_file, lora_alpha=64)
+    with pytest.raises(UserError, match=r"model\.adapter_config"):
+        run_evaluation(load_config(config_path, overrides), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        ("generation_config.json", lambda p: _edit_json(p, repetition_penalty=1.5)),
+        ("chat_template.jinja", lambda p: p.write_text("Answer briefly. " + p.read_text())),
+        ("config.json", lambda p: _edit_json(p, rms_norm_eps=0.1)),
+    ],
+)
+def test_an_edited_file_of_a_local_model_folder_is_noticed(tmp_path, tiny_model_dir, name, edit):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config_path = write_config(tmp_path, model_dir, write_jsonl_dataset(tmp_path / "data"))
+    run_evaluation(load_config(config_path), progress=False)
+    edit(model_dir / name)
+    with pytest.raises(UserError, match=r"model\.files"):
+        run_evaluation(load_config(config_path), progress=False)

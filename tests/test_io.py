@@ -166,3 +166,46 @@ def test_writing_where_a_directory_or_a_file_is_in_the_way_is_one_line(tmp_path:
     with pytest.raises(UserError, match=r"blocker.* is a file"):
         append_jsonl(tmp_path / "blocker" / "predictions.jsonl", [{"a": 1}])
     assert (tmp_path / "blocker").read_text() == "x"
+
+
+def _safetensors_loads(path) -> bool:
+    """The independent oracle: the safetensors library reads every tensor."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                handle.get_tensor(key)
+    except Exception:
+        return False
+    return True
+
+
+def test_safetensors_problem_agrees_with_the_safetensors_library(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from rarl.io import safetensors_problem
+
+    whole = tmp_path / "whole.safetensors"
+    save_file({"a": torch.arange(100, dtype=torch.float32), "b": torch.ones(3, 7)}, str(whole))
+    data = whole.read_bytes()
+    cuts = sorted({0, 4, 8, 9, 40, len(data) // 2, len(data) - 1, len(data)})
+    variants = [data[:cut] for cut in cuts] + [data + b"\0" * 16, b"x" * 200]
+    for index, content in enumerate(variants):
+        path = tmp_path / f"v{index}.safetensors"
+        path.write_bytes(content)
+        problem = safetensors_problem(path)
+        assert (problem is None) == _safetensors_loads(path), (len(content), problem)
+    assert safetensors_problem(whole) is None
+
+
+def test_json_file_problem_names_what_is_wrong(tmp_path):
+    from rarl.io import json_file_problem
+
+    cases = {"": "is empty", '{"a": 1': "is not valid JSON", "[1]": "is not a JSON object", '{"r": 8}': None}
+    for index, (text, expected) in enumerate(cases.items()):
+        path = tmp_path / f"c{index}.json"
+        path.write_text(text)
+        problem = json_file_problem(path)
+        assert problem is None if expected is None else problem.startswith(expected), (text, problem)

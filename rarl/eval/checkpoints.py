@@ -43,7 +43,7 @@ def run_checkpoints(run_dir: str | Path, mode: str) -> list[Path]:
 
     found = []
     for checkpoint in checkpoints(run_dir):
-        reason = incomplete_reason(checkpoint)
+        reason = incomplete_reason(checkpoint, resumable=False)
         if reason is None:
             found.append(checkpoint)
         else:

@@ -1,6 +1,6 @@
-"""Models: runtime loading (:mod:`.loading`), the offline tiny Qwen2-VL (:mod:`.tiny`) and the
-benchmark architecture (:mod:`.arch`). Everything is re-exported here, so ``from rarl.models import
-load_model`` keeps working."""
+"""Models: runtime loading (:mod:`.loading`), the offline tiny Qwen2-VL (:mod:`.tiny`), the benchmark
+architecture (:mod:`.arch`) and where a model comes from, checked before loading (:mod:`.source`).
+Everything is re-exported here, so ``from rarl.models import load_model`` keeps working."""
 
 from rarl.models.arch import QWEN2_VL_2B_ARCH, build_model_from_arch
 from rarl.models.loading import (
@@ -16,6 +16,7 @@ from rarl.models.loading import (
     resolve_model_path,
     vision_tower,
 )
+from rarl.models.source import MODEL_SETTINGS_FILES, check_model_dir, model_source
 from rarl.models.tiny import (
     QWEN2_VL_CHAT_TEMPLATE,
     QWEN_SPECIAL_TOKENS,
@@ -27,6 +28,7 @@ from rarl.models.tiny import (
 
 __all__ = [
     "LANGUAGE_MODEL_PATTERN",
+    "MODEL_SETTINGS_FILES",
     "QWEN2_VL_2B_ARCH",
     "QWEN2_VL_CHAT_TEMPLATE",
     "QWEN_SPECIAL_TOKENS",
@@ -35,6 +37,7 @@ __all__ = [
     "TINY_WIDTH",
     "build_model_from_arch",
     "build_tiny_model",
+    "check_model_dir",
     "default_device",
     "freeze_vision_tower",
     "load_adapter",
@@ -42,6 +45,7 @@ __all__ = [
     "load_processor",
     "lora_config",
     "model_label",
+    "model_source",
     "resolve_dtype",
     "resolve_model_path",
     "vision_tower",

@@ -7,6 +7,7 @@ benchmarks take the same code path without network access.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from rarl.config import LoraSettings, ModelConfig
 from rarl.devices import default_device
 from rarl.errors import UserError
+from rarl.io import json_file_problem, weights_file_problem
+from rarl.models.source import model_source
 from rarl.models.tiny import TINY_MODEL_NAME, build_tiny_model
 
 if TYPE_CHECKING:  # heavy imports stay out of CLI start-up
@@ -64,12 +67,16 @@ def model_label(config: ModelConfig) -> str:
 
 
 def resolve_model_path(config: ModelConfig, cache_dir: str | Path = "outputs/tiny_model") -> str:
-    """Map ``tiny`` to a built tiny checkpoint (built once per seed); pass anything else through."""
+    """Map ``tiny`` to a built tiny checkpoint (built once per seed); pass anything else through.
+
+    A cached folder left unfinished by an interrupted build is rebuilt rather than loaded. Anything else
+    is checked first (:func:`rarl.models.source.model_source`): a folder that is not a model or a hub id
+    without a hub is a one-line error here, before a loader's traceback or minutes of retries.
+    """
     if config.name_or_path != TINY_MODEL_NAME:
-        return config.name_or_path
+        return model_source(config.name_or_path)
     path = Path(cache_dir) / f"seed{config.tiny_seed}"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=config.tiny_seed)
+    build_tiny_model(path, seed=config.tiny_seed, if_missing=True)
     return str(path)
 
 
@@ -101,6 +108,8 @@ def load_model(
 
     path = model_path or resolve_model_path(config)
     device = device or default_device()
+    if config.adapter_path:
+        check_adapter_dir(config.adapter_path)  # before the base model's weights: fail in a second
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             path, dtype=resolve_dtype(config.dtype, device), attn_implementation=config.attn_implementation
@@ -125,9 +134,46 @@ def load_adapter(model: PreTrainedModel, adapter_path: str) -> PreTrainedModel:
     """Attach a trained PEFT adapter (LoRA) for inference."""
     from peft import PeftModel
 
-    if not (Path(adapter_path) / "adapter_config.json").exists():
+    check_adapter_dir(adapter_path)
+    try:
+        return PeftModel.from_pretrained(model, adapter_path)
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        base = json.loads((Path(adapter_path) / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path"
+        )
+        raise UserError(
+            f"cannot load adapter from '{adapter_path}': its weights do not fit this base model (size "
+            f"mismatch); it was trained on {base or 'another model'}"
+        ) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot load adapter from '{adapter_path}': {_first_line(exc)}") from None
+
+
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def check_adapter_dir(adapter_path: str | Path) -> None:
+    """A one-line error unless ``adapter_path`` holds a whole PEFT adapter (config and weights).
+
+    Why check first: PEFT loads a truncated ``adapter_model.safetensors`` or an edited, broken
+    ``adapter_config.json`` only as far as a traceback.
+    """
+    folder = Path(adapter_path)
+    if not folder.is_dir():
+        raise UserError(f"{adapter_path}: no such adapter directory")
+    if not (folder / "adapter_config.json").is_file():
         raise UserError(f"{adapter_path}: no adapter_config.json here (expected a PEFT adapter directory)")
-    return PeftModel.from_pretrained(model, adapter_path)
+    problem = json_file_problem(folder / "adapter_config.json")
+    if problem is not None:
+        raise UserError(f"{folder / 'adapter_config.json'} {problem}; the adapter cannot be loaded")
+    weights = [folder / name for name in ADAPTER_WEIGHT_FILES if (folder / name).is_file()]
+    if not weights:
+        raise UserError(f"{adapter_path}: no adapter weights here ({' or '.join(ADAPTER_WEIGHT_FILES)})")
+    problem = weights_file_problem(weights[0])
+    if problem is not None:
+        raise UserError(f"{weights[0]} {problem}; the adapter cannot be loaded")
 
 
 def vision_tower(model: Any) -> Any:

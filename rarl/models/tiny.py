@@ -8,6 +8,9 @@ byte-level BPE tokenizer trained on the fly, the Qwen chat template) without net
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,6 +48,7 @@ QWEN2_VL_CHAT_TEMPLATE = (
 
 TINY_VOCAB_SIZE = 1024
 TINY_WIDTH = 64
+TINY_MARKER = "rarl_tiny.json"  # written last: a directory without it was never finished
 
 
 def prompt_texts() -> list[str]:
@@ -78,6 +82,8 @@ def build_tiny_model(
     texts: Iterable[str] | None = None,
     vocab_size: int = TINY_VOCAB_SIZE,
     width: int = TINY_WIDTH,
+    *,
+    if_missing: bool = False,
 ) -> Path:
     """Create a tiny Qwen2-VL checkpoint (model + processor + tokenizer) at ``path``, offline.
 
@@ -86,9 +92,93 @@ def build_tiny_model(
     weights are drawn from a seeded generator. The result loads with ``from_pretrained`` like any hub model.
     ``width`` is the language model's hidden size (4 heads, MLP twice as wide): the tests use the 64-wide
     default; a wider model gives a rank-8 LoRA adapter more room where it must learn something.
+
+    The model is written to a temporary folder beside ``path`` and renamed into place when complete, so an
+    interrupted build (Ctrl-C, kill -9, a full disk) never leaves a half-written model at ``path``. An
+    existing folder at ``path`` is replaced, unless ``if_missing`` and it already holds a finished tiny
+    model (a cache: when two processes build it at once, the first finished copy stays).
     """
     if width < 16 or width % 16:
         raise ValueError(f"tiny model width must be a multiple of 16 (>= 16), got {width}")
+    target = Path(path)
+    if if_missing and is_complete_tiny_model(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from colleagues once renamed
+        _write_tiny_model(tmp, seed, texts, vocab_size, width)
+        publish_dir(tmp, target, keep_existing=if_missing)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+STALE_BUILD_S = 3600  # a build takes seconds: a temporary folder this old was left by a killed one
+
+
+def _remove_stale_builds(target: Path) -> None:
+    """Delete temporary folders that killed builds of ``target`` left beside it."""
+    import time
+
+    for leftover in target.parent.glob(f".{target.name}.building-*"):
+        try:
+            if time.time() - leftover.stat().st_mtime > STALE_BUILD_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def is_complete_tiny_model(path: str | Path) -> bool:
+    """Whether ``path`` holds a finished tiny model (its marker and ``config.json`` both readable).
+
+    Why both: folders built by older rarl versions were written in place, so a killed build could leave a
+    ``config.json`` (even an empty one) without the marker, which is written last.
+    """
+    folder = Path(path)
+    try:
+        json.loads((folder / TINY_MARKER).read_text(encoding="utf-8"))
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def publish_dir(built: Path, target: Path, *, keep_existing: bool) -> None:
+    """Rename the finished folder ``built`` to ``target`` (same parent: the rename is atomic).
+
+    An empty or unfinished ``target`` is moved aside and replaced; a finished one is replaced too, unless
+    ``keep_existing`` (another process built the same cached model first: its copy is as good as ours).
+    """
+    for _ in range(3):  # a concurrent builder can slip in between the steps below: look again
+        if keep_existing and is_complete_tiny_model(target):
+            return
+        try:
+            os.replace(built, target)  # succeeds when target is absent or an empty folder
+            return
+        except OSError:
+            if not target.exists():
+                raise
+        if keep_existing and is_complete_tiny_model(target):
+            return
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        try:
+            os.replace(target, aside / "old")  # the old folder (or file) leaves in one step
+            os.replace(built, target)
+            return
+        except OSError:
+            continue
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+    if not is_complete_tiny_model(target):
+        raise OSError(f"could not move the built tiny model into {target}")
+
+
+def _write_tiny_model(
+    target: Path, seed: int, texts: Iterable[str] | None, vocab_size: int, width: int
+) -> None:
+    """The files of the tiny model, written into the (fresh, private) folder ``target``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -99,9 +189,6 @@ def build_tiny_model(
         Qwen2VLProcessor,
         Qwen2VLVideoProcessor,
     )
-
-    target = Path(path)
-    target.mkdir(parents=True, exist_ok=True)
 
     corpus = list(texts) if texts is not None else _default_tokenizer_corpus()
     tokenizer_model = Tokenizer(models.BPE())
@@ -170,7 +257,6 @@ def build_tiny_model(
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     processor.save_pretrained(target)
-    (target / "rarl_tiny.json").write_text(
+    (target / TINY_MARKER).write_text(
         json.dumps({"seed": seed, "vocab_size": len(tokenizer), "width": width}) + "\n"
     )
-    return target

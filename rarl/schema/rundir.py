@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from rarl.errors import UserError
+from rarl.io import json_file_problem, torch_file_problem, weights_file_problem
 from rarl.schema.predictions import read_predictions as read_validated
 from rarl.schema.records import PredictionRecord
 
@@ -60,8 +61,27 @@ def checkpoint_step(checkpoint: str | Path) -> int:
     return int(match.group(1))
 
 
-def incomplete_reason(checkpoint: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from (None when it is complete)."""
+def final_weights(output_dir: str | Path) -> Path | None:
+    """The final model or adapter a finished training run saved in its ``output_dir`` (None if none)."""
+    for name in (*WEIGHT_FILES, "adapter_config.json"):
+        path = Path(output_dir) / name
+        if path.is_file():
+            return path
+    return None
+
+
+# What ``trainer.train(resume_from_checkpoint=...)`` loads besides the weights; the optimizer and scheduler
+# states are loaded here as the trainer loads them (the RNG state needs transformers' own allow-list).
+TRAINER_STATE_GLOBS = {"optimizer.pt": True, "scheduler.pt": True, "scaler.pt": True, "rng_state*.pth": False}
+
+
+def incomplete_reason(checkpoint: Path, *, resumable: bool = True) -> str | None:
+    """Why a checkpoint cannot be used (None when it is complete).
+
+    Every file that will be loaded is checked, not only named: a crash or a full disk can leave a file
+    that exists but is cut short. ``resumable`` adds the optimizer, scheduler and RNG state that resuming
+    training loads; evaluating a checkpoint needs only its weights.
+    """
     state = checkpoint / "trainer_state.json"
     if not state.is_file():
         return "no trainer_state.json"
@@ -71,6 +91,30 @@ def incomplete_reason(checkpoint: Path) -> str | None:
         return "unreadable trainer_state.json"
     if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
         return "no model or adapter weights"
+    problem = weights_problem(checkpoint)
+    if problem is None and resumable:
+        for pattern, load in TRAINER_STATE_GLOBS.items():
+            for path in sorted(checkpoint.glob(pattern)):
+                reason = torch_file_problem(path, load=load)
+                if reason is not None:
+                    return f"{path.name} {reason}"
+    return problem
+
+
+def weights_problem(folder: Path) -> str | None:
+    """Why the weights (and adapter or model config) in ``folder`` are not whole; None when they are."""
+    for name in ("adapter_config.json", "config.json"):
+        if (folder / name).is_file():
+            reason = json_file_problem(folder / name)
+            if reason is not None:
+                return f"{name} {reason}"
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        reason = weights_file_problem(path)
+        if reason is not None:
+            return f"{name} {reason}"
     return None
 
 
@@ -83,6 +127,8 @@ __all__ = [
     "WEIGHT_FILES",
     "checkpoint_step",
     "checkpoints",
+    "final_weights",
     "incomplete_reason",
     "read_predictions",
+    "weights_problem",
 ]

@@ -3,9 +3,10 @@
 Why: a resumed run must be the same run. Its settings are compared with the ``provenance.json`` the run
 recorded (:mod:`rarl.provenance`) before anything is written, so a changed learning rate or LoRA rank is
 a one-line refusal instead of a silently different experiment or a state-dict traceback. A checkpoint cut
-short by a crash (no ``trainer_state.json``, which the trainer writes last, or no weights) is skipped for
-the previous complete one, and ``metrics.jsonl`` is cut back to the resumed step so no step is logged
-twice.
+short by a crash or a full disk (no ``trainer_state.json``, which the trainer writes last, or a file that
+is there but not whole: :func:`rarl.schema.rundir.incomplete_reason`) is skipped for the previous complete
+one, and ``metrics.jsonl`` is cut back to the resumed step so no step is logged twice. A fresh run never
+replaces a finished one: checkpoints or final weights in ``output_dir`` are refused.
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 from rarl.errors import UserError
 from rarl.provenance import (
+    PROVENANCE_FILE,
     as_recorded,
     check_same_settings,
     read_provenance,
     train_settings,
     train_settings_from_dict,
 )
-from rarl.schema.rundir import WEIGHT_FILES, checkpoint_step, checkpoints, incomplete_reason
+from rarl.schema.rundir import (
+    WEIGHT_FILES,
+    checkpoint_step,
+    checkpoints,
+    final_weights,
+    incomplete_reason,
+)
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -63,8 +71,28 @@ def resume_target(output_dir: str | Path, resume: bool | str) -> str | None:
 
 
 def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
-    """Refuse to silently mix a new run into a directory that already holds checkpoints."""
-    if resume:
+    """Refuse to silently mix a new run into a directory that already holds a run's results.
+
+    Checkpoints and a finished run's final weights both count: a run saved without checkpoints
+    (``save_strategy: "no"``) would otherwise have its adapter, provenance and metrics replaced. An
+    attempt that crashed before saving anything left no weights and may be started again. Resuming from
+    a checkpoint of another run (``--resume-from``) starts a new run here, so the same holds.
+    """
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise UserError(f"{output_dir}: output_dir is a file, not a directory; choose another output_dir")
+    try:
+        recorded = read_provenance(output_dir)
+    except UserError:
+        raise UserError(
+            f"{Path(output_dir) / PROVENANCE_FILE}: unreadable provenance record, so what this directory "
+            "holds cannot be checked; choose another output_dir"
+        ) from None
+    if recorded is not None and recorded.get("kind", "train") != "train":
+        raise UserError(
+            f"{output_dir} holds the outputs of a rarl {recorded['kind']} run (its {PROVENANCE_FILE}); "
+            "choose another output_dir for training"
+        )
+    if resume is True or (isinstance(resume, str) and _inside(Path(resume), Path(output_dir))):
         return
     found = checkpoints(output_dir)
     if found:
@@ -72,6 +100,16 @@ def check_fresh_output_dir(output_dir: str | Path, resume: bool | str) -> None:
             f"{output_dir} already holds checkpoints (latest {found[-1].name}); pass --resume to continue "
             "or choose another output_dir"
         )
+    final = final_weights(output_dir)
+    if final is not None:
+        raise UserError(
+            f"{output_dir} already holds a finished run ({final.name}); choose another output_dir, or "
+            "delete that one to train it again"
+        )
+
+
+def _inside(checkpoint: Path, output_dir: Path) -> bool:
+    return checkpoint.resolve().parent == output_dir.resolve()
 
 
 def recorded_train_settings(run_dir: Path) -> dict[str, Any] | None:
@@ -95,10 +133,11 @@ def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Samp
     current = train_settings(config, samples)
     run_dir = Path(checkpoint).parent
     recorded = recorded_train_settings(run_dir)
-    if recorded is not None and "data.train_fingerprint" not in recorded:
-        current_compared = {k: v for k, v in current.items() if k != "data.train_fingerprint"}
-    else:
-        current_compared = current
+    # Records written before a fingerprint existed cannot be checked against it: compare the rest.
+    later = ("data.train_fingerprint", "model.files")
+    current_compared = {
+        k: v for k, v in current.items() if recorded is None or k not in later or k in recorded
+    }
     if recorded is not None:
         recorded, current_compared = with_trl_defaults(recorded), with_trl_defaults(current_compared)
     check_same_settings(
