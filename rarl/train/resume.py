@@ -139,7 +139,7 @@ def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Samp
         k: v for k, v in current.items() if recorded is None or k not in later or k in recorded
     }
     if recorded is not None:
-        recorded, current_compared = with_trl_defaults(recorded), with_trl_defaults(current_compared)
+        recorded, current_compared = with_trl_defaults(recorded, current_compared)
     check_same_settings(
         recorded,
         current_compared,
@@ -150,25 +150,32 @@ def check_resume_settings(config: RunConfig, checkpoint: str, samples: list[Samp
     return current
 
 
-def with_trl_defaults(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with each ``train.<method>.<field>`` at TRL's own default dropped.
+def with_trl_defaults(
+    recorded: dict[str, Any], current: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both settings with a ``train.<method>.<field>`` missing on one side filled in with TRL's default.
 
     Why: a TRL field left out of the YAML *is* TRL's default, so ``--resume train.grpo.temperature=1.0``
-    (TRL's default) asks for the run as it was; comparing keys literally called that "(unset) -> 1.0".
+    (TRL's default) asks for the run as it was, and a real change reads "42 -> 43", not "(unset) -> 43".
     """
     from rarl import trl_schema
 
-    out = {}
-    for key, value in settings.items():
+    def trl_default(key: str) -> Any:
         parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "train" and parts[1] in trl_schema.METHODS:
-            default = trl_schema.default_value(parts[1], parts[2]) if parts[2] in trl_schema.field_names(
-                parts[1]
-            ) else dataclasses.MISSING
-            if default is not dataclasses.MISSING and as_recorded({"v": default})["v"] == value:
-                continue
-        out[key] = value
-    return out
+        if len(parts) != 3 or parts[0] != "train" or parts[1] not in trl_schema.METHODS:
+            return dataclasses.MISSING
+        if parts[2] not in trl_schema.field_names(parts[1]):
+            return dataclasses.MISSING
+        default = trl_schema.default_value(parts[1], parts[2])
+        return dataclasses.MISSING if default is dataclasses.MISSING else as_recorded({"v": default})["v"]
+
+    filled = [dict(recorded), dict(current)]
+    for mine, other in ((filled[0], filled[1]), (filled[1], filled[0])):
+        for key in set(other) - set(mine):
+            default = trl_default(key)
+            if default is not dataclasses.MISSING:
+                mine[key] = default
+    return filled[0], filled[1]
 
 
 def check_adapter_matches(config: RunConfig, checkpoint: Path) -> None:
