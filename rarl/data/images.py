@@ -37,14 +37,20 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """The (width, height) :func:`cap_pixels` gives a ``width`` x ``height`` image (the token budget's input)."""
+    if not max_pixels or width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
 def cap_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
     """Downscale (never upscale) so that ``width * height <= max_pixels``, keeping the aspect ratio."""
-    if not max_pixels or image.width * image.height <= max_pixels:
+    size = capped_size(image.width, image.height, max_pixels)
+    if size == image.size:
         return image
-    scale = math.sqrt(max_pixels / (image.width * image.height))
-    width = max(1, math.floor(image.width * scale))
-    height = max(1, math.floor(image.height * scale))
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def _first_value(value: Any) -> float | None:

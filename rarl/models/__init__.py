@@ -1,8 +1,10 @@
-"""Models: runtime loading (:mod:`.loading`), the offline tiny Qwen2-VL (:mod:`.tiny`) and the
-benchmark architecture (:mod:`.arch`). Everything is re-exported here, so ``from rarl.models import
-load_model`` keeps working."""
+"""Models: runtime loading (:mod:`.loading`), the offline tiny Qwen2-VL (:mod:`.tiny`), the benchmark
+architecture (:mod:`.arch`) and Qwen2-VL-2B-Instruct's hub layout with the real tokenizer
+(:mod:`.hub_layout`). Everything is re-exported here, so ``from rarl.models import load_model`` keeps
+working."""
 
 from rarl.models.arch import QWEN2_VL_2B_ARCH, build_model_from_arch
+from rarl.models.hub_layout import HUB_MODEL_ID, build_hub_layout_model
 from rarl.models.loading import (
     LANGUAGE_MODEL_PATTERN,
     default_device,
@@ -26,6 +28,7 @@ from rarl.models.tiny import (
 )
 
 __all__ = [
+    "HUB_MODEL_ID",
     "LANGUAGE_MODEL_PATTERN",
     "QWEN2_VL_2B_ARCH",
     "QWEN2_VL_CHAT_TEMPLATE",
@@ -33,6 +36,7 @@ __all__ = [
     "TINY_MODEL_NAME",
     "TINY_VOCAB_SIZE",
     "TINY_WIDTH",
+    "build_hub_layout_model",
     "build_model_from_arch",
     "build_tiny_model",
     "default_device",
