@@ -38,7 +38,7 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
 
 
 def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
-    """The (width, height) :func:`cap_pixels` gives a ``width`` x ``height`` image (the token budget's input)."""
+    """The size :func:`cap_pixels` gives a ``width`` x ``height`` image (what the token budget counts)."""
     if not max_pixels or width * height <= max_pixels:
         return width, height
     scale = math.sqrt(max_pixels / (width * height))
