@@ -176,3 +176,65 @@ def test_counted_prompt_length_is_the_processed_length(hub_model_dir, role, size
     assert how == "tokenizer"
     assert need.image_tokens == ids.count(151655)
     assert need.prompt_tokens == len(ids)
+
+
+def _real_samples() -> list:
+    from rarl.config import DatasetSpec
+    from rarl.data import load_dataset_spec
+
+    specs = [("vqa_rad", "vqa_rad", s) for s in ("train", "test")]
+    specs += [("slake", "slake", s) for s in ("train", "validation", "test")]
+    specs += [("vqa_med_2019", "vqa_med_2019", s) for s in ("train", "validation", "test")]
+    samples = []
+    for source, folder, split in specs:
+        if not (REALDATA / folder).exists():
+            pytest.skip(f"realdata/{folder} not present")
+        spec = DatasetSpec(source=source, path=str(REALDATA / folder), split=split, skip_bad=True)
+        samples += load_dataset_spec(spec)  # VQA-Med 2019: only the rows whose image is present
+    return samples
+
+
+def test_preflight_equals_the_processor_on_every_real_image(hub_model_dir):
+    """Every image of VQA-RAD, SLAKE and VQA-Med 2019: counted image tokens are the `<|image_pad|>` tokens
+    the processor inserts, and the counted prompt is the processed prompt's length (one row per distinct
+    image size through the whole processor; every row's text against the tokenizer's count of its rendered
+    prompt)."""
+    from rarl.data.budget import image_size, load_token_counter, sample_tokens
+    from rarl.data.images import load_image
+    from rarl.models import load_processor
+
+    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=256 * 28 * 28))
+    processor = load_processor(config.model)
+    samples = _real_samples()
+    count, _ = load_token_counter(config, processor)
+    needs = sample_tokens(samples, config, "eval", count)
+    assert len({str(n.sample.image) for n in needs}) == 315 - 1 + 642 + 1506  # VQA-RAD: 1 unreferenced
+    # The processor's count depends on the size that reaches it, not on the pixels: one real image per
+    # distinct native size goes through the whole processor (the others share its arithmetic exactly).
+    first: dict[object, object] = {}
+    for need in needs:
+        first.setdefault(image_size(need.sample.image), need)
+    assert len(first) > 300
+    from rarl import prompts
+
+    wrong = []
+    for need in first.values():
+        path = need.sample.image
+        messages = prompts.inference_messages(need.sample.question, config.eval.prompt, need.sample.choices)
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image = load_image(path, max_pixels=config.model.max_pixels)
+        ids = list(processor(text=[text], images=[image])["input_ids"][0])
+        if (need.image_tokens, need.prompt_tokens) != (ids.count(151655), len(ids)):
+            wrong.append((path, need.image_tokens, ids.count(151655), need.prompt_tokens, len(ids)))
+    assert not wrong, wrong[:5]
+    # every row: the counted text is the rendered prompt's ids less the one image placeholder
+    rendered = [
+        processor.apply_chat_template(
+            prompts.inference_messages(n.sample.question, config.eval.prompt, n.sample.choices),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for n in needs
+    ]
+    lengths = [len(ids) - 1 for ids in processor.tokenizer(rendered)["input_ids"]]
+    assert [n.text_tokens for n in needs] == lengths
