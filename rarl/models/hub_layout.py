@@ -237,7 +237,16 @@ def write_hub_tokenizer_files(path: str | Path) -> Path:
     atomic_write_text(target / "merges.txt", "\n".join(merges) + "\n")
     atomic_write_json(target / "tokenizer_config.json", _tokenizer_config())
     atomic_write_json(target / "chat_template.json", {"chat_template": HUB_CHAT_TEMPLATE})
-    atomic_write_json(target / "preprocessor_config.json", HUB_PREPROCESSOR_CONFIG)
+    atomic_write_json(target / "preprocessor_config.json", HUB_PREPROCESSOR_CONFIG)  # last: hub_tokenizer_dir
+    return target
+
+
+def hub_tokenizer_dir(cache_dir: str | Path = "outputs/qwen2_vl_2b_hub") -> Path:
+    """The hub's tokenizer and processor files of Qwen2-VL-2B-Instruct (no weights), written once to
+    ``cache_dir``: what ``rarl bench grpo --arch qwen2-vl-2b`` loads its processor from."""
+    target = Path(cache_dir)
+    if not (target / "preprocessor_config.json").is_file():  # written last: present means complete
+        write_hub_tokenizer_files(target)
     return target
 
 
@@ -270,6 +279,7 @@ __all__ = [
     "QWEN2_VL_ADDED_TOKENS",
     "SMALL_ARCH",
     "build_hub_layout_model",
+    "hub_tokenizer_dir",
     "qwen2_tokenizer_json",
     "write_hub_tokenizer_files",
 ]
