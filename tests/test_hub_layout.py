@@ -238,3 +238,24 @@ def test_preflight_equals_the_processor_on_every_real_image(hub_model_dir):
     ]
     lengths = [len(ids) - 1 for ids in processor.tokenizer(rendered)["input_ids"]]
     assert [n.text_tokens for n in needs] == lengths
+
+
+def test_training_prompts_get_the_templates_default_system_turn(hub_processor):
+    """The paper's templates are user turns: the real template puts Qwen's default system turn first and
+    the medical instruction after the image (the decision documented in docs/training.md)."""
+    from rarl import prompts
+
+    for name, template in prompts.TRAINING_TEMPLATES.items():
+        messages = prompts.training_messages("Is the heart enlarged?", name)
+        text = hub_processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert text == (
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+            "<|vision_start|><|image_pad|><|vision_end|>"
+            + template.format(question="Is the heart enlarged?")
+            + "<|im_end|>\n<|im_start|>assistant\n"
+        )
+    # inference prompts bring their own system turn: no default is inserted
+    messages = prompts.inference_messages("Is the heart enlarged?", "reasoning")
+    text = hub_processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert "You are a helpful assistant." not in text
+    assert text.startswith("<|im_start|>system\n" + prompts.INFERENCE_SYSTEM_PROMPTS["reasoning"])
