@@ -259,3 +259,31 @@ def test_training_prompts_get_the_templates_default_system_turn(hub_processor):
     text = hub_processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert "You are a helpful assistant." not in text
     assert text.startswith("<|im_start|>system\n" + prompts.INFERENCE_SYSTEM_PROMPTS["reasoning"])
+
+
+def test_sft_sequence_length_is_counted_exactly(hub_model_dir):
+    """SFT trains on prompt + the assistant turn: the counted total is the processed conversation's length
+    (the target includes the turn's closing `<|im_end|>` and newline)."""
+    from rarl import prompts
+    from rarl.data.budget import load_token_counter, sample_tokens
+    from rarl.data.images import load_image
+    from rarl.models import load_processor
+    from rarl.schema.sample import Sample
+
+    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=256 * 28 * 28))
+    config.train.method = "sft"
+    config.data.prompt_diversity = False
+    processor = load_processor(config.model)
+    image = Image.new("RGB", (640, 480), (90, 90, 90))
+    sample = Sample("s", image, "Which lobe?", "right upper lobe", "open", reasoning="The opacity is high.")
+    count, _ = load_token_counter(config, processor)
+    [need] = sample_tokens([sample], config, "train", count)
+    target = f"<think>{sample.reasoning}</think><answer>{sample.answer}</answer>"
+    conversation = [
+        *prompts.training_messages(sample.question, config.data.single_template),
+        {"role": "assistant", "content": [{"type": "text", "text": target}]},
+    ]
+    text = processor.apply_chat_template(conversation, tokenize=False)
+    loaded = load_image(image, max_pixels=config.model.max_pixels)
+    ids = list(processor(text=[text], images=[loaded])["input_ids"][0])
+    assert need.prompt_tokens + need.target_tokens == len(ids)

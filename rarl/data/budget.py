@@ -102,8 +102,9 @@ def require_images(samples: Sequence[Sample]) -> None:
 class TokenCounter:
     """Counts tokens with the model's tokenizer and chat template, or UTF-8 bytes where none could load.
 
-    ``counter(texts)`` counts plain texts (an SFT target); :meth:`prompts` counts chat prompts as rendered for
-    generation, less their image placeholders (the image's own tokens are added by :func:`image_tokens`).
+    ``counter(texts)`` counts plain texts; :meth:`prompts` counts chat prompts as rendered for generation,
+    less their image placeholders (the image's own tokens are added by :func:`image_tokens`);
+    :meth:`completions` counts SFT targets as the assistant turn they are trained as.
     Without a tokenizer, bytes are an upper bound: a byte-level BPE token covers at least one byte.
     """
 
@@ -119,16 +120,32 @@ class TokenCounter:
             return [len(text.encode("utf-8")) for text in texts]
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
-    def render(self, messages: list[dict[str, Any]]) -> str:
-        """The prompt text the processor sees: the chat template applied with the generation prompt."""
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """The text the processor sees: the chat template applied (a prompt with the generation prompt)."""
         renderer = self.renderer
         if renderer is None or getattr(renderer, "chat_template", None) is None:
             from jinja2 import Template
 
             from rarl.models.hub_layout import HUB_CHAT_TEMPLATE  # the usual Qwen2-VL template
 
-            return Template(HUB_CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True)
-        return renderer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return Template(HUB_CHAT_TEMPLATE).render(
+                messages=messages, add_generation_prompt=add_generation_prompt
+            )
+        return renderer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def completions(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the assistant turn that follows a prompt (SFT): the text and the turn's
+        closing markup (``<|im_end|>\n`` in Qwen's template), i.e. the rendered conversation less the
+        prompt."""
+        user = [{"role": "user", "content": "?"}]
+        prompt = self.render(user)
+        full = [self.render([*user, {"role": "assistant", "content": t}], False) for t in texts]
+        if self.tokenizer is None:
+            return [len(text.encode("utf-8")) - len(prompt.encode("utf-8")) for text in full]
+        base = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return [len(ids) - base for ids in self.tokenizer(full, add_special_tokens=False)["input_ids"]]
 
     def prompts(self, groups: list[list[dict[str, Any]]]) -> list[int]:
         """Tokens of each rendered prompt, not counting its image placeholders."""
@@ -250,7 +267,7 @@ def sample_tokens(
     method = _setting(config.train, "method")
     targets: list[int]
     if role == "train" and method == "sft":
-        targets = count([_sft_target(sample) for sample in samples])
+        targets = count.completions([_sft_target(sample) for sample in samples])
     elif role == "train":
         completion = _setting(config.train, "max_completion_length") or _setting(
             _setting(config.train, "grpo"), "max_completion_length"
