@@ -281,7 +281,13 @@ def sample_tokens(
         text_tokens = max(flat[position : position + len(group)])
         position += len(group)
         size = image_size(sample.image)
-        visual = image_tokens(*size, config.model.min_pixels, config.model.max_pixels) if size else 0
+        try:
+            visual = image_tokens(*size, config.model.min_pixels, config.model.max_pixels) if size else 0
+        except ValueError as exc:  # the processor refuses it too (aspect ratio over 200)
+            raise UserError(
+                f"{sample.dataset}/{sample.split} sample {sample.id}: image {size[0]}x{size[1]}: {exc}; "
+                "Qwen2-VL's processor cannot take it (crop or pad the image, or drop the row)"
+            ) from None
         result.append(SampleTokens(sample, visual, text_tokens, target))
     return result
 
