@@ -55,6 +55,17 @@ def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> i
     return (resized_h // PATCH_SIZE) * (resized_w // PATCH_SIZE) // (MERGE_SIZE**2)
 
 
+def checked_image_tokens(label: str, size: tuple[int, int], min_pixels: int, max_pixels: int) -> int:
+    """:func:`image_tokens`, or a one-line error naming ``label`` for an image the processor refuses."""
+    try:
+        return image_tokens(*size, min_pixels, max_pixels)
+    except ValueError as exc:  # smart_resize: aspect ratio over 200 (the processor raises the same)
+        raise UserError(
+            f"{label}: image {size[0]}x{size[1]}: {exc}; Qwen2-VL's processor cannot take it "
+            "(crop or pad the image, or drop the row)"
+        ) from None
+
+
 _SIZE_CACHE: dict[str, tuple[int, int]] = {}
 
 
@@ -281,13 +292,10 @@ def sample_tokens(
         text_tokens = max(flat[position : position + len(group)])
         position += len(group)
         size = image_size(sample.image)
-        try:
-            visual = image_tokens(*size, config.model.min_pixels, config.model.max_pixels) if size else 0
-        except ValueError as exc:  # the processor refuses it too (aspect ratio over 200)
-            raise UserError(
-                f"{sample.dataset}/{sample.split} sample {sample.id}: image {size[0]}x{size[1]}: {exc}; "
-                "Qwen2-VL's processor cannot take it (crop or pad the image, or drop the row)"
-            ) from None
+        label = f"{sample.dataset}/{sample.split} sample {sample.id}"
+        visual = (
+            checked_image_tokens(label, size, config.model.min_pixels, config.model.max_pixels) if size else 0
+        )
         result.append(SampleTokens(sample, visual, text_tokens, target))
     return result
 
@@ -367,6 +375,7 @@ __all__ = [
     "SampleTokens",
     "TokenCounter",
     "budget_problems",
+    "checked_image_tokens",
     "configured_limits",
     "image_size",
     "image_tokens",
