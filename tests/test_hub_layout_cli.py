@@ -19,6 +19,24 @@ from tests.conftest import REALDATA
 BUDGET = 64 * 28 * 28  # small images keep the 151,936-wide logits cheap on CPU
 
 
+@pytest.fixture
+def budgets(monkeypatch) -> list[tuple[int, int]]:
+    """The (min, max) pixel budget of every processor a command loads (through rarl.models.load_processor)."""
+    import rarl.models
+
+    seen: list[tuple[int, int]] = []
+    original = rarl.models.load_processor
+
+    def recording(*args, **kwargs):
+        processor = original(*args, **kwargs)
+        size = processor.image_processor.size
+        seen.append((size["shortest_edge"], size["longest_edge"]))
+        return processor
+
+    monkeypatch.setattr(rarl.models, "load_processor", recording)
+    return seen
+
+
 def _config(tmp_path, model_dir, **sections) -> str:
     data = {"model": {"name_or_path": str(model_dir), "dtype": "float32", "max_pixels": BUDGET}, **sections}
     path = tmp_path / "config.yaml"
@@ -26,7 +44,7 @@ def _config(tmp_path, model_dir, **sections) -> str:
     return str(path)
 
 
-def test_ask_png_and_dicom(tmp_path, hub_model_dir, capsys):
+def test_ask_png_and_dicom(tmp_path, hub_model_dir, capsys, budgets):
     png = tmp_path / "scan.png"
     Image.new("L", (300, 240), color=40).save(png)
     for image in (str(png), get_testdata_file("MR_small.dcm")):
@@ -35,6 +53,7 @@ def test_ask_png_and_dicom(tmp_path, hub_model_dir, capsys):
         assert main([*args, "--", "Is the lung healthy?"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert set(result) >= {"raw_output", "pred_answer", "pred_reasoning"}
+    assert budgets == [(3136, BUDGET)] * 2  # --max-pixels, not the file's 12,845,056
 
 
 def test_data_audit_counts_with_the_real_tokenizer(tmp_path, hub_model_dir):
@@ -47,7 +66,7 @@ def test_data_audit_counts_with_the_real_tokenizer(tmp_path, hub_model_dir):
     assert report["token_counter"] == "tokenizer" and report["max_pixels"] == BUDGET
 
 
-def test_eval_on_eight_real_vqa_rad_items(tmp_path, hub_model_dir):
+def test_eval_on_eight_real_vqa_rad_items(tmp_path, hub_model_dir, budgets):
     if not (REALDATA / "vqa_rad").exists():
         pytest.skip("realdata/vqa_rad not present")
     spec = {"source": "vqa_rad", "path": str(REALDATA / "vqa_rad"), "split": "test", "limit": 8}
@@ -60,9 +79,10 @@ def test_eval_on_eight_real_vqa_rad_items(tmp_path, hub_model_dir):
     assert main(["eval", "--config", config, "--no-judges"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8
+    assert budgets and set(budgets) == {(3136, BUDGET)}
 
 
-def test_train_three_grpo_lora_steps_saves_the_budget_with_the_adapter(tmp_path, hub_model_dir):
+def test_train_three_grpo_lora_steps_saves_the_budget_with_the_adapter(tmp_path, hub_model_dir, budgets):
     out = tmp_path / "grpo"
     config = _config(
         tmp_path,
@@ -86,6 +106,7 @@ def test_train_three_grpo_lora_steps_saves_the_budget_with_the_adapter(tmp_path,
     assert (out / "adapter_model.safetensors").is_file()
     saved = json.loads((out / "processor_config.json").read_text())["image_processor"]["size"]
     assert saved["longest_edge"] == BUDGET  # not the checkpoint file's 12,845,056
+    assert budgets and set(budgets) == {(3136, BUDGET)}
 
 
 # --------------------------------------------------------------------------------------------------
