@@ -37,11 +37,22 @@ PUBLISHED = {
 }
 
 
+BUDGET = 256 * 28 * 28  # the issue's 256-token budget
+
+
 @pytest.fixture(scope="module")
 def hub_processor(hub_model_dir):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(hub_model_dir)
+
+
+@pytest.fixture(scope="module")
+def budget_processor(hub_model_dir):
+    """The processor as rarl loads it under a 256-token budget (loading the 8 MB tokenizer takes seconds)."""
+    from rarl.models import load_processor
+
+    return load_processor(ModelConfig(name_or_path=str(hub_model_dir), max_pixels=BUDGET))
 
 
 def test_loads_as_the_hub_classes_with_the_published_ids(hub_model_dir, hub_processor):
@@ -151,17 +162,16 @@ def test_the_pixel_budget_overrides_the_checkpoints_preprocessor_config(hub_mode
 
 @pytest.mark.parametrize("role", ["train", "eval"])
 @pytest.mark.parametrize("size", [(1024, 846), (500, 331), (1200, 90), (30, 40), (56, 56)])
-def test_counted_prompt_length_is_the_processed_length(hub_model_dir, role, size):
+def test_counted_prompt_length_is_the_processed_length(hub_model_dir, budget_processor, role, size):
     """No allowance for markup: the pre-flight's prompt tokens are the processor's input ids, exactly."""
     from rarl import prompts
     from rarl.data.budget import load_token_counter, sample_tokens
     from rarl.data.images import load_image
-    from rarl.models import load_processor
     from rarl.schema.sample import Sample
 
-    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=256 * 28 * 28))
+    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=BUDGET))
     config.data.prompt_diversity = False  # one template, so "worst template" is the one rendered below
-    processor = load_processor(config.model)
+    processor = budget_processor
     image = Image.new("RGB", size, (90, 90, 90))
     sample = Sample("s", image, "Is there a fracture of the left femur?", "no", "closed")
     count, how = load_token_counter(config, processor)
@@ -194,17 +204,16 @@ def _real_samples() -> list:
     return samples
 
 
-def test_preflight_equals_the_processor_on_every_real_image(hub_model_dir):
+def test_preflight_equals_the_processor_on_every_real_image(hub_model_dir, budget_processor):
     """Every image of VQA-RAD, SLAKE and VQA-Med 2019: counted image tokens are the `<|image_pad|>` tokens
     the processor inserts, and the counted prompt is the processed prompt's length (one row per distinct
     image size through the whole processor; every row's text against the tokenizer's count of its rendered
     prompt)."""
     from rarl.data.budget import image_size, load_token_counter, sample_tokens
     from rarl.data.images import load_image
-    from rarl.models import load_processor
 
-    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=256 * 28 * 28))
-    processor = load_processor(config.model)
+    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=BUDGET))
+    processor = budget_processor
     samples = _real_samples()
     count, _ = load_token_counter(config, processor)
     needs = sample_tokens(samples, config, "eval", count)
@@ -214,18 +223,26 @@ def test_preflight_equals_the_processor_on_every_real_image(hub_model_dir):
     first: dict[object, object] = {}
     for need in needs:
         first.setdefault(image_size(need.sample.image), need)
-    assert len(first) > 300
+    assert len(first) > 1000  # 1,179 distinct sizes
+    import torch
+
     from rarl import prompts
 
     wrong = []
-    for need in first.values():
-        path = need.sample.image
-        messages = prompts.inference_messages(need.sample.question, config.eval.prompt, need.sample.choices)
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        image = load_image(path, max_pixels=config.model.max_pixels)
-        ids = list(processor(text=[text], images=[image])["input_ids"][0])
-        if (need.image_tokens, need.prompt_tokens) != (ids.count(151655), len(ids)):
-            wrong.append((path, need.image_tokens, ids.count(151655), need.prompt_tokens, len(ids)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: one thread is ~7x faster than two contended ones here
+    try:
+        for need in first.values():
+            path = need.sample.image
+            sample = need.sample
+            messages = prompts.inference_messages(sample.question, config.eval.prompt, sample.choices)
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            image = load_image(path, max_pixels=config.model.max_pixels)
+            ids = list(processor(text=[text], images=[image])["input_ids"][0])
+            if (need.image_tokens, need.prompt_tokens) != (ids.count(151655), len(ids)):
+                wrong.append((path, need.image_tokens, ids.count(151655), need.prompt_tokens, len(ids)))
+    finally:
+        torch.set_num_threads(threads)
     assert not wrong, wrong[:5]
     # every row: the counted text is the rendered prompt's ids less the one image placeholder
     rendered = [
@@ -261,19 +278,18 @@ def test_training_prompts_get_the_templates_default_system_turn(hub_processor):
     assert text.startswith("<|im_start|>system\n" + prompts.INFERENCE_SYSTEM_PROMPTS["reasoning"])
 
 
-def test_sft_sequence_length_is_counted_exactly(hub_model_dir):
+def test_sft_sequence_length_is_counted_exactly(hub_model_dir, budget_processor):
     """SFT trains on prompt + the assistant turn: the counted total is the processed conversation's length
     (the target includes the turn's closing `<|im_end|>` and newline)."""
     from rarl import prompts
     from rarl.data.budget import load_token_counter, sample_tokens
     from rarl.data.images import load_image
-    from rarl.models import load_processor
     from rarl.schema.sample import Sample
 
-    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=256 * 28 * 28))
+    config = RunConfig(model=ModelConfig(name_or_path=str(hub_model_dir), max_pixels=BUDGET))
     config.train.method = "sft"
     config.data.prompt_diversity = False
-    processor = load_processor(config.model)
+    processor = budget_processor
     image = Image.new("RGB", (640, 480), (90, 90, 90))
     sample = Sample("s", image, "Which lobe?", "right upper lobe", "open", reasoning="The opacity is high.")
     count, _ = load_token_counter(config, processor)

@@ -88,7 +88,9 @@ def load_processor(config: ModelConfig, model_path: str | None = None) -> Proces
         processor = AutoProcessor.from_pretrained(path)
     except OSError as exc:
         raise UserError(f"cannot load processor from '{path}': {_first_line(exc)}") from None
-    processor.image_processor.size = {"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels}
+    from transformers.image_utils import SizeDict
+
+    processor.image_processor.size = SizeDict(shortest_edge=config.min_pixels, longest_edge=config.max_pixels)
     # Generation in batches needs left padding so every prompt ends where generation starts.
     processor.tokenizer.padding_side = "left"
     return processor
