@@ -35,8 +35,9 @@ QWEN2_PRETOKENIZE_REGEX = (
 QWEN2_BPE_RANKS = 151643  # ordinary tokens; the added control tokens follow from this id on
 
 # The 14 added tokens of Qwen2-VL-2B-Instruct, ids 151643-151656, all special (tokenizer_config.json's
-# "added_tokens_decoder"; published copy: huggingface.co/Qwen/Qwen2-VL-2B-Instruct-AWQ tokenizer_config.json,
-# the same 14 entries as huggingface.co/Qwen/Qwen2-VL-2B-Instruct's 4.19 kB tokenizer_config.json).
+# "added_tokens_decoder"; published copies: the mirror huggingface.qichangzheng.net/Qwen/
+# Qwen2-VL-2B-Instruct-AWQ/blame/main/tokenizer_config.json and Qwen2-VL-family tokenizer_config.json files
+# such as hf-mirror.492719920.workers.dev/Isotr0py/Ovis2-1B-dev/raw/main/tokenizer_config.json).
 QWEN2_VL_ADDED_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -98,7 +99,11 @@ HUB_GENERATION_CONFIG: dict[str, Any] = {
     "top_p": 0.001,
 }
 
-# tokenizer_config.json apart from added_tokens_decoder and chat_template (same published copy as above).
+# tokenizer_config.json apart from added_tokens_decoder and chat_template: "bos_token": null as shown for
+# Qwen/Qwen2-VL-2B-Instruct at ai-nexus-293.pages.dev/model/qwen/qwen2-vl-2b-instruct; the other keys as in
+# the Qwen2 family's published files (e.g. huggingface.co/Locutusque/Hercules-5.0-Qwen2-7B commit cffafd4:
+# errors "replace", model_max_length 32768, split_special_tokens false, tokenizer_class Qwen2Tokenizer).
+# padding_side is left out: rarl's load_processor sets it (left, for batched generation).
 _TOKENIZER_CONFIG: dict[str, Any] = {
     "add_prefix_space": False,
     "additional_special_tokens": list(QWEN2_VL_ADDED_TOKENS[1:]),
