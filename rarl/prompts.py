@@ -77,7 +77,11 @@ def render_question(question: str, choices: list[str] | None = None) -> str:
 
 
 def training_messages(question: str, template: str, choices: list[str] | None = None) -> list[dict[str, Any]]:
-    """Chat messages for GRPO/SFT: one user turn holding the image and the templated question."""
+    """Chat messages for GRPO/SFT: one user turn holding the image and the templated question.
+
+    No system turn, as the paper's templates are the user's prompt: Qwen2-VL-Instruct's chat template then
+    inserts its default "You are a helpful assistant." system turn, as TRL renders it (docs/training.md).
+    """
     text = TRAINING_TEMPLATES[template].format(question=render_question(question, choices))
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 

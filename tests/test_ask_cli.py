@@ -79,6 +79,11 @@ def test_ask_errors_are_one_line(tmp_path, tiny_model_dir, capsys):
     Image.new("RGB", (32, 32)).save(png)
     assert main(["ask", "--model", str(tmp_path / "no_model"), "--image", str(png), "q?"]) == 2
     assert "cannot load" in capsys.readouterr().err
+    thin = tmp_path / "thin.png"  # Qwen2-VL's processor refuses an aspect ratio over 200
+    Image.new("L", (5, 1100)).save(thin)
+    assert main(["ask", "--model", str(tiny_model_dir), "--image", str(thin), "--device", "cpu", "q?"]) == 2
+    err = capsys.readouterr().err
+    assert "thin.png: image 5x1100: absolute aspect ratio" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

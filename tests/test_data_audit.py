@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from rarl.cli import main
-
-REALDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdata"
+from tests.conftest import REALDATA
 
 
 def _write_set(root: Path) -> None:

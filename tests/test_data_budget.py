@@ -124,3 +124,17 @@ def test_training_refuses_text_only_data_before_building_the_trainer(tmp_path, m
     sample.split = "train"
     with pytest.raises(UserError, match=r"pathvqa/train: 1 of 1 samples have no image"):
         run.run_training(config, samples=[sample])
+
+
+def test_an_image_the_processor_refuses_is_a_one_line_error_naming_the_sample(tiny_model_config):
+    """Qwen2-VL's processor raises on an aspect ratio over 200: the pre-flight says so before any model."""
+    from rarl.models import load_processor
+
+    thin = Image.new("RGB", (5, 1100))
+    processor = load_processor(tiny_model_config)
+    with pytest.raises(ValueError, match="aspect ratio"):  # the processor itself
+        processor.image_processor(images=[load_image(thin, max_pixels=tiny_model_config.max_pixels)])
+    sample = Sample("thin-1", thin, "What is shown?", "a line", "open", dataset="x")
+    sample.split = "test"
+    with pytest.raises(UserError, match=r"^x/test sample thin-1: image 5x1100: absolute aspect ratio"):
+        preflight(_config(tiny_model_config, max_new_tokens=8), [sample], "eval")

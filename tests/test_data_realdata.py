@@ -24,8 +24,8 @@ from rarl.answers import answers_match
 from rarl.config import DatasetSpec
 from rarl.data import load_dataset_spec
 from rarl.errors import DataError
+from tests.conftest import REALDATA
 
-REALDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdata"
 VQA_RAD = REALDATA / "vqa_rad"
 SLAKE = REALDATA / "slake"
 VQA_MED = REALDATA / "vqa_med_2019"

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from rarl.config import ModelConfig
+    from rarl.data.budget import checked_image_tokens
     from rarl.data.images import load_image
     from rarl.errors import UserError
     from rarl.eval.generate import generate_predictions
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("; ".join(problems))
     check_device(args.device)
     image = load_image(args.image, max_pixels=args.max_pixels)  # fail on a bad image before loading a model
+    checked_image_tokens(str(args.image), image.size, config.min_pixels, config.max_pixels)
     processor = load_processor(config)
     model = load_model(config, device=args.device)
     sample = Sample(

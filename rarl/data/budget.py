@@ -8,18 +8,18 @@ loads: the image sizes, ``model.min_pixels``/``max_pixels``, the prompt text and
 configuration naming the dataset, the sample and the numbers; ``rarl data audit`` reports the same figures.
 
 Image tokens follow Qwen2-VL's processor: the image is first capped at ``max_pixels`` (as
-:func:`rarl.data.images.load_image` does), then resized to multiples of 28 px within
-``[min_pixels, max_pixels]`` (``smart_resize``), and every 28x28 block becomes one token (14 px patches,
-2x2 merged). Text is counted with the model's tokenizer; the chat markup around it (role tags, vision
-markers, a default system prompt) is covered by :data:`CHAT_OVERHEAD_TOKENS`.
+:func:`rarl.data.images.load_image` does), then resized by the processor's own ``smart_resize`` to multiples
+of 28 px within ``[min_pixels, max_pixels]``, and every 28x28 block becomes one token (14 px patches, 2x2
+merged). The prompt text is counted as the model sees it: the messages rendered through the checkpoint's chat
+template (role tags, vision markers, the template's default system turn) and tokenized by its tokenizer, with
+the one ``<|image_pad|>`` placeholder per image replaced by the image's tokens, as the processor does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,24 +34,36 @@ log = logging.getLogger("rarl.data")
 
 PATCH_SIZE = 14
 MERGE_SIZE = 2
-CHAT_OVERHEAD_TOKENS = 32  # <|im_start|>…<|im_end|> tags, vision markers and Qwen's default system prompt
+IMAGE_PLACEHOLDER = "<|image_pad|>"  # one per image in the rendered chat; the processor expands it
 
 
 def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> int:
-    """Visual tokens Qwen2-VL spends on a ``width`` x ``height`` image under the pixel budget."""
+    """Visual tokens Qwen2-VL spends on a ``width`` x ``height`` image under the pixel budget.
+
+    Exactly the processor's arithmetic: :func:`~rarl.data.images.capped_size` (what ``load_image`` hands the
+    processor), then transformers' ``smart_resize`` with the same budget (which :func:`~rarl.models.
+    load_processor` gives the processor whatever the checkpoint's preprocessor_config.json says).
+    """
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    if width * height > max_pixels:  # load_image's cap_pixels, before the processor sees the image
-        scale = math.sqrt(max_pixels / (width * height))
-        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
-    factor = PATCH_SIZE * MERGE_SIZE
-    if min(width, height) < factor:  # smart_resize needs both sides >= one block; upscale like the processor
-        scale = factor / min(width, height)
-        width, height = math.ceil(width * scale), math.ceil(height * scale)
+    from rarl.data.images import capped_size
+
+    width, height = capped_size(width, height, max_pixels)
     resized_h, resized_w = smart_resize(
-        height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
+        height, width, factor=PATCH_SIZE * MERGE_SIZE, min_pixels=min_pixels, max_pixels=max_pixels
     )
     return (resized_h // PATCH_SIZE) * (resized_w // PATCH_SIZE) // (MERGE_SIZE**2)
+
+
+def checked_image_tokens(label: str, size: tuple[int, int], min_pixels: int, max_pixels: int) -> int:
+    """:func:`image_tokens`, or a one-line error naming ``label`` for an image the processor refuses."""
+    try:
+        return image_tokens(*size, min_pixels, max_pixels)
+    except ValueError as exc:  # smart_resize: aspect ratio over 200 (the processor raises the same)
+        raise UserError(
+            f"{label}: image {size[0]}x{size[1]}: {exc}; Qwen2-VL's processor cannot take it "
+            "(crop or pad the image, or drop the row)"
+        ) from None
 
 
 _SIZE_CACHE: dict[str, tuple[int, int]] = {}
@@ -98,35 +110,91 @@ def require_images(samples: Sequence[Sample]) -> None:
 # counting
 
 
+class TokenCounter:
+    """Counts tokens with the model's tokenizer and chat template, or UTF-8 bytes where none could load.
+
+    ``counter(texts)`` counts plain texts; :meth:`prompts` counts chat prompts as rendered for generation,
+    less their image placeholders (the image's own tokens are added by :func:`image_tokens`);
+    :meth:`completions` counts SFT targets as the assistant turn they are trained as.
+    Without a tokenizer, bytes are an upper bound: a byte-level BPE token covers at least one byte.
+    """
+
+    def __init__(self, tokenizer: Any = None, renderer: Any = None) -> None:
+        self.tokenizer = tokenizer
+        self.renderer = renderer if renderer is not None else tokenizer
+        self.exact = tokenizer is not None
+
+    def __call__(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        if self.tokenizer is None:
+            return [len(text.encode("utf-8")) for text in texts]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """The text the processor sees: the chat template applied (a prompt with the generation prompt)."""
+        renderer = self.renderer
+        if renderer is None or getattr(renderer, "chat_template", None) is None:
+            from jinja2 import Template
+
+            from rarl.models.hub_layout import HUB_CHAT_TEMPLATE  # the usual Qwen2-VL template
+
+            return Template(HUB_CHAT_TEMPLATE).render(
+                messages=messages, add_generation_prompt=add_generation_prompt
+            )
+        return renderer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def completions(self, texts: list[str]) -> list[int]:
+        """Tokens of each text as the assistant turn that follows a prompt (SFT): the text and the turn's
+        closing markup (``<|im_end|>\n`` in Qwen's template), i.e. the rendered conversation less the
+        prompt."""
+        user = [{"role": "user", "content": "?"}]
+        prompt = self.render(user)
+        full = [self.render([*user, {"role": "assistant", "content": t}], False) for t in texts]
+        if self.tokenizer is None:
+            return [len(text.encode("utf-8")) - len(prompt.encode("utf-8")) for text in full]
+        base = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return [len(ids) - base for ids in self.tokenizer(full, add_special_tokens=False)["input_ids"]]
+
+    def prompts(self, groups: list[list[dict[str, Any]]]) -> list[int]:
+        """Tokens of each rendered prompt, not counting its image placeholders."""
+        rendered = [self.render(messages) for messages in groups]
+        if self.tokenizer is None:
+            return [len(text.replace(IMAGE_PLACEHOLDER, "").encode("utf-8")) for text in rendered]
+        # the processor tokenizes the whole rendered text (special tokens are matched, never merged)
+        pad = self.tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
+        ids = self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        return [len(row) - row.count(pad) for row in ids]
+
+
 def load_token_counter(
     config: RunConfig, processor: Any = None, allow_download: bool = True
-) -> tuple[Callable[[list[str]], list[int]], str]:
-    """A batch text-token counter from the model's tokenizer (no weights loaded), and what it is.
+) -> tuple[TokenCounter, str]:
+    """A token counter from the model's tokenizer and chat template (no weights loaded), and what it is.
 
     Without a loadable tokenizer the UTF-8 byte count is used: a byte-level BPE token covers at least one
     byte, so it never under-counts (it may refuse a configuration that would fit; the message says so).
     """
     tokenizer = getattr(processor, "tokenizer", processor)
+    renderer = processor
     if tokenizer is None:
         try:
-            from transformers import AutoTokenizer
+            from transformers import AutoProcessor, AutoTokenizer
 
             from rarl.models import resolve_model_path
 
-            tokenizer = AutoTokenizer.from_pretrained(
-                resolve_model_path(config.model), local_files_only=not allow_download
-            )
+            path = resolve_model_path(config.model)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=not allow_download)
+            renderer = tokenizer
+            if getattr(tokenizer, "chat_template", None) is None:  # the template may live with the processor
+                renderer = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
         except Exception as exc:  # offline, unknown model...: fall back to the safe upper bound
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             log.info("token budget: no tokenizer (%s); counting UTF-8 bytes as an upper bound", reason)
-            return (lambda texts: [len(text.encode("utf-8")) for text in texts]), "UTF-8 bytes (upper bound)"
-
-    def count(texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    return count, "tokenizer"
+            return TokenCounter(), "UTF-8 bytes (upper bound)"
+    return TokenCounter(tokenizer, renderer), "tokenizer"
 
 
 def model_context_length(config: RunConfig) -> int | None:
@@ -181,7 +249,7 @@ class SampleTokens:
 
     sample: Sample
     image_tokens: int
-    text_tokens: int  # prompt text incl. chat markup (worst training template for role=train)
+    text_tokens: int  # rendered prompt without image tokens (worst training template for role=train)
     target_tokens: int  # SFT target / completion budget / max_new_tokens
 
     @property
@@ -189,33 +257,28 @@ class SampleTokens:
         return self.image_tokens + self.text_tokens
 
 
-def prompt_texts(sample: Sample, role: str, config: RunConfig) -> list[str]:
-    """The prompt texts a sample can be shown with (every training template, or the eval prompt)."""
+def prompt_messages(sample: Sample, role: str, config: RunConfig) -> list[list[dict[str, Any]]]:
+    """The chat prompts a sample can be shown with (every training template in use, or the eval prompt)."""
     from rarl import prompts
 
     if role == "train":
         names = [name for name, ratio in config.data.template_ratios.items() if ratio > 0]
         if not config.data.prompt_diversity:
             names = [config.data.single_template]
-        messages = [prompts.training_messages(sample.question, name, sample.choices) for name in names]
-    else:
-        messages = [prompts.inference_messages(sample.question, config.eval.prompt, sample.choices)]
-    return [
-        " ".join(part["text"] for message in group for part in message["content"] if part["type"] == "text")
-        for group in messages
-    ]
+        return [prompts.training_messages(sample.question, name, sample.choices) for name in names]
+    return [prompts.inference_messages(sample.question, config.eval.prompt, sample.choices)]
 
 
 def sample_tokens(
-    samples: Sequence[Sample], config: RunConfig, role: str, count: Callable[[list[str]], list[int]]
+    samples: Sequence[Sample], config: RunConfig, role: str, count: TokenCounter
 ) -> list[SampleTokens]:
-    """Token needs of every sample (image via its header, text via ``count``)."""
-    texts: list[list[str]] = [prompt_texts(sample, role, config) for sample in samples]
-    flat = count([text for group in texts for text in group])
+    """Token needs of every sample (image via its header, prompt text via ``count``)."""
+    groups = [prompt_messages(sample, role, config) for sample in samples]
+    flat = count.prompts([messages for group in groups for messages in group])
     method = _setting(config.train, "method")
     targets: list[int]
     if role == "train" and method == "sft":
-        targets = count([_sft_target(sample) for sample in samples])
+        targets = count.completions([_sft_target(sample) for sample in samples])
     elif role == "train":
         completion = _setting(config.train, "max_completion_length") or _setting(
             _setting(config.train, "grpo"), "max_completion_length"
@@ -225,11 +288,14 @@ def sample_tokens(
         targets = [int(config.eval.max_new_tokens)] * len(samples)
     result = []
     position = 0
-    for sample, group, target in zip(samples, texts, targets, strict=True):
-        text_tokens = max(flat[position : position + len(group)]) + CHAT_OVERHEAD_TOKENS
+    for sample, group, target in zip(samples, groups, targets, strict=True):
+        text_tokens = max(flat[position : position + len(group)])
         position += len(group)
         size = image_size(sample.image)
-        visual = image_tokens(*size, config.model.min_pixels, config.model.max_pixels) if size else 0
+        label = f"{sample.dataset}/{sample.split} sample {sample.id}"
+        visual = (
+            checked_image_tokens(label, size, config.model.min_pixels, config.model.max_pixels) if size else 0
+        )
         result.append(SampleTokens(sample, visual, text_tokens, target))
     return result
 
@@ -306,14 +372,16 @@ def preflight(
 
 
 __all__ = [
-    "CHAT_OVERHEAD_TOKENS",
     "SampleTokens",
+    "TokenCounter",
     "budget_problems",
+    "checked_image_tokens",
     "configured_limits",
     "image_size",
     "image_tokens",
     "load_token_counter",
     "preflight",
+    "prompt_messages",
     "require_images",
     "sample_tokens",
 ]

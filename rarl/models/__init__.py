@@ -1,8 +1,10 @@
 """Models: runtime loading (:mod:`.loading`), the offline tiny Qwen2-VL (:mod:`.tiny`), the benchmark
-architecture (:mod:`.arch`) and where a model comes from, checked before loading (:mod:`.source`).
-Everything is re-exported here, so ``from rarl.models import load_model`` keeps working."""
+architecture (:mod:`.arch`), where a model comes from, checked before loading (:mod:`.source`), and
+Qwen2-VL-2B-Instruct's hub layout with the real tokenizer (:mod:`.hub_layout`). Everything is re-exported
+here, so ``from rarl.models import load_model`` keeps working."""
 
 from rarl.models.arch import QWEN2_VL_2B_ARCH, build_model_from_arch
+from rarl.models.hub_layout import HUB_MODEL_ID, build_hub_layout_model
 from rarl.models.loading import (
     LANGUAGE_MODEL_PATTERN,
     default_device,
@@ -27,6 +29,7 @@ from rarl.models.tiny import (
 )
 
 __all__ = [
+    "HUB_MODEL_ID",
     "LANGUAGE_MODEL_PATTERN",
     "MODEL_SETTINGS_FILES",
     "QWEN2_VL_2B_ARCH",
@@ -35,6 +38,7 @@ __all__ = [
     "TINY_MODEL_NAME",
     "TINY_VOCAB_SIZE",
     "TINY_WIDTH",
+    "build_hub_layout_model",
     "build_model_from_arch",
     "build_tiny_model",
     "check_model_dir",

@@ -81,16 +81,23 @@ def resolve_model_path(config: ModelConfig, cache_dir: str | Path = "outputs/tin
 
 
 def load_processor(config: ModelConfig, model_path: str | None = None) -> ProcessorMixin:
-    """Load the processor with the pixel budget from config (caps the number of visual tokens)."""
+    """Load the processor with the pixel budget from config (caps the number of visual tokens).
+
+    The budget is set on the loaded image processor, so it holds whatever the checkpoint's
+    ``preprocessor_config.json`` says: a ``size={...}`` argument to ``from_pretrained`` loses to the file's
+    own ``min_pixels``/``max_pixels`` (which the hub's Qwen2-VL-2B-Instruct file carries), and the
+    ``min_pixels=``/``max_pixels=`` arguments are deprecated. A processor saved later records the budget.
+    """
     from transformers import AutoProcessor
 
     path = model_path or resolve_model_path(config)
     try:
-        processor = AutoProcessor.from_pretrained(
-            path, size={"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels}
-        )
+        processor = AutoProcessor.from_pretrained(path)
     except OSError as exc:
         raise UserError(f"cannot load processor from '{path}': {_first_line(exc)}") from None
+    from transformers.image_utils import SizeDict
+
+    processor.image_processor.size = SizeDict(shortest_edge=config.min_pixels, longest_edge=config.max_pixels)
     # Generation in batches needs left padding so every prompt ends where generation starts.
     processor.tokenizer.padding_side = "left"
     return processor

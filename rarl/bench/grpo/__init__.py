@@ -2,10 +2,10 @@
 
 Why: the goal is RARL on Qwen2-VL-2B on a consumer GPU (< 16 GB) with rollouts near the memory-bandwidth
 limit. Speed and memory depend on the architecture, not the weights, so the model is built from the real
-Qwen2-VL-2B-Instruct configuration with random weights (``--arch qwen2-vl-2b``) or is the tiny offline
-Qwen2-VL (``--arch tiny``, for CPU and tests). Random weights would emit EOS at random, so every completion
-is forced to exactly ``--max-completion-length`` tokens (``min_new_tokens`` = ``max_new_tokens``) and the
-generated lengths are checked.
+Qwen2-VL-2B-Instruct configuration with random weights and the real tokenizer and processor
+(``--arch qwen2-vl-2b``) or is the tiny offline Qwen2-VL (``--arch tiny``, for CPU and tests). Random
+weights would emit EOS at random, so every completion is forced to exactly ``--max-completion-length``
+tokens (``min_new_tokens`` = ``max_new_tokens``) and the generated lengths are checked.
 
 Each configuration (TRL defaults, our preset, gradient checkpointing on/off, LoRA vs full, SDPA vs eager,
 static KV cache, fp32 vs bf16, 4-bit QLoRA, flash-attention) trains ``--warmup-steps + --steps`` real
@@ -48,6 +48,7 @@ from rarl.bench.grpo.setup import (
     build_processor,
     build_trainer,
     effective_beta,
+    hub_processor_dir,
     preload_rewards,
     tiny_model_dir,
     train_samples,
@@ -108,6 +109,7 @@ __all__ = [
     "command_line",
     "effective_beta",
     "environment",
+    "hub_processor_dir",
     "image_patches",
     "markdown",
     "markdown_line",

@@ -15,11 +15,19 @@ from rarl.bench.grpo.settings import BenchSettings
 
 
 def tiny_model_dir() -> str:
-    """The cached tiny Qwen2-VL (built offline once); its processor is used for both architectures."""
+    """The cached tiny Qwen2-VL (built offline once): the model and processor of ``--arch tiny``."""
     from rarl.config import ModelConfig
     from rarl.models import resolve_model_path
 
     return resolve_model_path(ModelConfig(name_or_path="tiny"))
+
+
+def hub_processor_dir() -> str:
+    """Qwen2-VL-2B-Instruct's real tokenizer and processor files (hub layout, written once): the 2B
+    architecture is measured with real prompt lengths and the real special-token ids."""
+    from rarl.models.hub_layout import hub_tokenizer_dir
+
+    return str(hub_tokenizer_dir())
 
 
 def _weight_dtype(config: BenchConfig, device: str) -> Any:
@@ -30,11 +38,11 @@ def _weight_dtype(config: BenchConfig, device: str) -> Any:
 
 
 def arch_for_tokenizer(tokenizer: Any, attn: str) -> dict[str, Any]:
-    """The real 2B architecture with the special-token ids of our (offline) tokenizer.
+    """The real 2B architecture with the special-token ids of ``tokenizer``.
 
-    The vocabulary size stays 151,936, so embedding and LM-head cost are the real ones; only the ids of the
-    image/vision/eos tokens move to where the offline tokenizer puts them, so the processor's image tokens and
-    the model's ``image_token_id`` agree.
+    With the real tokenizer (:func:`hub_processor_dir`) these are the published ids; the vocabulary size
+    stays 151,936 either way, so embedding and LM-head cost are the real ones, and the processor's image
+    tokens and the model's ``image_token_id`` always agree.
     """
     from rarl.models import QWEN2_VL_2B_ARCH
 
@@ -100,14 +108,19 @@ def build_model(config: BenchConfig, settings: BenchSettings, processor: Any, wo
     return model
 
 
+def processor_source(settings: BenchSettings) -> str:
+    """Where the processor comes from: the tiny model's own, or the real Qwen2-VL-2B-Instruct one."""
+    return tiny_model_dir() if settings.arch == "tiny" else hub_processor_dir()
+
+
 def build_processor(settings: BenchSettings) -> Any:
-    """The tiny model's processor with a pixel budget that keeps ``--image-size`` images at full size."""
+    """The architecture's processor with a pixel budget that keeps ``--image-size`` images at full size."""
     from rarl.config import ModelConfig
     from rarl.models import load_processor
 
     side = settings.image_size
     return load_processor(
-        ModelConfig(name_or_path=tiny_model_dir(), max_pixels=side * side, min_pixels=56 * 56)
+        ModelConfig(name_or_path=processor_source(settings), max_pixels=side * side, min_pixels=56 * 56)
     )
 
 
@@ -129,7 +142,7 @@ def bench_run_config(config: BenchConfig, settings: BenchSettings, output_dir: P
 
     run = RunConfig()
     side = settings.image_size
-    run.model.name_or_path = tiny_model_dir()  # unused: the model and processor are passed in
+    run.model.name_or_path = processor_source(settings)  # unused: the model and processor are passed in
     run.model.max_pixels = side * side
     run.model.min_pixels = min(run.model.min_pixels, side * side)
     run.model.attn_implementation = config.attn  # type: ignore[assignment]
