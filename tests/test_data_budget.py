@@ -133,8 +133,8 @@ def test_an_image_the_processor_refuses_is_a_one_line_error_naming_the_sample(ti
     thin = Image.new("RGB", (5, 1100))
     processor = load_processor(tiny_model_config)
     with pytest.raises(ValueError, match="aspect ratio"):  # the processor itself
-        processor.image_processor(images=[load_image(thin, max_pixels=tiny_model_config.max_pixels)])
+        processor.image_processor(images=[thin])
     sample = Sample("thin-1", thin, "What is shown?", "a line", "open", dataset="x")
     sample.split = "test"
-    with pytest.raises(UserError, match=r"^x/test sample thin-1: image 5x1100: absolute aspect ratio"):
+    with pytest.raises(UserError, match=r"^x/test sample thin-1: .*5x1100.*aspect ratio"):
         preflight(_config(tiny_model_config, max_new_tokens=8), [sample], "eval")
