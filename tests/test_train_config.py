@@ -261,3 +261,18 @@ def test_vllm_preset_without_vllm_says_how_to_install(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'pip install "trl[vllm]"' in err[0] and "use_vllm" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_building_a_config_does_not_change_what_loading_accepts() -> None:
+    """HfArgumentParser rewrites the dataclass fields' types when it is built (``None | str | list[str]``
+    becomes ``str``); the annotation checks must read TRL's own annotations, not those rewritten fields."""
+    from transformers import HfArgumentParser
+
+    from rarl import trl_schema
+
+    for method in ("sft", "grpo"):
+        HfArgumentParser(trl_schema.trl_config_class(method))  # what every build does
+        trl_schema._annotations.cache_clear()  # as in a process whose first config load follows a build
+        overrides = [f"train.method={method}", f"train.{method}.report_to=[tensorboard]"]
+        overrides.append(f"train.{method}.logging_steps=3")  # not rarl's defaults: the mapping is checked
+        assert load_config(None, overrides).train.settings["report_to"] == ["tensorboard"]
