@@ -157,7 +157,11 @@ class LoraSettings:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     def validation_errors(self, prefix: str) -> list[str]:
-        """Values PEFT would accept here but fail on (r=0) or match nothing with (an unknown module name)."""
+        """Values PEFT would accept here but fail on (r=0) or match nothing with (an unknown module name).
+
+        Why rarl checks them: ``peft.LoraConfig`` (checked against PEFT 0.21.2) accepts ``r=0``, ``r=-1``,
+        ``lora_alpha=0`` and ``lora_dropout=1.5``, and fails or trains nothing only once the model is wrapped.
+        """
         errors = []
         if self.r < 1:
             errors.append(f"{prefix}.r: must be an integer >= 1 (got {self.r})")
