@@ -276,3 +276,25 @@ def test_building_a_config_does_not_change_what_loading_accepts() -> None:
         overrides = [f"train.method={method}", f"train.{method}.report_to=[tensorboard]"]
         overrides.append(f"train.{method}.logging_steps=3")  # not rarl's defaults: the mapping is checked
         assert load_config(None, overrides).train.settings["report_to"] == ["tensorboard"]
+
+
+def test_each_hand_written_rule_covers_a_value_trl_itself_accepts() -> None:
+    """rarl keeps a range or choice rule only where TRL does not check: each rule's bad value is one the
+    installed GRPOConfig builds without complaint (when TRL starts checking one, drop rarl's rule)."""
+    import warnings
+
+    from rarl import trl_schema
+
+    bad = {key: 0 for key in trl_schema._RANGES} | {key: "nope" for key in trl_schema._CHOICES}
+    bad |= {"max_steps": 0, "beta": -1, "epsilon": -1, "epsilon_high": -1, "weight_decay": -1}
+    bad |= {"top_p": 1.5, "vllm_gpu_memory_utilization": 2, "max_grad_norm": float("nan")}
+    for key, value in bad.items():
+        test, _valid, why = trl_schema._RANGES.get(key, (None, "", "choice"))
+        assert why and (test is None or not test(value)), key  # the value is one rarl refuses
+        method = "grpo" if key in trl_schema.field_names("grpo") else "sft"
+        settings = {"output_dir": "unused", "use_cpu": True, "per_device_train_batch_size": 2}
+        if method == "grpo":
+            settings["num_generations"] = 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trl_schema.trl_config_class(method)(**(settings | {key: value}))  # TRL accepts it
