@@ -157,7 +157,11 @@ class LoraSettings:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     def validation_errors(self, prefix: str) -> list[str]:
-        """Values PEFT would accept here but fail on (r=0) or match nothing with (an unknown module name)."""
+        """Values PEFT would accept here but fail on (r=0) or match nothing with (an unknown module name).
+
+        Why rarl checks them: ``peft.LoraConfig`` (checked against PEFT 0.21.2) accepts ``r=0``, ``r=-1``,
+        ``lora_alpha=0`` and ``lora_dropout=1.5``, and fails or trains nothing only once the model is wrapped.
+        """
         errors = []
         if self.r < 1:
             errors.append(f"{prefix}.r: must be an integer >= 1 (got {self.r})")
@@ -273,7 +277,9 @@ class TrainConfig:
 
     ``grpo`` holds ``trl.GRPOConfig`` keyword arguments and ``sft`` holds ``trl.SFTConfig`` ones; ``method``
     picks which of the two trains. Any field the installed TRL has is accepted; rarl's defaults (see
-    :mod:`rarl.trl_schema`) lie beneath a YAML mapping, which is merged over them.
+    :mod:`rarl.trl_schema`) lie beneath a YAML mapping, which is merged over them. The mapping is checked
+    here; :func:`rarl.libconfig.library_configs` turns it into the ``trl.GRPOConfig``/``trl.SFTConfig`` a
+    run trains with.
     """
 
     method: Literal["grpo", "sft"] = "grpo"
@@ -304,12 +310,6 @@ class TrainConfig:
         other = "sft" if self.method == "grpo" else "grpo"
         errors += trl_schema.unknown_key_errors(f"{prefix}.{other}", other, getattr(self, other))
         return errors
-
-    @staticmethod
-    def unknown_key_message(key: str, value: Any, section: dict[str, Any]) -> str:
-        """An old flat key (``train.learning_rate``) says how to write it in the new shape."""
-        method = section.get("method", "grpo")
-        return trl_schema.flat_key_hint(key, value, method if method in trl_schema.METHODS else "grpo")
 
 
 @dataclass
@@ -505,11 +505,8 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str, errors: list[str]) 
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
-            if hasattr(cls, "unknown_key_message"):  # e.g. an old flat train key: say the new shape
-                errors.append(cls.unknown_key_message(key, value, data))
-            else:
-                anchors = "" if prefix else f" (YAML anchors go under a key named {ANCHOR_KEY_PREFIX}…)"
-                errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}{anchors}")
+            anchors = "" if prefix else f" (YAML anchors go under a key named {ANCHOR_KEY_PREFIX}…)"
+            errors.append(f"unknown config key '{full}'; valid keys here: {', '.join(names)}{anchors}")
             continue
         coerced = _coerce(value, hints[key], full, errors)
         if coerced is not _INVALID:
@@ -599,8 +596,6 @@ def _apply_override(data: dict[str, Any], override: str) -> str | None:
             if dataclasses.is_dataclass(tp):
                 hints = get_type_hints(tp)
                 if part not in hints:
-                    if last and hasattr(tp, "unknown_key_message"):  # an old flat train key: the new shape
-                        return tp.unknown_key_message(part, _parse_value(raw), node)
                     valid = ", ".join(f.name for f in dataclasses.fields(tp))
                     return f"unknown config key '{here}'; valid keys here: {valid}"
                 child_tp = hints[part]

@@ -9,8 +9,10 @@ only (1) its defaults, written out in :data:`GRPO_DEFAULTS` / :data:`SFT_DEFAULT
 (``max_steps: 0`` trains one step, ``learning_rate: nan`` trains nothing); (3) the few fields rarl sets from
 other sections (:data:`MANAGED`), which the mapping may not repeat, so each setting has one home.
 
-This module sits beside :mod:`rarl.config` at the bottom of the package: it imports TRL's config classes
-lazily (``trl`` pulls in torch) and nothing else of rarl but the error type.
+This module checks the *mapping* when the config loads (every command); TRL's own ``__post_init__`` rules
+run once, when :func:`rarl.libconfig.library_configs` builds the ``GRPOConfig`` a run trains with. It sits
+beside :mod:`rarl.config` at the bottom of the package: it imports TRL's config classes lazily (``trl``
+pulls in torch) and nothing else of rarl but the error type.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import reprlib
 import types
 from functools import cache
 from typing import Any, Union, get_args, get_origin
-
-from rarl.errors import UserError
 
 METHODS = ("grpo", "sft")
 
@@ -73,15 +73,6 @@ MANAGED: dict[str, str] = {
     "activation_checkpointing_kwargs": "model.gradient_checkpointing",
 }
 
-# Keys of the old flat ``train:`` section that have no TRL field of the same name.
-RENAMED: dict[str, str] = {
-    "warmup_ratio": "transformers 5 has no warmup_ratio; write train.{method}.warmup_steps: {value} "
-    "(a value below 1 is a fraction of the total steps)",
-    "min_completion_length": "it was a benchmark-only setting; to force a minimum length write "
-    "train.grpo.generation_kwargs: {{min_new_tokens: {value}}}",
-}
-
-
 def defaults(method: str) -> dict[str, Any]:
     """A fresh copy of rarl's defaults for ``method``'s mapping."""
     return copy.deepcopy(GRPO_DEFAULTS if method == "grpo" else SFT_DEFAULTS)
@@ -105,6 +96,18 @@ def _fields(method: str) -> dict[str, Any]:
     return {f.name: f for f in dataclasses.fields(trl_config_class(method)) if f.init}
 
 
+@cache
+def _annotations(method: str) -> dict[str, Any]:
+    """Each field's annotation, read from the class's own annotations rather than from ``Field.type``:
+    ``transformers.HfArgumentParser`` rewrites ``Field.type`` in place when it is built (``None | str |
+    list[str]`` becomes ``str``), so after the first :func:`rarl.libconfig.library_configs` the fields
+    would claim that ``report_to: [tensorboard]`` is wrong."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(trl_config_class(method))
+    return {name: hints[name] for name in _fields(method)}
+
+
 def field_names(method: str) -> list[str]:
     """Every key ``train.<method>:`` accepts: the init fields of the installed TRL config class."""
     return sorted(_fields(method))
@@ -118,25 +121,6 @@ def default_value(method: str, name: str) -> Any:
 def _closest(key: str, names: list[str]) -> str:
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
     return f"; closest valid names: {', '.join(close)}" if close else ""
-
-
-def flat_key_hint(key: str, value: Any, method: str) -> str:
-    """How to write an old flat ``train.<key>`` in the new shape (one line)."""
-    where = f"train.{key}"
-    if key in RENAMED:
-        return f"{where}: {RENAMED[key].format(method=method, value=value)}"
-    if key in MANAGED:
-        return f"{where}: set {MANAGED[key]} instead"
-    valid = set(field_names(method))
-    if key in valid:
-        return (
-            f"{where}: trainer settings now go under train.{method} with TRL's names; write "
-            f"train.{method}.{key}: {value} (see docs/training.md)"
-        )
-    other = "sft" if method == "grpo" else "grpo"
-    if key in set(field_names(other)):
-        return f"{where}: trl.{_class_name(method)} has no '{key}' (method is {method}); delete it"
-    return f"unknown config key '{where}'; valid keys here: method, grpo, sft"
 
 
 def _class_name(method: str) -> str:
@@ -233,7 +217,7 @@ def normalise(method: str, settings: dict[str, Any]) -> dict[str, Any]:
     for key, value in settings.items():
         if key not in fields or not isinstance(value, str):
             continue
-        members = _members(fields[key].type)
+        members = _members(_annotations(method)[key])
         if str in members:
             continue
         word = value.strip().lower()
@@ -283,30 +267,37 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-# Values TRL's configs accept but that fail or mislead later (TRL's own checks, e.g. num_generations >= 2 or
-# whole groups per generation round, run when the config is built: see _trl_rejection).
-# key -> (test, description of the valid range); applied only to keys present and numeric.
-_RANGES: dict[str, tuple[Any, str]] = {
-    "per_device_train_batch_size": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
-    "gradient_accumulation_steps": (lambda v: v >= 1 and v == int(v), "an integer >= 1"),
-    "learning_rate": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    "num_train_epochs": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    "max_steps": (lambda v: v == -1 or v >= 1, "-1 (use num_train_epochs) or an integer >= 1"),
-    "max_completion_length": (lambda v: v >= 1, "an integer >= 1"),
-    "max_length": (lambda v: v >= 1, "an integer >= 1 or null (no truncation)"),
-    "temperature": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "beta": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "epsilon": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "epsilon_high": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "num_iterations": (lambda v: v >= 1, "an integer >= 1"),
-    "save_steps": (lambda v: v > 0, "a number > 0"),
-    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "max_grad_norm": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "vllm_gpu_memory_utilization": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+# Rules no library checks (TRL 1.16 / transformers 5.24 store these values as given; checked against their
+# ``__post_init__``): each value here fails or misleads only later, after the model and data have loaded.
+# TRL's own rules (num_generations >= 2, whole groups per generation round, ...) are not copied: they run
+# when :func:`rarl.libconfig.library_configs` builds the config.
+# key -> (test, description of the valid range, why); applied only to keys present and numeric.
+_RANGES: dict[str, tuple[Any, str, str]] = {
+    "per_device_train_batch_size": (lambda v: v >= 1 and v == int(v), "an integer >= 1", "0: no batch"),
+    "gradient_accumulation_steps": (lambda v: v >= 1 and v == int(v), "an integer >= 1", "0: no step"),
+    "learning_rate": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0", "nan/0 train nothing"),
+    "num_train_epochs": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0", "0 trains nothing"),
+    "max_steps": (
+        lambda v: v == -1 or v >= 1,
+        "-1 (use num_train_epochs) or an integer >= 1",
+        "0 silently trains one step",
+    ),
+    "max_completion_length": (lambda v: v >= 1, "an integer >= 1", "fails in generate"),
+    "max_length": (lambda v: v >= 1, "an integer >= 1 or null (no truncation)", "0 truncates everything"),
+    "temperature": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0", "fails in sampling"),
+    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]", "fails in sampling"),
+    "beta": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0", "a negative KL weight"),
+    "epsilon": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0", "an inverted clip range"),
+    "epsilon_high": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0", "an inverted clip"),
+    "num_iterations": (lambda v: v >= 1, "an integer >= 1", "0: no update per generation"),
+    "save_steps": (lambda v: v > 0, "a number > 0", "fails at the first save"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0", "grows the weights"),
+    "max_grad_norm": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0", "nan weights"),
+    "vllm_gpu_memory_utilization": (lambda v: 0 < v <= 1, "a number in (0, 1]", "fails in vLLM"),
 }
 
-# String fields whose valid values TRL states in its docs but does not check until training.
+# String fields (annotated plain ``str``) whose valid values TRL 1.16 names only in its docs and in
+# ``GRPOTrainer.compute_loss``: an unknown value fails there, at the first training step.
 _CHOICES: dict[str, tuple[str, ...]] = {
     "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
     "scale_rewards": ("group", "batch", "none"),
@@ -337,9 +328,9 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
             errors.append(f"{where}: rarl sets this from {MANAGED[key]}; set it there instead")
             continue
         if key not in fields:
-            errors.append(_unknown_key_message(where, key, value, method))
+            errors.append(_unknown_key_message(where, key, method))
             continue
-        problem = _type_error(where, value, fields[key].type)
+        problem = _type_error(where, value, _annotations(method)[key])
         if problem:
             errors.append(problem)
             continue
@@ -347,20 +338,16 @@ def validation_errors(prefix: str, method: str, settings: dict[str, Any]) -> lis
             errors.extend(_report_to_errors(where, value))
         number = _number(value)
         if key in _RANGES and number is not None:
-            test, valid = _RANGES[key]
+            test, valid, _why = _RANGES[key]
             if math.isnan(number) or not test(number):
                 errors.append(f"{where}: must be {valid} (got {shown(value)})")
         choices = _choices(key)
         if choices and isinstance(value, str) and value not in choices:
             errors.append(f"{where}: invalid value {shown(value)}; valid options: {', '.join(choices)}")
-    if not errors:
-        errors.extend(_trl_rejection(prefix, method, settings))
     return errors
 
 
-def _unknown_key_message(where: str, key: Any, value: Any, method: str) -> str:
-    if key in RENAMED:
-        return f"{where}: {RENAMED[key].format(method=method, value=value)}"
+def _unknown_key_message(where: str, key: Any, method: str) -> str:
     return f"{where}: trl.{_class_name(method)} has no such field{_closest(str(key), field_names(method))}"
 
 
@@ -372,45 +359,14 @@ def unknown_key_errors(prefix: str, method: str, settings: Any) -> list[str]:
         return []
     fields = _fields(method)
     return [
-        _unknown_key_message(f"{prefix}.{k}", k, v, method) for k, v in settings.items() if k not in fields
+        _unknown_key_message(f"{prefix}.{k}", k, method) for k in settings if k not in fields
     ]
 
 
-def _trl_rejection(prefix: str, method: str, settings: dict[str, Any]) -> list[str]:
-    """What TRL's own ``__post_init__`` rejects (e.g. ``num_generations: 1``, or a generation round that does
-    not split into whole groups), as one line, without duplicating its checks. The device-dependent flags
-    are set to what any machine can build, so a GPU config validates on a laptop too."""
-    cls = trl_config_class(method)
-    trial = {k: v for k, v in settings.items() if k not in MANAGED}
-    trial |= {"use_cpu": True, "bf16": False, "fp16": False}
-    if "activation_checkpointing" in _fields(method):
-        # Checkpointing is rarl's (model.gradient_checkpointing); naming it here keeps transformers from
-        # warning that TRL's default for the deprecated alias is deprecated, at every config load.
-        trial["activation_checkpointing"] = False
-    try:
-        cls(**trial)
-    except (ValueError, TypeError) as exc:
-        return [f"{prefix}: trl.{cls.__name__} rejects these settings: {_one_line(exc)}"]
-    return []
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """A library's error message on one bounded line (it may quote a huge value back)."""
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def build_trl_config(method: str, settings: dict[str, Any], prefix: str | None = None) -> Any:
-    """``trl.GRPOConfig(**settings)`` or ``trl.SFTConfig(**settings)``; TRL's rejections become one line."""
-    prefix = prefix or f"train.{method}"
-    errors = validation_errors(prefix, method, {k: v for k, v in settings.items() if k not in MANAGED})
-    if errors:
-        raise UserError("\n".join(errors))
-    cls = trl_config_class(method)
-    try:
-        return cls(**settings)
-    except (ValueError, TypeError) as exc:  # device-dependent rejections (e.g. bf16 on a CPU)
-        raise UserError(f"{prefix}: trl.{cls.__name__} rejects these settings: {_one_line(exc)}") from None
 
 
 __all__ = [
@@ -418,12 +374,11 @@ __all__ = [
     "MANAGED",
     "METHODS",
     "SFT_DEFAULTS",
-    "build_trl_config",
     "default_value",
     "defaults",
     "field_names",
-    "flat_key_hint",
     "normalise",
+    "one_line",
     "shown",
     "trl_config_class",
     "unknown_key_errors",

@@ -8,16 +8,18 @@ table is the architecture (docs/architecture.md draws it); a new import that bre
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "rarl"
 
 # Which top-level unit of rarl may import which (besides itself and the bare ``rarl`` package, which only
 # holds ``__version__``). Bottom to top. ``commands`` and ``cli`` sit on top and may import anything.
-BASE = {"rarl.errors", "rarl.io"}
+BASE = {"rarl.errors", "rarl.io"}  # rarl.compat (private library names) is base too, importing nothing
 MAY_IMPORT: dict[str, set[str]] = {
     "rarl.errors": set(),
     "rarl.io": {"rarl.errors"},
+    "rarl.compat": set(),
     "rarl.schema": BASE,
     "rarl.answers": BASE,
     "rarl.metrics": BASE,
@@ -28,8 +30,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.devices": BASE,
     "rarl.bertscore": BASE | {"rarl.devices"},
     "rarl.config": BASE | {"rarl.schema", "rarl.trl_schema"},
+    "rarl.libconfig": BASE | {"rarl.config", "rarl.trl_schema", "rarl.devices"},
     "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore"},
-    "rarl.models": BASE | {"rarl.config", "rarl.prompts", "rarl.devices"},
+    "rarl.models": BASE | {"rarl.config", "rarl.libconfig", "rarl.prompts", "rarl.devices"},
     "rarl.data": BASE
     | {"rarl.schema", "rarl.config", "rarl.answers", "rarl.models", "rarl.prompts", "rarl.stats"},
     "rarl.provenance": BASE | {"rarl.schema", "rarl.config", "rarl.models"},
@@ -38,6 +41,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "rarl.schema",
         "rarl.config",
         "rarl.trl_schema",
+        "rarl.libconfig",
         "rarl.data",
         "rarl.models",
         "rarl.prompts",
@@ -48,6 +52,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     },
     "rarl.eval": BASE
     | {
+        "rarl.compat",
         "rarl.schema",
         "rarl.config",
         "rarl.data",
@@ -61,7 +66,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.review": BASE | {"rarl.schema", "rarl.data"},
     "rarl.report": BASE | {"rarl.schema", "rarl.stats", "rarl.eval", "rarl.review"},
     "rarl.bench": BASE
-    | {"rarl.config", "rarl.data", "rarl.models", "rarl.rewards", "rarl.bertscore", "rarl.train"},
+    | {
+        "rarl.compat",
+        "rarl.config",
+        "rarl.libconfig",
+        "rarl.data",
+        "rarl.models",
+        "rarl.rewards",
+        "rarl.bertscore",
+        "rarl.train",
+    },
     "rarl.demo": BASE
     | {
         "rarl.schema",
@@ -212,3 +226,123 @@ def test_the_named_rules_of_the_redesign_hold():
     assert "rarl.report" not in units["rarl.eval"], "eval must not import report"
     below_schema = units["rarl.schema"]
     assert below_schema <= {"rarl.errors", "rarl.io"}, "the schema imports nothing above errors/io"
+
+
+# --------------------------------------------------------------------------------------------------
+# private names of the libraries: only rarl/compat.py touches them
+
+LIBRARIES = ("transformers", "trl", "peft", "openai", "accelerate")
+TESTS_ROOT = Path(__file__).resolve().parent
+PRIVATE_MODULE = PACKAGE_ROOT / "compat.py"
+PRIVATE_TESTS = TESTS_ROOT / "test_compat.py"
+
+
+STR_METHODS = {"endswith", "startswith", "removesuffix", "removeprefix", "replace", "split", "rsplit"}
+
+
+def _text_call(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (isinstance(func, ast.Attribute) and func.attr in STR_METHODS) or (
+        isinstance(func, ast.Name) and func.id == "len"
+    )
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__") and name != "_"
+
+
+def _own_names(trees: list[ast.AST]) -> set[str]:
+    """Every underscore name rarl or its tests define (functions, classes, attributes they assign,
+    parameters, keyword names, dict keys): touching those is rarl's own business."""
+    own: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.arg) or (isinstance(node, ast.keyword) and node.arg):
+                own.add(node.arg)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                if not (isinstance(node.value, ast.Attribute) and node.value.attr == "config"):
+                    own.add(node.attr)
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+                if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                    own.add(node.slice.value)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rarl"):
+                own.update(alias.asname or alias.name for alias in node.names)
+    return own
+
+
+def private_library_touches(files: list[Path]) -> list[str]:
+    """``path:line: name`` for every touch of a private library name outside rarl/compat.py: an attribute
+    rarl does not define (``trainer._generate``), the same as a string (``getattr(x, "_generate")``), or a
+    private module of a library (``openai._base_client``), imported or named."""
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in files}
+    own = _own_names(list(trees.values()))
+    library_private = re.compile(rf"^({'|'.join(LIBRARIES)})(\.\w+)*\._\w+")
+    found = []
+    for path, tree in trees.items():
+        if path in (PRIVATE_MODULE, PRIVATE_TESTS, Path(__file__).resolve()):  # this file: the probe below
+            continue
+        # a fragment of text, not a name: f-string parts, ``endswith("_ci")``, ``len("_ci")``
+        strings = [node for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)]
+        text_only = {id(part) for node in strings for part in node.values}
+        text_only |= {id(arg) for node in ast.walk(tree) if _text_call(node) for arg in node.args}
+        for node in ast.walk(tree):
+            if id(node) in text_only:
+                continue
+            names: list[str] = []
+            if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own:
+                names = [node.attr]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                # getattr(trainer, "_generate"), import_module("openai._base_client")
+                foreign = text.isidentifier() and _private(text) and text not in own
+                if library_private.match(text) or foreign:
+                    names = [text]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if library_private.match(a.name)]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module
+                names = [module] if library_private.match(module) else []
+                if module.split(".")[0] in LIBRARIES:
+                    names += [f"{module}.{a.name}" for a in node.names if _private(a.name)]
+            inside = path.is_relative_to(PACKAGE_ROOT.parent)
+            where = path.relative_to(PACKAGE_ROOT.parent) if inside else path
+            found += [f"{where}:{node.lineno}: {name}" for name in names]
+    return found
+
+
+def _sources() -> list[Path]:
+    return sorted(PACKAGE_ROOT.rglob("*.py")) + sorted(TESTS_ROOT.rglob("*.py"))
+
+
+def test_private_library_names_are_touched_only_in_compat():
+    assert private_library_touches(_sources()) == []
+
+
+def test_the_private_name_scanner_sees_each_kind_of_touch(tmp_path):
+    """The oracle itself: each way of reaching a private name is seen, and rarl's own are not."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import importlib\n"
+        "from openai._base_client import httpx2\n"
+        "import trl._compat\n"
+        "base = importlib.import_module('openai._base_client')\n"
+        "trainer._generate_and_score_completions(batch)\n"
+        "setattr(trainer, '_calculate_rewards', f)\n"
+        "self._mine = 1\n"
+        "print(obj._mine)\n",
+        encoding="utf-8",
+    )
+    found = [line.split(": ", 1)[1] for line in private_library_touches([probe])]
+    assert sorted(found) == [
+        "_calculate_rewards",
+        "_generate_and_score_completions",
+        "openai._base_client",
+        "openai._base_client",
+        "trl._compat",
+    ]

@@ -63,7 +63,7 @@ def test_an_unknown_top_level_key_says_where_anchors_go(tmp_path) -> None:
 
 
 def test_yaml_1_2_scalars_and_the_fields_type_decide(tmp_path) -> None:
-    from rarl.trl_schema import build_trl_config
+    from rarl.libconfig import library_configs
 
     path = write(tmp_path, """\
         lora: {enabled: off, r: 010}
@@ -81,7 +81,7 @@ def test_yaml_1_2_scalars_and_the_fields_type_decide(tmp_path) -> None:
     assert grpo["save_strategy"] == "no" and grpo["bf16"] is False
     assert config.lora.enabled is False and config.lora.r == 10 and config.eval.do_sample is True
     # TRL itself accepts what arrives: its own dataclass is the judge of "save_strategy: no"
-    built = build_trl_config("grpo", {**grpo, "use_cpu": True})
+    built = library_configs(config, device="cpu").args
     assert str(built.save_strategy.value) == "no"
 
 

@@ -1,4 +1,4 @@
-"""``train.grpo`` / ``train.sft`` are TRL's own configs: any TRL field passes, bad values fail at load, once.
+"""``train.grpo`` / ``train.sft`` are TRL's own configs: any TRL field passes, bad values fail once.
 
 The oracle for "any TRL field" is the installed TRL itself: the GRPOConfig rarl builds must carry exactly
 the values written under ``train.grpo`` (TRL names, TRL meaning).
@@ -15,6 +15,7 @@ import torch
 from rarl.cli import main
 from rarl.config import LoraSettings, RunConfig, TrainConfig, load_config
 from rarl.errors import UserError
+from rarl.libconfig import library_configs
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -23,14 +24,8 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _cpu_model() -> torch.nn.Module:
-    return torch.nn.Linear(2, 2)  # trainer_args reads only the weights' dtype and device
-
-
 def test_any_trl_field_reaches_grpo_config_under_its_trl_name(tmp_path: Path) -> None:
     from trl import GRPOConfig
-
-    from rarl.train.common import trainer_args
 
     written = {
         "loss_type": "dr_grpo",
@@ -42,8 +37,9 @@ def test_any_trl_field_reaches_grpo_config_under_its_trl_name(tmp_path: Path) ->
         "max_steps": 3,
         "output_dir": str(tmp_path / "run"),
     }
-    config = load_config(None, [f"train.grpo.{key}={value}" for key, value in written.items()])
-    args = trainer_args(config, _cpu_model(), reward_weights=[1.0, 2.0])
+    overrides = [f"train.grpo.{key}={value}" for key, value in written.items()]
+    config = load_config(None, [*overrides, "reward.names=[format,accuracy]", "reward.weights=[1,2]"])
+    args = library_configs(config).args
     assert isinstance(args, GRPOConfig)
     for key, value in written.items():
         assert getattr(args, key) == value, key
@@ -58,40 +54,28 @@ def test_any_trl_field_reaches_grpo_config_under_its_trl_name(tmp_path: Path) ->
 def test_sft_mapping_builds_sft_config(tmp_path: Path) -> None:
     from trl import SFTConfig
 
-    from rarl.train.common import trainer_args
-
     config = load_config(None, ["train.method=sft", "train.sft.packing=true", "train.sft.max_steps=2"])
-    args = trainer_args(config, _cpu_model())
+    args = library_configs(config).args
     assert isinstance(args, SFTConfig)
     assert args.packing is True and args.max_steps == 2
     assert args.max_length is None and args.completion_only_loss is True  # rarl's documented defaults
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            "train:\n  learning_rate: 1.0e-5\n",
-            r"train\.learning_rate: .*write train\.grpo\.learning_rate: 1e-05",
-        ),
-        ("train:\n  method: sft\n  save_steps: 50\n", r"write train\.sft\.save_steps: 50"),
-        ("train:\n  method: sft\n  num_generations: 4\n", r"trl\.SFTConfig has no 'num_generations'.*delete"),
-        ("train:\n  warmup_ratio: 0.1\n", r"no warmup_ratio; write train\.grpo\.warmup_steps: 0\.1"),
-        ("train:\n  min_completion_length: 8\n", r"benchmark-only.*generation_kwargs: \{min_new_tokens: 8\}"),
-    ],
-)
-def test_old_flat_shape_says_how_to_write_the_new_one(tmp_path: Path, text: str, expected: str) -> None:
+FLAT = ["train:\n  learning_rate: 1.0e-5\n", "train:\n  method: sft\n  save_steps: 5\n"]
+
+
+@pytest.mark.parametrize("text", FLAT)
+def test_a_flat_train_key_is_an_unknown_key_exit_2(tmp_path: Path, text: str, capsys) -> None:
+    """No release had the flat ``train:`` shape: a key there is unknown like any other, one line, exit 2."""
+    key = text.strip().splitlines()[-1].split(":")[0].strip()
+    expected = rf"unknown config key 'train\.{key}'; valid keys here: method, grpo, sft$"
     with pytest.raises(UserError, match=expected):
         load_config(write(tmp_path, text))
-
-
-def test_old_flat_override_and_cli_give_one_line_exit_2(tmp_path: Path, capsys) -> None:
-    with pytest.raises(UserError, match=r"write train\.grpo\.beta: 0\.1"):
-        load_config(None, ["train.beta=0.1"])
-    path = write(tmp_path, "train:\n  learning_rate: 1.0e-5\n")
-    assert main(["train", "--config", str(path)]) == 2
+    with pytest.raises(UserError, match=expected):
+        load_config(None, [f"train.{key}=1"])
+    assert main(["train", "--config", str(write(tmp_path, text))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "train.grpo.learning_rate" in err[0]
+    assert len(err) == 1 and f"train.{key}" in err[0]
 
 
 def test_unknown_trl_key_names_closest_valid_names() -> None:
@@ -156,21 +140,80 @@ def test_max_steps_zero_no_longer_trains(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
-def test_trl_own_rejections_are_reported_at_load_as_one_line() -> None:
-    """TRL's __post_init__ checks (whole groups per generation round, G >= 2) are TRL's: asked, not copied."""
-    train = TrainConfig()
-    train.grpo.update(per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=3)
-    (error,) = train.validation_errors("train")
-    assert error.startswith("train.grpo: trl.GRPOConfig rejects these settings: ")
-    assert "divisible by num_generations (3)" in error
-    train.grpo["steps_per_generation"] = 3  # 4 x 3 = 12 completions: four whole groups of 3
-    assert train.validation_errors("train") == []
-    train.grpo.update(num_generations=1, steps_per_generation=None)
-    (error,) = train.validation_errors("train")
-    assert "at least 2 generations" in error and "\n" not in error
-    # a GPU config validates on any machine: device flags are TRL's business at training time
-    train.grpo.update(num_generations=2, bf16=True)
-    assert train.validation_errors("train") == []
+def test_trl_own_rejections_are_reported_when_built_as_one_line() -> None:
+    """TRL's __post_init__ checks (whole groups per generation round, G >= 2) are TRL's: asked, not copied;
+    loading (every command) checks the mapping, building (commands that train) asks TRL."""
+    config = RunConfig()
+    config.train.grpo.update(per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=3)
+    assert config.train.validation_errors("train") == []  # the mapping itself is fine
+    with pytest.raises(UserError) as caught:
+        library_configs(config, device="cpu")
+    assert str(caught.value).startswith("train.grpo: trl.GRPOConfig rejects these settings: ")
+    assert "divisible by num_generations (3)" in str(caught.value)
+    config.train.grpo["steps_per_generation"] = 3  # 4 x 3 = 12 completions: four whole groups of 3
+    assert library_configs(config, device="cpu").args.generation_batch_size == 12
+    config.train.grpo.update(num_generations=1, steps_per_generation=None)
+    with pytest.raises(UserError, match="at least 2 generations") as caught:
+        library_configs(config, device="cpu")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_gpu_config_validates_on_any_machine_and_precision_follows_model_dtype() -> None:
+    """bf16/fp16 are the machine's business: a GPU config loads on a laptop, and unless the mapping names
+    them they follow model.dtype on the device the run uses."""
+    config = load_config(None, ["train.grpo.bf16=true", "model.dtype=bfloat16"])
+    assert config.train.grpo["bf16"] is True
+    args = library_configs(load_config(None, ["model.dtype=bfloat16"]), device="cpu").args
+    assert (args.use_cpu, args.bf16, args.fp16) == (True, False, False)
+    from rarl.libconfig import precision_flags
+
+    assert precision_flags("float16", "cuda") == {"bf16": False, "fp16": True}
+    assert precision_flags("float32", "cuda") == {"bf16": False, "fp16": False}
+    assert precision_flags("bfloat16", "cpu") == {"bf16": False, "fp16": False}
+
+
+def test_the_trainer_gets_the_one_config_built_at_the_boundary(tiny_model_config, tmp_path, monkeypatch):
+    """``rarl train``'s path: the mapping is checked at load, TRL builds its GRPOConfig exactly once, and
+    that very object (and PEFT's LoraConfig) is what the trainer holds: nothing re-checks or rebuilds."""
+    from trl import GRPOConfig
+
+    import rarl.train.run as run
+    from rarl.data.synthetic import generate_samples
+
+    built_count = []
+    original_post_init = GRPOConfig.__post_init__
+
+    def counting_post_init(self):
+        built_count.append(self)
+        original_post_init(self)
+
+    monkeypatch.setattr(GRPOConfig, "__post_init__", counting_post_init)
+    seen = {}
+    real_build_trainer = run.build_trainer
+
+    class Stop(Exception):
+        pass
+
+    def build_then_stop(config, built, *args, **kwargs):
+        seen["built"] = built
+        seen["trainer"] = real_build_trainer(config, built, *args, **kwargs)
+        raise Stop
+
+    monkeypatch.setattr(run, "build_trainer", build_then_stop)
+    overrides = [
+        f"model.name_or_path={tiny_model_config.name_or_path}",
+        f"train.grpo.output_dir={tmp_path / 'run'}",
+        "train.grpo.num_generations=2",
+        "train.grpo.report_to=[]",
+        "lora.r=4",
+    ]
+    config = load_config(None, overrides)
+    with pytest.raises(Stop):
+        run.run_training(config, samples=generate_samples(4, seed=0, split="train"))
+    assert len(built_count) == 1
+    trainer, built = seen["trainer"], seen["built"]
+    assert trainer.args is built.args is built_count[0]
+    assert built.lora.r == 4 and trainer.model.peft_config["default"].r == 4
 
 
 def test_unknown_key_in_the_mapping_that_does_not_train_is_still_reported() -> None:
@@ -184,13 +227,11 @@ def test_unknown_key_in_the_mapping_that_does_not_train_is_still_reported() -> N
 
 
 def test_trl_rejections_become_one_line_user_errors() -> None:
-    from rarl.trl_schema import build_trl_config
-
-    settings = {"output_dir": "x", "use_cpu": True, "generation_batch_size": 8, "steps_per_generation": 2}
+    config = load_config(None, ["train.grpo.generation_batch_size=8", "train.grpo.steps_per_generation=2"])
     with pytest.raises(
         UserError, match=r"^train\.grpo: trl\.GRPOConfig rejects these settings: .*both"
     ) as caught:
-        build_trl_config("grpo", settings)
+        library_configs(config, device="cpu")
     assert "\n" not in str(caught.value)
 
 
@@ -220,3 +261,40 @@ def test_vllm_preset_without_vllm_says_how_to_install(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'pip install "trl[vllm]"' in err[0] and "use_vllm" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_building_a_config_does_not_change_what_loading_accepts() -> None:
+    """HfArgumentParser rewrites the dataclass fields' types when it is built (``None | str | list[str]``
+    becomes ``str``); the annotation checks must read TRL's own annotations, not those rewritten fields."""
+    from transformers import HfArgumentParser
+
+    from rarl import trl_schema
+
+    for method in ("sft", "grpo"):
+        HfArgumentParser(trl_schema.trl_config_class(method))  # what every build does
+        trl_schema._annotations.cache_clear()  # as in a process whose first config load follows a build
+        overrides = [f"train.method={method}", f"train.{method}.report_to=[tensorboard]"]
+        overrides.append(f"train.{method}.logging_steps=3")  # not rarl's defaults: the mapping is checked
+        assert load_config(None, overrides).train.settings["report_to"] == ["tensorboard"]
+
+
+def test_each_hand_written_rule_covers_a_value_trl_itself_accepts() -> None:
+    """rarl keeps a range or choice rule only where TRL does not check: each rule's bad value is one the
+    installed GRPOConfig builds without complaint (when TRL starts checking one, drop rarl's rule)."""
+    import warnings
+
+    from rarl import trl_schema
+
+    bad = {key: 0 for key in trl_schema._RANGES} | {key: "nope" for key in trl_schema._CHOICES}
+    bad |= {"max_steps": 0, "beta": -1, "epsilon": -1, "epsilon_high": -1, "weight_decay": -1}
+    bad |= {"top_p": 1.5, "vllm_gpu_memory_utilization": 2, "max_grad_norm": float("nan")}
+    for key, value in bad.items():
+        test, _valid, why = trl_schema._RANGES.get(key, (None, "", "choice"))
+        assert why and (test is None or not test(value)), key  # the value is one rarl refuses
+        method = "grpo" if key in trl_schema.field_names("grpo") else "sft"
+        settings = {"output_dir": "unused", "use_cpu": True, "per_device_train_batch_size": 2}
+        if method == "grpo":
+            settings["num_generations"] = 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trl_schema.trl_config_class(method)(**(settings | {key: value}))  # TRL accepts it

@@ -108,12 +108,13 @@ def test_grpo_lora_two_steps_checkpoint_resume_and_logs(tiny_model_config, tmp_p
 
 
 def test_grpo_rejects_partial_groups(tiny_model_config, tmp_path):
-    from rarl.train.grpo import build_grpo_trainer
+    from rarl.train.run import run_training
 
     config = _config(tiny_model_config, tmp_path / "x")
     config.train.grpo["num_generations"] = 3
     with pytest.raises(UserError, match=r"divisible by num_generations \(3\)"):
-        build_grpo_trainer(config, _samples())
+        run_training(config, samples=_samples())  # when TRL builds the GRPOConfig, before data or model
+    assert not (tmp_path / "x").exists()
 
 
 def test_resume_without_checkpoint_is_a_user_error(tiny_model_config, tmp_path):

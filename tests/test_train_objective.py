@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rarl.compat import generate_and_score
 from rarl.config import load_config
 
 PRESET = Path(__file__).resolve().parent.parent / "configs" / "rarl_qwen2vl_2b.yaml"
@@ -37,8 +38,8 @@ def _trainer(model_dir: Path, tmp_path: Path, extra: tuple[str, ...] = ()):
     from trl import GRPOTrainer
 
     from rarl.data.synthetic import generate_samples
+    from rarl.libconfig import library_configs
     from rarl.models import load_model, load_processor
-    from rarl.train.common import peft_config_for, trainer_args
     from rarl.train.dataset import build_train_dataset
 
     overrides = [
@@ -53,19 +54,22 @@ def _trainer(model_dir: Path, tmp_path: Path, extra: tuple[str, ...] = ()):
         f"train.grpo.num_generations={G}",
         "train.grpo.max_completion_length=8",
         "train.grpo.report_to=[]",
+        "reward.names=[format]",  # one reward function (fixed_reward below), weight 1
+        "reward.weights=[1.0]",
     ]
     config = load_config(PRESET, [*overrides, *extra])
     torch.manual_seed(0)
     model = load_model(config.model)
     processor = load_processor(config.model)
+    built = library_configs(config)
     rows = build_train_dataset(generate_samples(2, seed=1), config.data, max_pixels=config.model.max_pixels)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[fixed_reward],
-        args=trainer_args(config, model, reward_weights=[1.0]),
+        args=built.args,
         train_dataset=rows,
         processing_class=processor,
-        peft_config=peft_config_for(config),
+        peft_config=built.lora,
     )
     trainer.current_gradient_accumulation_steps = 1  # what the training loop sets with no accumulation
     batch = [rows[0]] * G + [rows[1]] * G  # TRL's sampler repeats each prompt G times, prompt-major
@@ -118,7 +122,7 @@ def _prepared_batch(trainer, batch):
     completions of different lengths (so per-sequence and per-token averaging differ)."""
     trainer.model.train()
     generator = torch.Generator().manual_seed(0)
-    inputs = trainer._generate_and_score_completions(batch)
+    inputs = generate_and_score(trainer, batch)
     mask = inputs["completion_mask"].clone()
     width = mask.shape[1]
     lengths = torch.tensor([width, 2, width - 1, 3, width, 1])

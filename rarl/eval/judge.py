@@ -460,19 +460,12 @@ def _malformed(exc: BaseException) -> bool:
 _ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("rarl_attempts", default=None)
 
 
-def _openai_http_library() -> Any:
-    """The httpx package the installed ``openai`` client is built on: ``httpx2`` in recent releases, ``httpx``
-    before. The transport must subclass that one, or the client rejects it."""
-    import importlib
-
-    base = importlib.import_module("openai._base_client")
-    return getattr(base, "httpx2", None) or base.httpx
-
-
 def _deadline_transport(timeout_s: float) -> Any:
     """The transport of :func:`make_client` (built here so the ``openai`` client's HTTP library is
     imported only when a judge is actually asked)."""
-    httpx = _openai_http_library()
+    from rarl.compat import openai_http_library
+
+    httpx = openai_http_library()
 
     class _DeadlineTransport(httpx.AsyncBaseTransport):
         """Counts every HTTP attempt and gives each one a total deadline of ``timeout_s``.

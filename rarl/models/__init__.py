@@ -3,18 +3,16 @@ architecture (:mod:`.arch`), where a model comes from, checked before loading (:
 Qwen2-VL-2B-Instruct's hub layout with the real tokenizer (:mod:`.hub_layout`). Everything is re-exported
 here, so ``from rarl.models import load_model`` keeps working."""
 
+from rarl.devices import default_device, resolve_dtype
+from rarl.libconfig import LANGUAGE_MODEL_PATTERN, lora_config
 from rarl.models.arch import QWEN2_VL_2B_ARCH, build_model_from_arch
 from rarl.models.hub_layout import HUB_MODEL_ID, build_hub_layout_model
 from rarl.models.loading import (
-    LANGUAGE_MODEL_PATTERN,
-    default_device,
     freeze_vision_tower,
     load_adapter,
     load_model,
     load_processor,
-    lora_config,
     model_label,
-    resolve_dtype,
     resolve_model_path,
     vision_tower,
 )

@@ -51,11 +51,11 @@ QWEN2_VL_2B_ARCH: dict[str, Any] = {
 def build_model_from_arch(arch: dict[str, Any], dtype: torch.dtype, device: str, seed: int = 0) -> Any:
     """Instantiate a Qwen2-VL with random weights from an architecture dict (benchmarks only)."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, Qwen2VLConfig
 
     torch.manual_seed(seed)
     config = Qwen2VLConfig(**arch)
     # Built directly in the target dtype: an fp32 build then cast would briefly need twice the memory.
     with torch.device(device):
-        model = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype)
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     return model.to(dtype)

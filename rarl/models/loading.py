@@ -1,4 +1,4 @@
-"""Runtime loading: model, processor, LoRA adapter, dtype/device choice and the LoRA settings.
+"""Runtime loading: model, processor and LoRA adapter (dtype and device policy: :mod:`rarl.devices`).
 
 Why: users load ``Qwen/Qwen2-VL-2B-Instruct`` (or any Qwen2-VL-family checkpoint) from the hub or a local
 directory; ``tiny`` maps to the offline tiny checkpoint (:mod:`rarl.models.tiny`) so tests, the demo and
@@ -13,16 +13,14 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarl.config import LoraSettings, ModelConfig
-from rarl.devices import default_device
+from rarl.config import ModelConfig
+from rarl.devices import default_device, resolve_dtype
 from rarl.errors import UserError
 from rarl.io import json_file_problem, weights_file_problem
 from rarl.models.source import model_source
 from rarl.models.tiny import TINY_MODEL_NAME, build_tiny_model
 
 if TYPE_CHECKING:  # heavy imports stay out of CLI start-up
-    import torch
-    from peft import LoraConfig
     from transformers import PreTrainedModel, ProcessorMixin
 
 logger = logging.getLogger(__name__)
@@ -35,25 +33,6 @@ warnings.filterwarnings(
     message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
     category=FutureWarning,
 )
-
-
-# LoRA must touch only the language model: Qwen2-VL's vision blocks use fused `qkv`/`proj`, but a regex on
-# the module path makes the restriction explicit instead of relying on that naming accident.
-LANGUAGE_MODEL_PATTERN = r".*language_model.*\.({modules})$"
-
-
-# --------------------------------------------------------------------------------------------------
-# dtype / device
-
-
-def resolve_dtype(name: str, device: str | None = None) -> torch.dtype:
-    """``auto`` means bf16 on a CUDA GPU that supports it and fp32 on CPU (CPU bf16 is slow and lossy)."""
-    import torch
-
-    if name == "auto":
-        on_gpu = (device or default_device()) == "cuda"
-        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,21 +174,6 @@ def freeze_vision_tower(model: Any) -> None:
     """Stop gradients into the vision encoder and merger."""
     for parameter in vision_tower(model).parameters():
         parameter.requires_grad_(False)
-
-
-def lora_config(settings: LoraSettings) -> LoraConfig:
-    """PEFT config restricted to the language model's projections named in ``settings.target_modules``."""
-    from peft import LoraConfig
-
-    modules = "|".join(sorted(settings.target_modules))
-    return LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=LANGUAGE_MODEL_PATTERN.format(modules=modules),
-        task_type="CAUSAL_LM",
-        bias="none",
-    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from rarl.config import save_config
 from rarl.data.budget import preflight
+from rarl.libconfig import library_configs
 from rarl.provenance import train_settings, write_provenance
 from rarl.train.callbacks import METRICS_FILE, cut_metrics_back
-from rarl.train.common import check_train_settings, load_train_samples, trainable_summary
+from rarl.train.common import check_rollout_engine, load_train_samples, trainable_summary
 from rarl.train.resume import check_fresh_output_dir, check_resume_settings, checkpoint_step, resume_target
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
+    from rarl.libconfig import LibraryConfigs
     from rarl.schema.sample import Sample
 
 log = logging.getLogger(__name__)
@@ -29,19 +31,20 @@ log = logging.getLogger(__name__)
 
 def build_trainer(
     config: RunConfig,
+    built: LibraryConfigs,
     samples: list[Sample],
     model: Any = None,
     processor: Any = None,
     callbacks: list[Any] | None = None,
 ) -> Any:
-    """The TRL trainer for ``config.train.method`` (``grpo`` or ``sft``)."""
+    """The TRL trainer for ``config.train.method`` (``grpo`` or ``sft``), from the built TRL/PEFT configs."""
     if config.train.method == "sft":
         from rarl.train.sft import build_sft_trainer
 
-        return build_sft_trainer(config, samples, model, processor, callbacks)
+        return build_sft_trainer(config, built, samples, model, processor, callbacks)
     from rarl.train.grpo import build_grpo_trainer
 
-    return build_grpo_trainer(config, samples, model, processor, callbacks)
+    return build_grpo_trainer(config, built, samples, model, processor, callbacks)
 
 
 def run_training(
@@ -52,8 +55,14 @@ def run_training(
     model: Any = None,
     processor: Any = None,
 ) -> dict[str, Any]:
-    """Train and save; returns a small summary (steps, runtime, final directory, resumed-from)."""
-    check_train_settings(config)  # before data or a model load: bad settings and a missing vLLM fail fast
+    """Train and save; returns a small summary (steps, runtime, final directory, resumed-from).
+
+    ``config`` is validated (``load_config``, or ``validate()`` for a config built in code); here it becomes
+    the libraries' objects, once, before data or a model loads, so TRL's rejections and a missing vLLM fail
+    fast.
+    """
+    check_rollout_engine(config)
+    built = library_configs(config)
     output_dir = Path(config.train.output_dir)
     check_fresh_output_dir(output_dir, resume)
     checkpoint = resume_target(output_dir, resume)
@@ -64,7 +73,7 @@ def run_training(
         settings = check_resume_settings(config, checkpoint, samples)
     else:
         settings = train_settings(config, samples)
-    trainer = build_trainer(config, samples, model, processor)
+    trainer = build_trainer(config, built, samples, model, processor)
     # Under ``accelerate launch`` every process runs this; only the main one writes rarl's own files
     # (TRL/transformers already limit checkpoints, metrics and TensorBoard events to it).
     main_process = trainer.is_world_process_zero()

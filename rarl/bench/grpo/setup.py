@@ -82,7 +82,7 @@ def build_model(config: BenchConfig, settings: BenchSettings, processor: Any, wo
     saved = workdir / "random_weights"
     if settings.arch != "tiny" and not config.lora and effective_beta(config) > 0:
         model.save_pretrained(saved)
-        model.config._name_or_path = str(saved)
+        model.config.name_or_path = str(saved)
     if config.quantize_4bit:
         from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
@@ -148,6 +148,7 @@ def bench_run_config(config: BenchConfig, settings: BenchSettings, output_dir: P
     run.model.attn_implementation = config.attn  # type: ignore[assignment]
     run.model.freeze_vision = config.freeze_vision
     run.model.gradient_checkpointing = config.gradient_checkpointing
+    run.model.dtype = config.weights  # type: ignore[assignment]  # the mixed-precision flags follow it
     run.lora.enabled = config.lora
     run.reward.names = list(settings.rewards)
     run.reward.weights = [1.0] * len(settings.rewards)
@@ -206,7 +207,9 @@ def build_trainer(
     """The trainer of one configuration, always through rarl's :func:`~rarl.train.grpo.build_grpo_trainer`:
     each variant is a ``RunConfig`` (see :func:`bench_run_config`), the ``trl_default`` row one whose
     ``train.grpo`` holds only the step's shape, so GRPOConfig's own defaults decide the rest."""
+    from rarl.libconfig import library_configs
     from rarl.train.grpo import build_grpo_trainer
 
     run = bench_run_config(config, settings, workdir / "trainer")
-    return build_grpo_trainer(run, train_samples(settings), model=model, processor=processor)
+    built = library_configs(run, device=settings.device)
+    return build_grpo_trainer(run, built, train_samples(settings), model=model, processor=processor)

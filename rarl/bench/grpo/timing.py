@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from rarl.compat import GRPO_TIMED_METHODS, check_grpo_trainer, generated_token_ids, wrap_grpo_method
 
 PHASES = ("generation", "reward", "logprob", "forward_backward", "optimizer", "other")
 
@@ -44,8 +47,10 @@ class StepTimer:
         finally:
             self.add(key, self.now() - start)
 
-    def wrap(self, trainer: Any, method: str, key: str, after: Callable[[Any], None] | None = None) -> None:
-        original = getattr(trainer, method)
+    def timed(
+        self, key: str, original: Callable[..., Any], after: Callable[[Any], None] | None = None
+    ) -> Callable[..., Any]:
+        """``original`` with its wall time added to phase ``key`` (and ``after`` run on its result)."""
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             with self.phase(key):
@@ -54,22 +59,25 @@ class StepTimer:
                 after(result)
             return result
 
-        setattr(trainer, method, timed)
+        return timed
 
     def _record_lengths(self, result: Any) -> None:
-        prompt_ids, completion_ids = result[0], result[1]
+        prompt_ids, completion_ids = generated_token_ids(result)
         self.prompt_lengths += [len(ids) for ids in prompt_ids]
         self.completion_lengths += [len(ids) for ids in completion_ids]
 
     def instrument(self, trainer: Any) -> None:
-        """Wrap generation, rewards, scoring and the training step; add the step/optimizer callback."""
+        """Wrap generation, rewards, scoring and the training step; add the step/optimizer callback.
+
+        The first four are TRL's private methods: :mod:`rarl.compat` wraps them, after checking they still
+        take what TRL 1.16 took (a changed one stops the benchmark instead of timing the wrong thing)."""
         from transformers import TrainerCallback
 
-        self.wrap(trainer, "_generate", "generation", after=self._record_lengths)
-        self.wrap(trainer, "_calculate_rewards", "reward")
-        self.wrap(trainer, "_generate_and_score_completions", "score_total")
-        self.wrap(trainer, "_prepare_inputs", "prepare_total")
-        self.wrap(trainer, "training_step", "training_step_total")
+        check_grpo_trainer(trainer)
+        for phase in GRPO_TIMED_METHODS:
+            after = self._record_lengths if phase == "generation" else None
+            wrap_grpo_method(trainer, phase, functools.partial(self.timed, phase, after=after))
+        trainer.training_step = self.timed("training_step_total", trainer.training_step)
         timer = self
 
         class _Callback(TrainerCallback):

@@ -1,0 +1,189 @@
+"""Every use of a library's private API (transformers, TRL, PEFT, openai, accelerate), in one place.
+
+Why: pyproject pins each library to the range it was tested with, but a private name can change in any
+release, and a changed one rarely fails: the benchmark would time the wrong method, the judge would send
+through the wrong HTTP stack. So each touch here (1) names the version it was checked against
+(:data:`TOUCHES`), and (2) checks, where it is used, that the private name still has the shape rarl relies
+on, raising :class:`PrivateAPIChanged` (library, installed and checked versions, what changed) instead of
+returning something silently wrong. ``tests/test_compat.py`` runs every check against the installed
+libraries and shows that a changed name fails loudly; ``tests/test_architecture.py`` fails when any other
+module of rarl or its tests touches a private name of these libraries.
+
+It sits at the base of the package and imports nothing of rarl.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+
+class PrivateAPIChanged(RuntimeError):
+    """A library changed a private name rarl uses: a bug to fix here, never a user's mistake."""
+
+
+@dataclass(frozen=True)
+class PrivateTouch:
+    """One private name of a library, the version it was checked against, and why rarl needs it."""
+
+    library: str  # distribution name, for importlib.metadata
+    name: str  # what is touched
+    checked: str  # the library version it was last checked against
+    parameters: tuple[str, ...] | None  # a method's parameter names (self excluded), or None
+    why: str
+
+
+# TRL's GRPOTrainer phases that rarl bench grpo times by wrapping them on the trainer instance; the keys are
+# the benchmark's phase names. (``training_step`` is public and timed too.)
+GRPO_TIMED_METHODS: dict[str, str] = {
+    "generation": "_generate",
+    "reward": "_calculate_rewards",
+    "score_total": "_generate_and_score_completions",
+    "prepare_total": "_prepare_inputs",
+}
+
+TOUCHES: tuple[PrivateTouch, ...] = (
+    PrivateTouch(
+        "trl",
+        "GRPOTrainer._generate",
+        "1.16.0",
+        ("prompts",),
+        "bench: generation time, and the prompt/completion token ids (items 0 and 1 of its tuple)",
+    ),
+    PrivateTouch(
+        "trl",
+        "GRPOTrainer._calculate_rewards",
+        "1.16.0",
+        ("inputs", "prompts", "completions", "completion_ids_list"),
+        "bench: reward time",
+    ),
+    PrivateTouch(
+        "trl",
+        "GRPOTrainer._generate_and_score_completions",
+        "1.16.0",
+        ("inputs",),
+        "bench: scoring time; tests: TRL's own advantages for a batch, to check the loss against the paper",
+    ),
+    PrivateTouch(
+        "trl",
+        "GRPOTrainer._prepare_inputs",
+        "1.16.0",
+        ("generation_batch",),
+        "bench: the buffer split after scoring (transformers' Trainer method, overridden by TRL)",
+    ),
+    PrivateTouch(
+        "openai",
+        "DefaultAsyncHttpxClient's HTTP package (httpx2 from openai 3, httpx before)",
+        "3.57.0",
+        None,
+        "judge: the deadline transport must subclass the transport class of the client's own HTTP package",
+    ),
+)
+
+
+def _touch(name: str) -> PrivateTouch:
+    return next(touch for touch in TOUCHES if touch.name == name)
+
+
+def _changed(touch: PrivateTouch, problem: str) -> PrivateAPIChanged:
+    try:
+        installed = metadata.version(touch.library)
+    except metadata.PackageNotFoundError:
+        installed = "(not installed)"
+    return PrivateAPIChanged(
+        f"{touch.library} {installed}: {touch.name} {problem}; rarl uses it for {touch.why} and was checked "
+        f"against {touch.library} {touch.checked} (update rarl/compat.py)"
+    )
+
+
+def _checked_method(owner: Any, method: str, touch: PrivateTouch) -> Any:
+    """``owner.method``, after checking it exists and takes the recorded parameters."""
+    found = getattr(owner, method, None)
+    if not callable(found):
+        raise _changed(touch, "no longer exists")
+    try:
+        signature = inspect.signature(found)
+    except (TypeError, ValueError):
+        raise _changed(touch, "has no readable signature") from None
+    names = tuple(name for name in signature.parameters if name != "self")
+    if touch.parameters is not None and names != touch.parameters:
+        raise _changed(touch, f"now takes {names}, not {touch.parameters}")
+    return found
+
+
+# --------------------------------------------------------------------------------------------------
+# TRL
+
+
+def check_grpo_trainer(trainer: Any) -> None:
+    """Every private GRPOTrainer method rarl wraps or calls exists with its recorded parameters."""
+    for method in GRPO_TIMED_METHODS.values():
+        _checked_method(type(trainer), method, _touch(f"GRPOTrainer.{method}"))
+
+
+def wrap_grpo_method(trainer: Any, phase: str, wrapper: Any) -> None:
+    """Replace the private method timed as ``phase`` on this trainer instance by ``wrapper(original)``."""
+    method = GRPO_TIMED_METHODS[phase]
+    _checked_method(type(trainer), method, _touch(f"GRPOTrainer.{method}"))
+    setattr(trainer, method, wrapper(getattr(trainer, method)))
+
+
+def generated_token_ids(result: Any) -> tuple[list[Any], list[Any]]:
+    """The prompt and completion token ids of one ``GRPOTrainer._generate`` result (its items 0 and 1)."""
+    touch = _touch("GRPOTrainer._generate")
+    if not isinstance(result, tuple) or len(result) < 2:
+        kind = type(result).__name__
+        raise _changed(touch, f"returned {kind}, not a tuple of (prompt_ids, completion_ids, ...)")
+    prompt_ids, completion_ids = result[0], result[1]
+    if not (isinstance(prompt_ids, list) and isinstance(completion_ids, list)):
+        raise _changed(touch, "no longer returns lists of prompt and completion token ids first")
+    return prompt_ids, completion_ids
+
+
+def generate_and_score(trainer: Any, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """TRL's own generation, rewards and advantages for ``batch`` (what one GRPO step trains on)."""
+    touch = _touch("GRPOTrainer._generate_and_score_completions")
+    method = _checked_method(type(trainer), "_generate_and_score_completions", touch)
+    result = method(trainer, batch)
+    if not isinstance(result, dict) or "advantages" not in result:
+        raise _changed(touch, "no longer returns a mapping with 'advantages'")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# openai
+
+
+def openai_http_library() -> Any:
+    """The HTTP package the installed ``openai`` client is built on (``httpx2`` in openai 3, ``httpx``
+    before), found from its public ``DefaultAsyncHttpxClient``: a custom transport must subclass that
+    package's transport class, or the client rejects it."""
+    import openai
+
+    touch = _touch("DefaultAsyncHttpxClient's HTTP package (httpx2 from openai 3, httpx before)")
+    client = getattr(openai, "DefaultAsyncHttpxClient", None)
+    base = next((cls for cls in getattr(client, "__mro__", ()) if cls.__name__ == "AsyncClient"), None)
+    if base is None:
+        raise _changed(touch, "is not found: DefaultAsyncHttpxClient subclasses no AsyncClient")
+    library = importlib.import_module(base.__module__.split(".")[0])
+    needed = ("AsyncBaseTransport", "AsyncHTTPTransport", "Request", "Response", "ReadTimeout")
+    missing = [name for name in needed if not hasattr(library, name)]
+    if missing:
+        raise _changed(touch, f"({library.__name__}) lacks {', '.join(missing)}")
+    return library
+
+
+__all__ = [
+    "GRPO_TIMED_METHODS",
+    "TOUCHES",
+    "PrivateAPIChanged",
+    "PrivateTouch",
+    "check_grpo_trainer",
+    "generate_and_score",
+    "generated_token_ids",
+    "openai_http_library",
+    "wrap_grpo_method",
+]
