@@ -120,42 +120,18 @@ _TOKENIZER_CONFIG: dict[str, Any] = {
 
 # A small language model and vision tower with the real vocabulary (151,936 rows, tied embeddings) and the
 # real special-token ids: tests and CPU runs exercise the real tokenizer and processor at a few MB of weights.
-SMALL_ARCH: dict[str, Any] = {
-    "text_config": {
-        "vocab_size": 151936,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6,
-        "hidden_act": "silu",
-        "tie_word_embeddings": True,
-        # 8-dim heads: half the rotary dims (4) split into temporal/height/width, as [16, 24, 24] for 128
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 1, 1]},
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "pad_token_id": 151643,
-    },
-    "vision_config": {
-        "depth": 2,
-        "embed_dim": 32,
-        "hidden_size": 32,
-        "mlp_ratio": 2,
-        "num_heads": 2,
-        "in_channels": 3,
-        "patch_size": 14,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "hidden_act": "quick_gelu",
-    },
-    "image_token_id": 151655,
-    "video_token_id": 151656,
-    "vision_start_token_id": 151652,
-    "vision_end_token_id": 151653,
-    "tie_word_embeddings": True,
-}
+SMALL_ARCH: dict[str, Any] = copy.deepcopy(QWEN2_VL_2B_ARCH)  # the real ids, vocabulary and vision settings
+SMALL_ARCH["text_config"].update(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    # 8-dim heads: half the rotary dims (4) split into temporal/height/width, as [16, 24, 24] for 128
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 1, 1]},
+    pad_token_id=151643,
+)
+SMALL_ARCH["vision_config"].update(depth=2, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=2)
 
 ARCHES: dict[str, dict[str, Any]] = {"small": SMALL_ARCH, "qwen2-vl-2b": QWEN2_VL_2B_ARCH}
 
