@@ -123,9 +123,11 @@ def with_trl_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     for key, value in settings.items():
         parts = key.split(".")
         if len(parts) == 3 and parts[0] == "train" and parts[1] in trl_schema.METHODS:
-            default = trl_schema.default_value(parts[1], parts[2]) if parts[2] in trl_schema.field_names(
-                parts[1]
-            ) else dataclasses.MISSING
+            default = (
+                trl_schema.default_value(parts[1], parts[2])
+                if parts[2] in trl_schema.field_names(parts[1])
+                else dataclasses.MISSING
+            )
             if default is not dataclasses.MISSING and as_recorded({"v": default})["v"] == value:
                 continue
         out[key] = value
