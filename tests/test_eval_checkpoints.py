@@ -83,7 +83,8 @@ def test_best_is_chosen_on_validation_from_the_predictions(lora_run, tiny_model_
     for row, checkpoint in zip(table, summary["checkpoints"], strict=True):
         # independent count: exact string equality is a (strict) lower bound of the rule match
         preds = list(read_jsonl(sel / row["checkpoint"] / "predictions.jsonl"))
-        assert float(row["rarl.accuracy"]) >= sum(p["pred_answer"] == p["reference_answer"] for p in preds) / 5
+        exact = sum(p["pred_answer"] == p["reference_answer"] for p in preds)
+        assert float(row["rarl.accuracy"]) >= exact / 5
         assert float(row["rarl.accuracy"]) == checkpoint["value"] and int(row["n"]) == 5
     assert (sel / "checkpoints.png").read_bytes()[:4] == b"\x89PNG"
 
