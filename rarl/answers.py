@@ -9,9 +9,13 @@ agree on what "the model's answer" is and when it matches the reference. Both im
 * :func:`normalize_answer` makes surface variants compare equal (case, punctuation but not decimal points,
   articles, number words);
 * :func:`answers_match` decides closed / multiple-choice correctness (yes/no synonyms found as whole words,
-  never substrings such as "no" in "nodule"; choice letters validated against the number of choices;
-  VQA-Med ``#`` alternatives and ``(...)`` optional parts in references);
+  never substrings such as "no" in "nodule"; choice letters validated against the number of choices);
+  a reference is one answer as written, or the list of forms its benchmark accepts (VQA-Med's ``#`` and
+  ``( … )`` rules live in :mod:`rarl.tasks.vqa_med_2019`, not here);
 * :func:`exact_match`, :func:`token_f1`, :func:`token_recall` are the open-ended rule metrics.
+
+These are rarl's own matching rules (the ``rarl.*`` metrics): stricter than LLaVA-Med's substring matching,
+laxer than raw string equality, and not any benchmark's official scorer.
 """
 
 from __future__ import annotations
@@ -199,42 +203,39 @@ def infer_question_type(answer: str) -> str:
     return "closed" if _basic_normalize(answer) in YES_NO else "open"
 
 
-def reference_alternatives(reference: str | None) -> list[str]:
+Reference = str | Sequence[str] | None  # one reference as written, or the accepted forms a task expands
+
+
+def _forms(reference: Reference) -> list[str]:
+    if reference is None:
+        return []
+    return [reference] if isinstance(reference, str) else [str(form) for form in reference]
+
+
+def reference_alternatives(reference: Reference) -> list[str]:
     """All accepted forms of a reference answer, normalised.
 
-    VQA-Med writes alternatives as ``a#b`` and optional parts in parentheses, e.g. ``"ct (with contrast)"``
-    accepts both ``"ct"`` and ``"ct with contrast"``.
+    A string is one answer taken as written; a benchmark whose references encode several answers (VQA-Med's
+    ``#`` alternatives and optional ``( … )`` parts) expands them first, in its task module
+    (:func:`rarl.tasks.reference_forms`), and passes the list of forms.
     """
-    if not reference:
-        return [""]
     forms: list[str] = []
-    for alternative in str(reference).split("#"):
-        variants = [alternative]  # a list, not a set: the order of the forms must be reproducible
-        if "(" in alternative and ")" in alternative:
-            variants.append(re.sub(r"\([^)]*\)", " ", alternative))  # without the optional part
-        for variant in variants:
-            norm = normalize_answer(variant)
-            if norm and norm not in forms:
-                forms.append(norm)
+    for form in _forms(reference):
+        norm = normalize_answer(form)
+        if norm and norm not in forms:
+            forms.append(norm)
     return forms or [""]
 
 
-def reference_texts(reference: str | None) -> list[str]:
-    """The accepted forms of a reference as natural text (not normalised), for BERTScore.
-
-    Same expansion as :func:`reference_alternatives` (``#`` alternatives; ``(…)`` parts optional), keeping
-    case, articles and punctuation so that the embedding model sees ordinary text.
-    """
+def reference_texts(reference: Reference) -> list[str]:
+    """The accepted forms of a reference as natural text (not normalised), for BERTScore: case, articles and
+    punctuation kept so that the embedding model sees ordinary text."""
     forms: list[str] = []
-    for alternative in str(reference or "").split("#"):
-        variants = [alternative]
-        if "(" in alternative and ")" in alternative:  # with the optional part, then without it
-            variants = [re.sub(r"[()]", " ", alternative), re.sub(r"\([^)]*\)", " ", alternative)]
-        for variant in variants:
-            variant = " ".join(variant.split())
-            if variant and variant not in forms:
-                forms.append(variant)
-    return forms or [str(reference or "")]
+    for form in _forms(reference):
+        text = " ".join(form.split())
+        if text and text not in forms:
+            forms.append(text)
+    return forms or [" ".join(_forms(reference)) or ""]
 
 
 def yes_no(text: str | None) -> str | None:
@@ -316,14 +317,14 @@ def _names_another_option(rest: str, index: int, count: int, options: list[str])
 # matching and rule metrics
 
 
-def exact_match(pred: str | None, ref: str | None) -> bool:
+def exact_match(pred: str | None, ref: Reference) -> bool:
     """Normalised equality with any accepted form of the reference."""
     norm = normalize_answer(pred)
     return bool(norm) and norm in reference_alternatives(ref)
 
 
 def answers_match(
-    pred: str | None, ref: str | None, question_type: str, choices: Sequence[str] | None = None
+    pred: str | None, ref: Reference, question_type: str, choices: Sequence[str] | None = None
 ) -> bool:
     """Whether a predicted (already extracted) answer is correct for a closed or choice question.
 
@@ -331,20 +332,21 @@ def answers_match(
     * closed with a yes/no reference: the prediction's unambiguous yes/no (synonyms, whole words);
     * otherwise (closed non-yes/no such as "CT or MRI?", or open): exact match after normalisation.
     """
-    if not pred or not ref:
+    forms = [form for form in _forms(ref) if form]
+    if not pred or not forms:
         return False
     if question_type == "choice":
-        ref_index = choice_index(ref, choices)
+        ref_index = choice_index(forms[0], choices)
         if ref_index is not None:
             return choice_index(pred, choices) == ref_index
-        if choice_index(ref) is not None:  # a letter beyond the options: bad reference, nothing matches
+        if choice_index(forms[0]) is not None:  # a letter beyond the options: bad reference, nothing matches
             return False
-        return exact_match(pred, ref)
-    if question_type == "closed":
-        ref_polarity = yes_no(ref) if normalize_answer(ref) in YES_WORDS | NO_WORDS else None
+        return exact_match(pred, forms)
+    if question_type == "closed" and len(forms) == 1:
+        ref_polarity = yes_no(forms[0]) if normalize_answer(forms[0]) in YES_WORDS | NO_WORDS else None
         if ref_polarity is not None:
             return yes_no(pred) == ref_polarity
-    return exact_match(pred, ref)
+    return exact_match(pred, forms)
 
 
 def _f1_recall(pred: str | None, ref: str) -> tuple[float, float]:
@@ -359,12 +361,12 @@ def _f1_recall(pred: str | None, ref: str) -> tuple[float, float]:
     return 2 * precision * recall / (precision + recall), recall
 
 
-def token_f1(pred: str | None, ref: str | None) -> float:
+def token_f1(pred: str | None, ref: Reference) -> float:
     """SQuAD-style token F1 on normalised words (best over the reference's accepted forms)."""
     return max(_f1_recall(pred, alt)[0] for alt in reference_alternatives(ref))
 
 
-def token_recall(pred: str | None, ref: str | None) -> float:
+def token_recall(pred: str | None, ref: Reference) -> float:
     """Share of the reference's words that the prediction contains (best over accepted forms)."""
     return max(_f1_recall(pred, alt)[1] for alt in reference_alternatives(ref))
 

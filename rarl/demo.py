@@ -126,13 +126,14 @@ def demo_config(settings: DemoSettings, model_path: str, method: str) -> RunConf
 def heldout_accuracy(
     model: Any, processor: Any, samples: list[Sample], config: RunConfig, batch_size: int, max_new_tokens: int
 ) -> dict[str, Any]:
-    """Greedy answers on held-out samples, asked with their seeded training template; accuracy by type.
+    """Greedy answers on held-out samples, asked with their seeded training template; ``rarl.accuracy`` by
+    type.
 
     Generation and answer extraction are the evaluation harness's own (``generate_predictions``); only the
     chat messages differ: each sample gets the training template it would have had in training.
     """
-    from rarl.answers import answers_match
     from rarl.eval.generate import generate_predictions
+    from rarl.eval.metrics import rule_correct
     from rarl.prompts import training_messages
     from rarl.train.dataset import template_names
 
@@ -157,7 +158,7 @@ def heldout_accuracy(
     correct: dict[str, list[float]] = {}
     hits: list[int] = []
     for sample, record in zip(samples, records, strict=True):
-        hit = answers_match(record.pred_answer, sample.answer, sample.question_type, sample.choices)
+        hit = rule_correct(record)  # rarl.accuracy, the eval's own per-item verdict (and its task's rules)
         hits.append(int(hit))
         kind = (sample.extra or {}).get("kind")
         for key in ("overall", sample.question_type, f"kind/{kind}" if kind else None):

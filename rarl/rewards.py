@@ -4,13 +4,15 @@ TRL's ``GRPOTrainer`` calls each function as ``f(prompts=..., completions=..., c
 **dataset_columns, trainer_state=..., log_extra=..., log_metric=...)`` and logs it under its ``__name__``
 (``rewards/format_reward/mean`` ...). A ``None`` reward means "not applicable": TRL turns it into NaN, leaves
 it out of that reward's mean and out of the weighted sum. Dataset columns used: ``answer``, ``question_type``,
-``reasoning`` (``None`` for unannotated samples) and ``choices``.
+``reasoning`` (``None`` for unannotated samples), ``choices``, and ``benchmark`` / ``dataset`` (whose task's
+reference rules apply, :func:`rarl.tasks.reference_forms`: the same as the eval ``rarl.*`` metrics).
 
 * format: 1.0 when the whole output is ``<think>…</think>`` then ``<answer>…</answer>``; 0.1 when some tag
   appears but that shape is not met; 0.0 with no tag at all.
 * length: ``min(0.001 × completion tokens, 1.0)``, tokens counted from TRL's ``completion_ids``.
 * accuracy: closed/choice → 1.0/0.0 with :func:`rarl.answers.answers_match`; open → BERTScore F1 of the
-  extracted answer against the reference (best over VQA-Med ``#`` alternatives). Never BERTScore for closed.
+  extracted answer against the reference (best over its benchmark's accepted forms, e.g. VQA-Med's ``#``
+  alternatives). Never BERTScore for closed.
 * reasoning: BERTScore F1 of the ``<think>`` text against the reference reasoning; ``None`` without one.
 
 A malformed or empty completion scores 0 (never raises): GRPO needs a number for every sampled completion.
@@ -37,6 +39,7 @@ from rarl.answers import (
 )
 from rarl.bertscore import PACKAGED_MINILM, get_scorer
 from rarl.errors import UserError
+from rarl.tasks import reference_forms
 
 RewardFunc = Callable[..., list[float | None]]
 
@@ -131,28 +134,32 @@ def accuracy_reward(
     answers = _as_list(answer, "answer", n)
     types = _as_list(question_type, "question_type", n)
     options = _as_list(choices, "choices", n)
+    benchmarks = _as_list(kwargs.get("benchmark"), "benchmark", n)
+    datasets = _as_list(kwargs.get("dataset"), "dataset", n)
 
     preds = [extract_answer(text) for text in texts]
     scores: list[float | None] = [0.0] * n
     open_rows: list[int] = []
     by_type: dict[str, list[float]] = {"closed": [], "open": [], "choice": []}
+    forms: list[list[str]] = []
     for i, (pred, ref) in enumerate(zip(preds, answers, strict=True)):
         ref = "" if ref is None else str(ref)
+        forms.append(reference_forms(benchmarks[i], ref, datasets[i]))
         qtype = _question_type(types[i], ref)
         if not pred or not ref:
             scores[i] = 0.0
         elif qtype == "open":
-            if exact_match(pred, ref):
+            if exact_match(pred, forms[i]):
                 scores[i] = 1.0  # identical after normalisation: no model call needed
             else:
                 open_rows.append(i)
                 continue  # scored in one batch below
         else:
-            scores[i] = 1.0 if answers_match(pred, ref, qtype, options[i]) else 0.0
+            scores[i] = 1.0 if answers_match(pred, forms[i], qtype, options[i]) else 0.0
         by_type[qtype].append(float(scores[i] or 0.0))
     if open_rows:
         scorer = get_scorer(bertscore_model, batch_size=bertscore_batch_size, device=bertscore_device)
-        f1 = scorer.f1([preds[i] for i in open_rows], [reference_texts(str(answers[i])) for i in open_rows])
+        f1 = scorer.f1([preds[i] for i in open_rows], [reference_texts(forms[i]) for i in open_rows])
         for i, value in zip(open_rows, f1, strict=True):
             scores[i] = max(0.0, min(1.0, value))
             by_type["open"].append(scores[i])

@@ -36,6 +36,7 @@ def shown(value: Any) -> str:
     """``repr(value)`` bounded in length: an error message must not print (or hang on) a huge value."""
     return _REPR.repr(value)
 
+
 # rarl's defaults beneath each mapping (a YAML mapping is merged over them; ``resolved_config.yaml`` shows
 # the result). Everything not listed is TRL's own default.
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -188,9 +189,11 @@ def _describe(annotation: Any) -> str:
         elif isinstance(member, type) and issubclass(member, enum.Enum):
             names.append("one of " + ", ".join(repr(m.value) for m in member))
         else:
-            names.append({bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-                member, getattr(member, "__name__", str(member))
-            ))
+            names.append(
+                {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+                    member, getattr(member, "__name__", str(member))
+                )
+            )
     return " or ".join(dict.fromkeys(names))
 
 

@@ -19,6 +19,8 @@ from rarl.answers import (
     token_recall,
     yes_no,
 )
+from rarl.tasks import reference_forms
+from rarl.tasks.vqa_med_2019 import reference_forms as vqa_med_forms
 
 # --------------------------------------------------------------------------------------------------
 # extraction
@@ -236,14 +238,33 @@ def test_choice_letter_with_its_own_text_or_prose_still_matches() -> None:
 
 
 def test_vqa_med_alternatives_and_optional_parts() -> None:
-    assert reference_alternatives("ct (with contrast)#mri") == ["ct with contrast", "ct", "mri"]
-    assert reference_texts("CT (with contrast)#MRI") == ["CT with contrast", "CT", "MRI"]
+    """VQA-Med's rules come from its task: the accepted forms are passed to the matchers as a list."""
+    assert vqa_med_forms("CT (with contrast)#MRI") == ["CT with contrast", "CT", "MRI"]
+    assert reference_alternatives(vqa_med_forms("ct (with contrast)#mri")) == [
+        "ct with contrast",
+        "ct",
+        "mri",
+    ]
+    assert reference_texts(vqa_med_forms("CT (with contrast)#MRI")) == ["CT with contrast", "CT", "MRI"]
     assert reference_texts("left lung") == ["left lung"]
-    ref = "ct (with contrast)#mri"
+    ref = vqa_med_forms("ct (with contrast)#mri")
     for pred in ("CT", "ct with contrast", "MRI."):
         assert exact_match(pred, ref)
     assert not exact_match("ultrasound", ref)
-    assert answers_match("mri", "ct#mri", "closed")
+    assert answers_match("mri", vqa_med_forms("ct#mri"), "closed")
+    assert token_f1("mri", vqa_med_forms("ct#mri")) == pytest.approx(1.0)  # best alternative
+
+
+def test_a_plain_reference_is_one_answer_taken_as_written() -> None:
+    """Issue 21: VQA-Med's '( … )' and '#' rules applied to every dataset; PathVQA's parentheses are text."""
+    ref = "early (reversible) ischemic injury"  # a PathVQA answer
+    assert not exact_match("early ischemic injury", ref)
+    assert exact_match("early reversible ischemic injury", ref)
+    assert reference_alternatives(ref) == ["early reversible ischemic injury"]
+    assert reference_texts(ref) == [ref]
+    assert not exact_match("mri", "ct#mri")  # '#' is VQA-Med's separator, not everyone's
+    assert reference_forms("pathvqa", ref) == [ref]
+    assert reference_forms(None, ref, "vqa_med_2019") == vqa_med_forms(ref)  # old records: dataset label
 
 
 def test_token_f1_and_recall_by_hand() -> None:
@@ -253,7 +274,7 @@ def test_token_f1_and_recall_by_hand() -> None:
     assert token_recall("the lung", "left lung") == pytest.approx(0.5)
     assert token_f1("kidney", "left lung") == 0.0
     assert token_f1("", "left lung") == 0.0
-    assert token_f1("mri", "ct#mri") == pytest.approx(1.0)  # best alternative
+    assert token_f1("mri", ["ct", "mri"]) == pytest.approx(1.0)  # best accepted form
 
 
 def test_exact_match_normalises_both_sides() -> None:

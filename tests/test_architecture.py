@@ -31,10 +31,18 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.bertscore": BASE | {"rarl.devices"},
     "rarl.config": BASE | {"rarl.schema", "rarl.trl_schema"},
     "rarl.libconfig": BASE | {"rarl.config", "rarl.trl_schema", "rarl.devices"},
-    "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore"},
+    "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore", "rarl.tasks"},
     "rarl.models": BASE | {"rarl.config", "rarl.libconfig", "rarl.prompts", "rarl.devices"},
     "rarl.data": BASE
-    | {"rarl.schema", "rarl.config", "rarl.answers", "rarl.models", "rarl.prompts", "rarl.stats"},
+    | {
+        "rarl.schema",
+        "rarl.config",
+        "rarl.answers",
+        "rarl.models",
+        "rarl.prompts",
+        "rarl.stats",
+        "rarl.tasks",
+    },
     "rarl.provenance": BASE | {"rarl.schema", "rarl.config", "rarl.models"},
     "rarl.train": BASE
     | {
@@ -62,6 +70,8 @@ MAY_IMPORT: dict[str, set[str]] = {
         "rarl.answers",
         "rarl.bertscore",
         "rarl.stats",
+        "rarl.metrics",
+        "rarl.tasks",
     },
     "rarl.review": BASE | {"rarl.schema", "rarl.data"},
     "rarl.report": BASE | {"rarl.schema", "rarl.stats", "rarl.eval", "rarl.review"},

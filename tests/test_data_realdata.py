@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from rarl.answers import answers_match
+from rarl.answers import answers_match, exact_match
 from rarl.config import DatasetSpec
 from rarl.data import load_dataset_spec
 from rarl.errors import DataError
+from rarl.tasks import reference_forms
 from tests.conftest import REALDATA
 
 VQA_RAD = REALDATA / "vqa_rad"
@@ -175,14 +176,20 @@ def test_vqa_med_test_reference_alternatives_and_optional_parts():
     lines = (VQA_MED / "VQAMed2019Test" / "VQAMed2019_Test_Questions_w_Ref_Answers.txt").read_text("utf-8")
     rows = [line.split("|") for line in lines.splitlines() if line]
     assert sum("#" in r[3] for r in rows) == 12 and sum("(" in r[3] for r in rows) == 20
-    # '#' alternatives: either one is accepted (this reference is on the official test file)
+    # '#' alternatives: either one is accepted (this reference is on the official test file), under the
+    # rules of the benchmark the loaded samples name (VQA-Med's task)
+    benchmark = {s.benchmark for s in load("vqa_med_2019", str(VQA_MED), "test", True)}
+    assert benchmark == {"vqa_med_2019"}
     reference = next(r[3] for r in rows if r[3] == "face, sinuses, and neck#skull and contents")
-    assert answers_match("skull and contents", reference, "open")
-    assert answers_match("face, sinuses, and neck", reference, "open")
+    forms = reference_forms("vqa_med_2019", reference)
+    assert answers_match("skull and contents", forms, "open")
+    assert answers_match("face, sinuses, and neck", forms, "open")
     optional = next(r[3] for r in rows if "(" in r[3] and "#" not in r[3])
     without = " ".join(optional.split("(")[0].split() + optional.split(")")[1].split())
-    assert answers_match(without, optional, "open")
-    assert answers_match(optional.replace("(", "").replace(")", ""), optional, "open")
+    assert answers_match(without, reference_forms("vqa_med_2019", optional), "open")
+    assert answers_match(
+        optional.replace("(", "").replace(")", ""), reference_forms("vqa_med_2019", optional), "open"
+    )
     assert all(Path(s.image).suffix == ".jpg" for s in load("vqa_med_2019", str(VQA_MED), "test", True))
     assert len(answers) == 6
 
@@ -205,6 +212,17 @@ def test_pathvqa_lxmert_counts_text_only(split, rows, yes_no):
     )
     entry = next(e for e in first if e["sentf"]["pvqa"])  # some images have no questions
     assert samples[0].id == f"{entry['img_id']}-1" and samples[0].question == entry["sentf"]["pvqa"][0]
+
+
+def test_pathvqa_parentheses_are_answer_text_not_optional_parts():
+    """Issue 21: VQA-Med's optional-part rule used to apply to PathVQA's real references too."""
+    samples = [s for s in load("pathvqa", str(need(PATHVQA)), "train") if "(" in s.answer and ")" in s.answer]
+    assert samples and {s.benchmark for s in samples} == {"pathvqa"}
+    for sample in samples:
+        assert reference_forms(sample.benchmark, sample.answer) == [sample.answer]
+        shortened = " ".join(sample.answer.split("(")[0].split() + sample.answer.split(")", 1)[1].split())
+        if shortened:
+            assert not exact_match(shortened, reference_forms(sample.benchmark, sample.answer)), sample.answer
 
 
 def test_pathvqa_text_only_refused_for_training_and_eval():

@@ -70,21 +70,22 @@ def test_best_is_chosen_on_validation_from_the_predictions(lora_run, tiny_model_
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     capsys.readouterr()
     assert main(["eval", "--config", str(config), "--checkpoints", "best", "--no-judges"]) == 0
-    assert "checkpoint-2: accuracy 1.0000 (n=5)  <- chosen" in capsys.readouterr().out
+    assert "checkpoint-2: rarl.accuracy 1.0000 (n=5)  <- chosen" in capsys.readouterr().out
     results = json.loads((sel / "results.json").read_text())
     summary = results["checkpoint_selection"]
-    assert summary["chosen"] == "checkpoint-2" and summary["metric"] == "accuracy"
+    assert summary["chosen"] == "checkpoint-2" and summary["metric"] == "rarl.accuracy"
     assert results["model"].endswith("checkpoint-2") and results["generation"]["generated"] == 0
     assert [row["step"] for row in summary["checkpoints"]] == [1, 2, 3]
     with (sel / "checkpoints.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [row["checkpoint"] for row in table] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
-    assert float(table[1]["accuracy"]) == 1.0
+    assert float(table[1]["rarl.accuracy"]) == 1.0
     for row, checkpoint in zip(table, summary["checkpoints"], strict=True):
         # independent count: exact string equality is a (strict) lower bound of the rule match
         preds = list(read_jsonl(sel / row["checkpoint"] / "predictions.jsonl"))
-        assert float(row["accuracy"]) >= sum(p["pred_answer"] == p["reference_answer"] for p in preds) / 5
-        assert float(row["accuracy"]) == checkpoint["value"] and int(row["n"]) == 5
+        exact = sum(p["pred_answer"] == p["reference_answer"] for p in preds)
+        assert float(row["rarl.accuracy"]) >= exact / 5
+        assert float(row["rarl.accuracy"]) == checkpoint["value"] and int(row["n"]) == 5
     assert (sel / "checkpoints.png").read_bytes()[:4] == b"\x89PNG"
 
 

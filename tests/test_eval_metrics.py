@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from rarl.eval.metrics import cvbench_scores, dataset_labels, item_scores, rule_correct, rule_metrics
+from rarl.eval.metrics import dataset_labels, item_scores, rule_correct, rule_metrics
 from rarl.schema.records import PredictionRecord
 
 
-def rec(i, qtype, ref, pred, dataset="ds", split="test", choices=None, **extra):
+def rec(i, qtype, ref, pred, dataset="ds", split="test", choices=None, benchmark=None, **extra):
     return PredictionRecord(
         id=str(i),
         dataset=dataset,
@@ -23,6 +23,7 @@ def rec(i, qtype, ref, pred, dataset="ds", split="test", choices=None, **extra):
         pred_answer=pred,
         choices=choices,
         extra=extra,
+        benchmark=benchmark,
     )
 
 
@@ -55,34 +56,64 @@ def test_closed_accuracy_uses_shared_matching():
     metrics = rule_metrics(records, bertscore=False)
     closed = metrics["datasets"]["ds"]["closed"]
     assert closed["n"] == 5
-    assert closed["accuracy"] == pytest.approx(2 / 5)
+    assert closed["rarl.accuracy"] == pytest.approx(2 / 5)
     assert [rule_correct(r) for r in records] == [True, False, False, False, True]
     assert "open" not in metrics["datasets"]["ds"]
 
 
 def test_open_metrics_exact_recall_f1_and_bertscore_only_on_open():
-    records = [
-        rec(1, "open", "left lung", "the left lung"),  # exact after normalisation
-        rec(2, "open", "left lower lobe", "left lobe"),  # recall 2/3, precision 1 -> F1 0.8
-        rec(3, "open", "ct#computed tomography", "computed tomography"),  # '#' alternative
-        rec(4, "open", "brain", ""),  # empty prediction scores zero everywhere
-        rec(5, "closed", "yes", "yes"),
+    plan = [
+        ("open", "left lung", "the left lung"),  # exact after normalisation
+        ("open", "left lower lobe", "left lobe"),  # recall 2/3, precision 1 -> F1 0.8
+        ("open", "ct#computed tomography", "computed tomography"),  # VQA-Med's '#' alternative
+        ("open", "brain", ""),  # empty prediction scores zero everywhere
+        ("closed", "yes", "yes"),
     ]
+    records = [rec(i, *item, dataset="med") for i, item in enumerate(plan)]
+    for record in records:
+        record.benchmark = "vqa_med_2019"  # whose reference rules apply, whatever the label
     scorer = LengthScorer()
     metrics = rule_metrics(records, scorer=scorer)
-    open_ = metrics["datasets"]["ds"]["open"]
+    open_ = metrics["datasets"]["med"]["open"]
     assert open_["n"] == 4
-    assert open_["exact"] == pytest.approx(2 / 4)
-    assert open_["token_recall"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
-    assert open_["token_f1"] == pytest.approx((1 + 0.8 + 1 + 0) / 4)
+    assert open_["rarl.exact"] == pytest.approx(2 / 4)
+    assert open_["rarl.token_recall"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
+    assert open_["rarl.token_f1"] == pytest.approx((1 + 0.8 + 1 + 0) / 4)
     # BERTScore saw only the 4 open items, with the '#' alternatives split into separate references.
     ((cands, refs),) = scorer.calls
     assert cands == ["the left lung", "left lobe", "computed tomography", ""]
     assert refs[2] == ["ct", "computed tomography"]
-    assert open_["bertscore"] == pytest.approx((0.5 + 0.5 + 1.0 + 0.0) / 4)
-    assert metrics["datasets"]["ds"]["closed"]["n"] == 1
-    assert metrics["datasets"]["ds"]["closed"]["accuracy"] == 1.0
-    assert metrics["datasets"]["ds"]["accuracy"] == pytest.approx(3 / 5)
+    assert open_["rarl.bertscore"] == pytest.approx((0.5 + 0.5 + 1.0 + 0.0) / 4)
+    assert metrics["datasets"]["med"]["closed"]["n"] == 1
+    assert metrics["datasets"]["med"]["closed"]["rarl.accuracy"] == 1.0
+    assert metrics["datasets"]["med"]["rarl.accuracy"] == pytest.approx(3 / 5)
+
+
+def test_official_and_llava_med_metrics_are_wired_per_benchmark_and_named():
+    """Issue 21: per item, VQA-Med's official accuracy/BLEU and LLaVA-Med's metrics, each under its name;
+    values worked by hand from the organisers' and LLaVA-Med's rules (tests/test_official_scorers.py)."""
+    plan = [
+        ("open", "axial#transverse", "Transverse."),  # official: '#' alternative, punctuation -> 1, BLEU 1
+        ("open", "left lobe", "left lung"),  # official acc 0; BLEU 0.5 ** 0.25 (unigram 1/2, no bigram)
+        ("closed", "yes", "no"),  # llava_med: has "no", lacks "yes" -> dropped from its denominator
+        ("closed", "no", "nodule"),  # llava_med: "nodule" carries "no" -> right; rarl: wrong
+    ]
+    records = [rec(i, *item, dataset="vqa_med_2019") for i, item in enumerate(plan)]
+    records += [rec(9, "open", "left lobe", "left lobe", dataset="pathvqa")]
+    items = item_scores(records, bertscore=False)
+    assert items[0]["official.accuracy"] == 1.0 and items[0]["official.bleu"] == pytest.approx(1.0)
+    assert items[1]["official.accuracy"] == 0.0 and items[1]["official.bleu"] == pytest.approx(0.5**0.25)
+    assert items[1]["llava_med.open_recall"] == pytest.approx(1 / 2)
+    assert items[2]["llava_med.closed_accuracy"] is None
+    assert items[3]["llava_med.closed_accuracy"] == 1.0 and items[3]["rarl.accuracy"] == 0.0
+    assert not any(name.startswith("official.") for name in items[4])  # PathVQA defines no official scorer
+    metrics = rule_metrics(records, bertscore=False)
+    med = metrics["datasets"]["vqa_med_2019"]
+    assert med["official.accuracy"] == pytest.approx(1 / 4)  # only item 0 (exact match, every type)
+    assert med["closed"]["llava_med.closed_accuracy"] == 1.0
+    assert med["closed"]["llava_med.closed_accuracy_n"] == 1  # one of the two closed items was dropped
+    assert "official.accuracy" not in metrics["overall"]  # never over a mix of benchmarks
+    assert set(metrics["families"]) == {"rarl", "official", "llava_med"}
 
 
 def test_choice_questions_and_dataset_rows_split_when_needed():
@@ -97,9 +128,9 @@ def test_choice_questions_and_dataset_rows_split_when_needed():
     assert dataset_labels(records) == ["a", "a", "a", "b/test", "b/val"]
     metrics = rule_metrics(records, bertscore=False)
     choice = metrics["datasets"]["a"]["choice"]
-    assert (choice["n"], choice["accuracy"]) == (3, pytest.approx(2 / 3))
-    assert metrics["datasets"]["b/test"]["closed"]["accuracy"] == 1.0
-    assert metrics["datasets"]["b/val"]["closed"]["accuracy"] == 0.0
+    assert (choice["n"], choice["rarl.accuracy"]) == (3, pytest.approx(2 / 3))
+    assert metrics["datasets"]["b/test"]["closed"]["rarl.accuracy"] == 1.0
+    assert metrics["datasets"]["b/val"]["closed"]["rarl.accuracy"] == 0.0
     assert metrics["overall"]["n"] == 5 and metrics["n"] == 5
 
 
@@ -131,19 +162,33 @@ def test_cvbench_per_task_and_official_combined_score():
             )
         )
     cv = rule_metrics(records, bertscore=False)["datasets"]["cvbench"]["cvbench"]
-    assert (cv["tasks"]["Count"]["n"], cv["tasks"]["Count"]["accuracy"]) == (4, 0.75)
+    assert "combined_warning" not in cv
+    assert (cv["tasks"]["Count"]["n"], cv["tasks"]["Count"]["rarl.accuracy"]) == (4, 0.75)
     assert list(cv["tasks"]) == ["Count", "Relation", "Depth", "Distance"]
-    assert cv["tasks"]["Relation"]["accuracy"] == 0.5
+    assert cv["tasks"]["Relation"]["rarl.accuracy"] == 0.5
     # official: 2D = mean(ADE20K 2/2, COCO 2/4) = 0.75; 3D = 1/2; combined = 0.625
-    assert cv["accuracy_2d"] == pytest.approx(0.75)
-    assert cv["accuracy_3d"] == pytest.approx(0.5)
-    assert cv["combined"] == pytest.approx(0.625)
-    # without sources the 2D score pools Count+Relation: 4/6
-    for r in records:
-        r.extra.pop("source")
-    cv = cvbench_scores(records, [rule_correct(r) for r in records])
-    assert cv["accuracy_2d"] == pytest.approx(4 / 6)
-    assert cv["combined"] == pytest.approx((4 / 6 + 0.5) / 2)
+    assert cv["official.accuracy_2d"] == pytest.approx(0.75)
+    assert cv["official.accuracy_3d"] == pytest.approx(0.5)
+    assert cv["official.combined"] == pytest.approx(0.625)
+
+
+def test_cvbench_without_the_source_column_refuses_the_official_2d_and_combined_scores(caplog):
+    """Issue 21: without ADE20K/COCO sources the 2D score used to fall back silently to pooled accuracy
+    (here 4/6, not the official 0.75); now it is refused, with a warning in the results and in the log."""
+    plan = [("Count", True), ("Count", True), ("Count", True), ("Relation", False), ("Depth", True)]
+    records = [
+        rec(i, "choice", "(A)", "(A)" if ok else "(C)", dataset="cvbench", choices=["1", "2"], task=task)
+        for i, (task, ok) in enumerate(plan)
+    ]
+    records[0].extra["source"] = "ADE20K"  # one known source is not enough: 3 of the 4 2D items lack it
+    with caplog.at_level("WARNING"):
+        cv = rule_metrics(records, bertscore=False)["datasets"]["cvbench"]["cvbench"]
+    assert cv["official.accuracy_2d"] is None and cv["official.combined"] is None
+    assert "official.combined_ci" not in cv
+    assert cv["official.accuracy_3d"] == 1.0  # the 3D score does not need the source
+    assert cv["tasks"]["Count"]["rarl.accuracy"] == 1.0
+    assert "3 of the 4 2D items" in cv["combined_warning"]
+    assert "source" in caplog.text and "not reported" in caplog.text
 
 
 def test_no_cvbench_block_without_tasks_and_empty_input():
@@ -164,10 +209,10 @@ def test_every_rule_metric_has_a_95_interval_wilson_for_proportions_bootstrap_fo
         ci = scipy_stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
         return pytest.approx([ci.low, ci.high], abs=1e-9)
 
-    assert block["closed"]["accuracy_ci"] == wilson(20, 30)
-    assert block["open"]["exact_ci"] == wilson(8, 24)
-    assert block["accuracy_ci"] == wilson(28, 54)
-    for name in ("token_recall", "token_f1", "bertscore"):
+    assert block["closed"]["rarl.accuracy_ci"] == wilson(20, 30)
+    assert block["open"]["rarl.exact_ci"] == wilson(8, 24)
+    assert block["rarl.accuracy_ci"] == wilson(28, 54)
+    for name in ("rarl.token_recall", "rarl.token_f1", "rarl.bertscore"):
         low, high = block["open"][f"{name}_ci"]
         assert low < block["open"][name] < high, name  # per-item scores vary, so the interval has width
     assert "Wilson" in metrics["intervals"]["proportions"] and "bootstrap" in metrics["intervals"]["means"]
@@ -183,7 +228,7 @@ def test_real_bertscore_ranks_a_paraphrase_above_an_unrelated_answer():
         rec(2, "open", references, "the lung on the left side"),
         rec(3, "open", references, "fractured femur"),
     ]
-    identical, paraphrase, unrelated = (score["bertscore"] for score in item_scores(records))
+    identical, paraphrase, unrelated = (score["rarl.bertscore"] for score in item_scores(records))
     assert identical == pytest.approx(1.0, abs=1e-3)
     assert unrelated < paraphrase < identical
 
@@ -205,6 +250,7 @@ def test_cvbench_combined_interval_is_a_stratified_bootstrap_like_scipys():
                     "(A)",
                     "(A)" if ok else "(B)",
                     dataset="cv",
+                    benchmark="cvbench",  # a relabelled CV-Bench: its task scores it
                     choices=["1", "2"],
                     task=task,
                     source=source,
@@ -219,13 +265,13 @@ def test_cvbench_combined_interval_is_a_stratified_bootstrap_like_scipys():
     def combined(a, c, d, axis=-1):
         return ((a.mean(axis=axis) + c.mean(axis=axis)) / 2 + d.mean(axis=axis)) / 2
 
-    assert cv["combined"] == pytest.approx(combined(ade, coco, depth))
+    assert cv["official.combined"] == pytest.approx(combined(ade, coco, depth))
     oracle = scipy_stats.bootstrap(
         (ade, coco, depth), combined, n_resamples=4000, method="percentile", random_state=1
     ).confidence_interval
     width = oracle.high - oracle.low
-    low, high = cv["combined_ci"]
+    low, high = cv["official.combined_ci"]
     assert low == pytest.approx(oracle.low, abs=0.08 * width)
     assert high == pytest.approx(oracle.high, abs=0.08 * width)
-    assert cv["accuracy_3d_ci"][0] < cv["accuracy_3d"] < cv["accuracy_3d_ci"][1]
+    assert cv["official.accuracy_3d_ci"][0] < cv["official.accuracy_3d"] < cv["official.accuracy_3d_ci"][1]
     assert cv["n"] == sum(plan.values())

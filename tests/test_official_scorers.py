@@ -79,6 +79,11 @@ def test_nltk_stopword_list_has_its_179_words() -> None:
         ("cannot be assessed", "assessed", 1.0),  # cannot -> can not; can, not, be are stopwords; stems
         ("lungs", "lung", 1.0),  # Snowball stems
         ("", "ct", 0.0),
+        ("the", "lung", 0.0),  # only stopwords: an empty hypothesis matches nothing
+        ("not", "no", 1.0),  # only stopwords on both sides: the evaluator's empty-vs-empty rule scores 1
+        ("is it", "", 1.0),  # an empty reference and a stopword-only prediction: 1 too
+        ("3", "3", 1.0),  # digits are words
+        ("two", "two#2", 1.0),  # the best alternative
     ],
 )
 def test_vqa_med_official_bleu(prediction: str, reference: str, bleu: float) -> None:

@@ -16,14 +16,15 @@ from rarl.report.tables import results_markdown
 from rarl.schema.results import RunResults, read_results
 
 
-def _leaves(node: dict, prefix: str = "") -> dict[str, object]:
-    """Every leaf of a raw JSON block by dotted path, walked independently of the reader."""
-    out: dict[str, object] = {}
+def _leaves(node: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """Every leaf of a raw JSON block by key path (metric names hold dots), walked independently of the
+    reader."""
+    out: dict[tuple[str, ...], object] = {}
     for key, value in node.items():
         if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{key}."))
+            out.update(_leaves(value, (*prefix, key)))
         else:
-            out[f"{prefix}{key}"] = value
+            out[(*prefix, key)] = value
     return out
 
 
@@ -43,20 +44,21 @@ def test_a_real_eval_results_file_reads_back_value_for_value(tmp_path, tiny_mode
     for dataset, block in blocks.items():
         typed_block = rule.block(dataset)
         assert typed_block is not None
-        for dotted, value in _leaves(block).items():
-            if dotted.endswith("_ci"):
-                *path, name = dotted[: -len("_ci")].split(".")
-                inner = typed_block
-                for part in path:
-                    inner = inner.part(part)
-                metric = inner.metric(name)
+        for (*path, name), value in _leaves(block).items():
+            inner = typed_block
+            for part in path:
+                inner = inner.part(part)
+            if name.endswith("_ci"):
+                metric = inner.metric(name[: -len("_ci")])
                 assert [metric.low, metric.high] == value
+            elif name.endswith("_n") and name[:-2] in block:
+                assert inner.metric(name[:-2]).n == value
             elif isinstance(value, (int, float)):
-                assert typed_block.lookup(dotted) == pytest.approx(value)
+                assert typed_block.lookup(".".join([*path, name])) == pytest.approx(value)
                 checked += 1
     assert checked >= 4  # n and accuracy at least, overall and per dataset
-    assert "accuracy" in rule.overall.metric_names()
-    assert metric_value(raw, "accuracy") == raw["rule_metrics"]["overall"]["accuracy"]
+    assert "rarl.accuracy" in rule.overall.metric_names()
+    assert metric_value(raw, "rarl.accuracy") == raw["rule_metrics"]["overall"]["rarl.accuracy"]
     # The markdown from the dict and from the typed object is the same text.
     assert results_markdown(raw) == results_markdown(typed)
 
@@ -77,7 +79,7 @@ def test_old_and_bare_files_load(tmp_path):
         },
     }
     typed = RunResults.from_dict(old)
-    accuracy = typed.rule_metrics.overall.metric("accuracy")
+    accuracy = typed.rule_metrics.overall.metric("rarl.accuracy")  # the old name, read as rarl's metric
     assert (accuracy.value, accuracy.low, accuracy.high, accuracy.n) == (0.5, None, None, 10)
     assert typed.dataset_names == ["VQA-RAD"]
     judge = typed.judges["j"]

@@ -139,9 +139,34 @@ def test_open_answer_uses_the_best_vqa_med_alternative() -> None:
         ["<answer>magnetic resonance imaging</answer>", "<answer>magnetic resonance imaging</answer>"],
         answer=["ultrasound#magnetic resonance imaging (mri)", "ultrasound"],
         question_type=["open", "open"],
+        benchmark=["vqa_med_2019", "vqa_med_2019"],
     )
     assert scores[0] == pytest.approx(1.0, abs=1e-4)
     assert scores[0] > scores[1]
+
+
+def test_vqa_med_reference_rules_apply_to_vqa_med_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: '( … )' optional parts are VQA-Med's rule; a PathVQA answer's parentheses are text. The
+    reward and the eval rarl.* metric share the rule (rarl.tasks.reference_forms)."""
+    monkeypatch.setattr(rewards, "get_scorer", lambda *a, **k: _Constant(0.5))
+    pred = ["<answer>early ischemic injury</answer>"] * 3
+    ref = ["early (reversible) ischemic injury"] * 3
+    scores = accuracy_reward(
+        pred,
+        answer=ref,
+        question_type=["open"] * 3,
+        benchmark=["vqa_med_2019", "pathvqa", None],
+        dataset=["a", "b", "vqa_med_2019"],  # predictions without a benchmark: the dataset label
+    )
+    assert scores == [1.0, 0.5, 1.0]  # exact under VQA-Med's rule; BERTScore (stubbed) for PathVQA
+
+
+class _Constant:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def f1(self, candidates, references):
+        return [self.value] * len(candidates)
 
 
 def test_missing_question_type_is_inferred_from_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--select-metric",
-        default="accuracy",
+        default="rarl.accuracy",
         metavar="NAME",
         help="rule metric that --checkpoints best maximises, a path into the overall metrics such as "
-        "accuracy, closed.accuracy, open.token_f1, cvbench.combined (default: accuracy)",
+        "rarl.accuracy, closed.rarl.accuracy, open.rarl.token_f1, official.bleu, llava_med.open_recall "
+        "(default: rarl.accuracy)",
     )
 
 

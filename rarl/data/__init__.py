@@ -66,8 +66,14 @@ def load_dataset_spec(spec: DatasetSpec) -> list[Sample]:
 
     samples = load_source(spec)
     name = spec.name or spec.source
+    from rarl.schema.sources import HUB_DATASETS
+
+    benchmark = spec.source
+    if spec.source == "hf" and not spec.column_map:  # a known hub copy is that benchmark (see load_hf)
+        benchmark = HUB_DATASETS.get((spec.path or "").lower(), spec.source)
     for sample in samples:
         sample.dataset = name
+        sample.benchmark = benchmark
     _make_ids_unique(samples, name, spec.split)
     total = len(samples)
     samples = subsample(samples, spec.limit, spec.seed)

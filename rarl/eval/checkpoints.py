@@ -32,7 +32,7 @@ from rarl.schema.results import MetricBlock, RunResults
 log = logging.getLogger(__name__)
 
 MODES = ("all", "last", "best")
-DEFAULT_METRIC = "accuracy"
+DEFAULT_METRIC = "rarl.accuracy"
 CURVE_CSV = "checkpoints.csv"
 CURVE_PNG = "checkpoints.png"
 
@@ -70,7 +70,8 @@ def check_selection_split(config: RunConfig, mode: str) -> None:
 
 
 def metric_value(results: dict[str, Any], metric: str) -> float | None:
-    """A dotted path into the overall rule metrics: ``accuracy``, ``closed.accuracy``, ``open.token_f1``."""
+    """A dotted path into the overall rule metrics: ``rarl.accuracy``, ``closed.rarl.accuracy``,
+    ``open.rarl.token_f1``, ``official.bleu``."""
     overall = _overall_metrics(results)
     return overall.lookup(metric) if overall is not None else None
 

@@ -56,6 +56,7 @@ def _record(sample: Sample, raw: str, prompt: str, model_name: str) -> Predictio
         modality=sample.modality,
         extra={k: v for k, v in extra.items() if _is_json_scalar(v)},
         fingerprint=item_fingerprint(sample),
+        benchmark=sample.benchmark or None,
     )
 
 

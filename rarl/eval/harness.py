@@ -10,7 +10,11 @@ processes (:mod:`rarl.eval.shard`), each writing ``predictions.part-R-of-W.jsonl
 
 Output directory (``eval.output_dir``):
 ``resolved_config.yaml``, ``provenance.json``, ``predictions.jsonl``, ``judgements/<judge>.jsonl``,
-``results.json``, ``results.md``.
+``scores.jsonl`` (one row per item and metric: :mod:`rarl.schema.scores`), ``results.json``, ``results.md``.
+
+The pipeline of :func:`run_evaluation`, in order: load the samples, generate (resuming), score every item
+(:func:`rarl.eval.metrics.item_scores`, and the judges), aggregate (:func:`rarl.eval.metrics.rule_metrics`),
+write (``scores.jsonl``, ``results.json``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from rarl.schema.rundir import (
     read_predictions,
 )
 from rarl.schema.sample import Sample
+from rarl.schema.scores import SCORES_FILE, ScoreRow, read_scores, write_scores
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,14 @@ FRESH_HINT = "pass --overwrite to discard them, or choose another eval.output_di
 BUSY_HINT = "wait for it to finish, or choose another eval.output_dir"
 REBUILD_HINT = "delete it to rebuild it from the predictions, or rerun `rarl eval` on this directory"
 # Everything a run writes into eval.output_dir: what --overwrite removes.
-OUTPUT_FILES = (PREDICTIONS_FILE, RESULTS_FILE, RESULTS_MD, PROVENANCE_FILE, "resolved_config.yaml")
+OUTPUT_FILES = (
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RESULTS_MD,
+    SCORES_FILE,
+    PROVENANCE_FILE,
+    "resolved_config.yaml",
+)
 
 
 def sample_key(sample: Sample) -> str:
@@ -393,10 +405,10 @@ def _score_and_write(
     judges: bool,
     progress: bool,
 ) -> dict[str, Any]:
-    """Rule metrics, the judges and ``results.json`` of a finished generation (main process only)."""
-    from rarl.eval.metrics import dataset_labels, rule_metrics
+    """Score, aggregate and write a finished generation (main process only)."""
+    from rarl.eval.metrics import dataset_labels, item_scores, rule_metrics, score_rows
 
-    metrics = rule_metrics(
+    items = item_scores(
         records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
     )
     results: dict[str, Any] = {
@@ -405,13 +417,34 @@ def _score_and_write(
         "n": len(records),
         "datasets": list(dict.fromkeys(dataset_labels(records))),
         "generation": info,
-        "rule_metrics": metrics,
+        "rule_metrics": rule_metrics(
+            records,
+            items=items,
+            bertscore_model=config.reward.bertscore_model,
+            bertscore=config.eval.bertscore,
+        ),
         "judges": {},
     }
     if judges and config.judges:
         merge_judges(results, judge_predictions(records, config.judges, out_dir, progress=progress))
+    write_item_scores(out_dir, records, score_rows(records, items), results)
     write_results(out_dir, results)
     return results
+
+
+def write_item_scores(
+    out_dir: Path, records: list[PredictionRecord], rule_rows: list[ScoreRow], results: dict[str, Any]
+) -> None:
+    """``scores.jsonl``: the rule rows plus the per-item verdicts of every judge scored in ``results``."""
+    from rarl.eval.metrics import judge_score_rows
+    from rarl.schema.judgements import read_judgements
+
+    rows = list(rule_rows)
+    for name in results.get("judges") or {}:
+        path = out_dir / JUDGEMENTS_DIR / f"{name}.jsonl"
+        if path.exists():
+            rows += judge_score_rows(records, name, read_judgements(path))
+    write_scores(out_dir / SCORES_FILE, rows)
 
 
 def rejudge(
@@ -426,7 +459,7 @@ def rejudge(
     The directory is locked first (a running ``rarl eval`` there is still writing the predictions), and
     an unreadable ``results.json`` is refused before any judge is asked (merging into it would lose it).
     """
-    from rarl.eval.metrics import dataset_labels, rule_metrics
+    from rarl.eval.metrics import dataset_labels, item_scores, rule_metrics, score_rows
     from rarl.schema.results import RunResults, read_results_json
 
     if not config.judges:
@@ -440,6 +473,15 @@ def rejudge(
         if not records:
             raise UserError(f"{path}: no predictions to judge")
         results_path = out_dir / RESULTS_FILE
+        scores_path = out_dir / SCORES_FILE
+        items = None
+        if scores_path.exists():  # the rule rows eval wrote; the judges' rows are rebuilt below
+            rule_rows = [row for row in read_scores(scores_path) if not row.metric.startswith("judge.")]
+        else:
+            items = item_scores(
+                records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
+            )
+            rule_rows = score_rows(records, items)
         if results_path.exists():
             results = read_results_json(results_path, hint=REBUILD_HINT)
             try:  # a wrong type is refused here, naming the field, not by a crash while merging
@@ -453,13 +495,17 @@ def rejudge(
                 "n": len(records),
                 "datasets": list(dict.fromkeys(dataset_labels(records))),
                 "rule_metrics": rule_metrics(
-                    records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
+                    records,
+                    bertscore=config.eval.bertscore,
+                    bertscore_model=config.reward.bertscore_model,
+                    items=items,
                 ),
             }
         merge_judges(
             results,
             judge_predictions(records, config.judges, out_dir, progress=progress, retry_failed=retry_failed),
         )
+        write_item_scores(out_dir, records, rule_rows, results)
         write_results(out_dir, results)
     return results
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
-from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
+from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS, METRIC_FAMILIES
 from rarl.io import atomic_write_text, check_output_directory
 from rarl.schema.records import PredictionRecord
 from rarl.schema.results import JudgeBlock, MetricBlock, RunResults, read_results
+from rarl.schema.scores import SCORES_FILE, ScoreRow, outcomes, read_scores
 from rarl.stats import (
     BOOTSTRAP,
     SMALL_N,
@@ -38,8 +39,10 @@ from rarl.stats import (
 
 log = logging.getLogger(__name__)
 
+RULE_METRIC = "rarl.accuracy"  # the per-item rule outcome of paired, subgroup and agreement tables
 HUMAN = "Human"
-PROPORTIONS = {"accuracy", "exact"}  # 0/1 per item: a Wilson interval follows from value and n
+# 0/1 per item: a Wilson interval follows from value and n
+PROPORTIONS = {"rarl.accuracy", "rarl.exact", "official.accuracy", "llava_med.closed_accuracy"}
 INTERVAL_NOTE = (
     f"Cells: value [95% CI] n=items. Proportions (accuracies, exact match, judge verdicts): {WILSON}; "
     f"means of graded scores (token recall/F1, BERTScore, mean human ratings) and kappa: {BOOTSTRAP}."
@@ -157,6 +160,7 @@ class RunData:
     records: list[PredictionRecord] = field(default_factory=list)
     judgements: dict[str, dict[str, Any]] = field(default_factory=dict)  # judge -> key -> Judgement
     human: dict[str, dict[str, float]] | None = None  # key -> mean human scores
+    scores: list[ScoreRow] = field(default_factory=list)  # scores.jsonl: one row per item and metric
 
     @property
     def judges(self) -> list[str]:
@@ -184,7 +188,18 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
         file = run_dir / JUDGEMENTS_DIR / f"{name}.jsonl"
         if file.exists():
             judgements[name] = {j.key: j for j in read_judgements(file)}
-    return RunData(label=label or run_dir.name, results=results, records=records, judgements=judgements)
+    scores_path = run_dir / SCORES_FILE
+    if scores_path.exists():
+        scores = read_scores(scores_path)
+    else:  # a run written before scores.jsonl: the same scorers, once, here (BERTScore left out)
+        from rarl.eval.metrics import item_scores, judge_score_rows, score_rows
+
+        scores = score_rows(records, item_scores(records, bertscore=False)) if records else []
+        for name, by_key in judgements.items():
+            scores += judge_score_rows(records, name, list(by_key.values()))
+    return RunData(
+        label=label or run_dir.name, results=results, records=records, judgements=judgements, scores=scores
+    )
 
 
 def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
@@ -240,9 +255,8 @@ def _pairs(first: dict[str, int], second: dict[str, int]) -> tuple[list[int], li
 
 
 def rater_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
-    """Binary per-item scores of every rater in a run: judges (ok items only), Human, and Rule."""
-    from rarl.eval.metrics import rule_correct
-
+    """Binary per-item scores of every rater in a run: judges (ok items only), Human, and Rule (the run's
+    ``rarl.accuracy`` rows)."""
     field_name = f"{kind}_score"
     raters: dict[str, dict[str, int]] = {}
     for judge, by_key in run.judgements.items():
@@ -254,7 +268,7 @@ def rater_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
     if run.human:
         raters[HUMAN] = {k: int(v[field_name] >= 0.5) for k, v in run.human.items() if field_name in v}
     if kind == "prediction" and run.records:
-        raters["Rule"] = {r.key: int(rule_correct(r)) for r in run.records}
+        raters["Rule"] = {key: int(value) for key, value in outcomes(run.scores, RULE_METRIC).items()}
     return raters
 
 
@@ -263,29 +277,19 @@ def rater_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
 
 
 def item_outcomes(run: RunData) -> dict[str, dict[str, float]]:
-    """Per-item 0/1 outcomes by metric: ``Rule Acc.`` and each judge's ``Final``/``Reasoning``.
+    """Per-item 0/1 outcomes by metric, read from the run's score rows: ``rarl Acc.`` and each judge's
+    ``Final``/``Reasoning``.
 
     A judge's failed item counts as 0, as in its percentages (every sample stays in the denominator).
-    Paired comparisons and subgroup tables are computed from these.
+    Paired comparisons and subgroup tables are computed from these; nothing here re-decides an outcome.
     """
-    from rarl.eval.metrics import rule_correct
-
-    outcomes: dict[str, dict[str, float]] = {}
+    found: dict[str, dict[str, float]] = {}
     if run.records:
-        outcomes["Rule Acc."] = {r.key: float(rule_correct(r)) for r in run.records}
-        for judge, by_key in run.judgements.items():
-            for kind, field_name in (("Final", "prediction_score"), ("Reasoning", "reasoning_score")):
-                outcomes[f"{judge} {kind}"] = {
-                    r.key: float(
-                        by_key.get(r.key) is not None
-                        and by_key[r.key].status == "ok"
-                        and bool(getattr(by_key[r.key], field_name))
-                    )
-                    for r in run.records
-                    # an item whose reasoning the judge's prompt does not score has no Reasoning outcome
-                    if kind == "Final" or by_key.get(r.key) is None or by_key[r.key].reasoning_applicable
-                }
-    return outcomes
+        found["rarl Acc."] = outcomes(run.scores, RULE_METRIC)
+        for judge in run.judgements:
+            for kind in ("Final", "Reasoning"):
+                found[f"{judge} {kind}"] = outcomes(run.scores, f"judge.{judge}.{kind.lower()}")
+    return found
 
 
 def _labelled_records(run: RunData) -> list[tuple[str, PredictionRecord]]:
@@ -452,15 +456,20 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
 
 
 # (column, sub-block of a dataset's rule metrics or None for the dataset block itself, metric name)
+# Every header names its metric family (rarl / official / llava_med): see METRIC_FAMILIES.
 RULE_COLUMNS = [
-    ("Acc. %", None, "accuracy"),
-    ("Closed %", "closed", "accuracy"),
-    ("Choice %", "choice", "accuracy"),
-    ("Open EM %", "open", "exact"),
-    ("Open recall %", "open", "token_recall"),
-    ("Open F1 %", "open", "token_f1"),
-    ("BERTScore %", "open", "bertscore"),
-    ("CV-Bench %", "cvbench", "combined"),
+    ("rarl Acc. %", None, "rarl.accuracy"),
+    ("rarl Closed %", "closed", "rarl.accuracy"),
+    ("rarl Choice %", "choice", "rarl.accuracy"),
+    ("rarl Open EM %", "open", "rarl.exact"),
+    ("rarl Open recall %", "open", "rarl.token_recall"),
+    ("rarl Open F1 %", "open", "rarl.token_f1"),
+    ("rarl BERTScore %", "open", "rarl.bertscore"),
+    ("official Acc. %", None, "official.accuracy"),
+    ("official BLEU %", None, "official.bleu"),
+    ("official CV-Bench %", "cvbench", "official.combined"),
+    ("llava_med Closed %", "closed", "llava_med.closed_accuracy"),
+    ("llava_med Open recall %", "open", "llava_med.open_recall"),
 ]
 
 
@@ -493,8 +502,9 @@ def rule_table(runs: Sequence[RunData]) -> Table:
         rows.append(row)
     notes = [
         INTERVAL_NOTE,
-        "Acc. %: closed/choice matching and open exact match over all items; BERTScore only on open "
-        "questions; CV-Bench % is the official combined score (details in the CV-Bench table).",
+        "rarl Acc. %: closed/choice matching and open exact match over all items; BERTScore only on open "
+        "questions; official CV-Bench % is the combined score (details in the CV-Bench table).",
+        *(f"{family}: {meaning}." for family, meaning in METRIC_FAMILIES.items()),
     ]
     for run in runs:
         metrics = run.results.rule_metrics
@@ -526,7 +536,8 @@ def cvbench_table(runs: Sequence[RunData]) -> Table | None:
     for _, cv in columns:
         tasks += [t for t in _cv_tasks(cv) if t not in tasks]
     rows: list[list[Any]] = [
-        [task] + [_block_estimate(_cv_tasks(cv).get(task), "accuracy") for _, cv in columns] for task in tasks
+        [f"{task} (rarl)"] + [_block_estimate(_cv_tasks(cv).get(task), "rarl.accuracy") for _, cv in columns]
+        for task in tasks
     ]
 
     def task_n(cv: MetricBlock, names: tuple[str, ...]) -> int:
@@ -534,9 +545,9 @@ def cvbench_table(runs: Sequence[RunData]) -> Table | None:
         return sum(by_task[t].n or 0 for t in names if t in by_task)
 
     for label, name, names in (
-        ("2D", "accuracy_2d", CVBENCH_2D_TASKS),
-        ("3D", "accuracy_3d", CVBENCH_3D_TASKS),
-        ("Combined", "combined", CVBENCH_2D_TASKS + CVBENCH_3D_TASKS),
+        ("2D (official)", "official.accuracy_2d", CVBENCH_2D_TASKS),
+        ("3D (official)", "official.accuracy_3d", CVBENCH_3D_TASKS),
+        ("Combined (official)", "official.combined", CVBENCH_2D_TASKS + CVBENCH_3D_TASKS),
     ):
         rows.append([label] + [_cv_estimate(cv, name, task_n(cv, names)) for _, cv in columns])
     notes = [
@@ -545,6 +556,11 @@ def cvbench_table(runs: Sequence[RunData]) -> Table | None:
         "resamples within each task/subset (stratified).",
     ]
     notes += [f"{label}: {cv.notes.get('combined_rule')}" for label, cv in columns]
+    notes += [
+        f"{label}: ⚠ {cv.notes['combined_warning']}"
+        for label, cv in columns
+        if cv.notes.get("combined_warning")
+    ]
     return Table("CV-Bench", ["Task"] + [c[0] for c in columns], rows, notes, slug="cvbench")
 
 
@@ -630,7 +646,8 @@ def paired_table(runs: Sequence[RunData]) -> Table | None:
             a_scores, b_scores = base_outcomes[metric], other_outcomes[metric]
             for group in order:
                 keys_a, keys_b = groups_a.get(group, set()), groups_b.get(group, set())
-                common = sorted(keys_a & keys_b)
+                # items a metric leaves out (a reasoning verdict without a reference reasoning) are skipped
+                common = [k for k in sorted(keys_a & keys_b) if k in a_scores and k in b_scores]
                 result = paired_difference([a_scores[k] for k in common], [b_scores[k] for k in common])
                 cells: list[Any] = [f"{other.label} vs {base.label}", metric, group[0], group[1], len(common)]
                 cells += [len(keys_a - keys_b), len(keys_b - keys_a)]
@@ -698,7 +715,7 @@ def subgroup_table(runs: Sequence[RunData]) -> Table | None:
     prefix = len(runs) > 1
     outcomes = {run.label: item_outcomes(run) for run in runs}
     metrics = {
-        run.label: [m for m in outcomes[run.label] if m == "Rule Acc." or m.endswith(" Final")]
+        run.label: [m for m in outcomes[run.label] if m == "rarl Acc." or m.endswith(" Final")]
         for run in runs
     }
     headers = (
@@ -714,8 +731,9 @@ def subgroup_table(runs: Sequence[RunData]) -> Table | None:
         for run in runs:
             keys = cells[key].get(run.label, set())
             for metric in metrics[run.label]:
-                est = estimate([outcomes[run.label][metric][k] for k in sorted(keys)]).scaled(100.0)
-                row.append(est if keys else None)
+                scored = outcomes[run.label][metric]
+                values = [scored[k] for k in sorted(keys) if k in scored]
+                row.append(estimate(values).scaled(100.0) if values else None)
             smallest = len(keys) if smallest is None else min(smallest, len(keys))
         row.append("⚠ small" if (smallest or 0) < SMALL_N else "")
         rows.append(row)
@@ -781,7 +799,7 @@ def _plot_bars(runs: Sequence[RunData], datasets: list[str]) -> dict[str, list[E
             bars[f"{name} Final %"] = [_judge_estimate(summary.get(d), "final") for d in datasets]
         rule = run.results.rule_metrics.datasets if run.results.rule_metrics else {}
         bars[f"{run.label} rule Acc. %" if len(runs) > 1 else "rule Acc. %"] = [
-            _block_estimate(rule.get(d), "accuracy") for d in datasets
+            _block_estimate(rule.get(d), "rarl.accuracy") for d in datasets
         ]
     return bars
 

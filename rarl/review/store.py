@@ -83,12 +83,15 @@ CREATE TABLE IF NOT EXISTS events (
 
 # Version 1 -> 2: the old rows are kept with an empty prompt and fingerprint ("legacy"). Which output they
 # rated is unknown, so the report never joins them to a run (it says how many it left out); exports keep them.
-_MIGRATE_1_TO_2 = """
+_MIGRATE_1_TO_2 = (
+    """
 ALTER TABLE items RENAME TO items_v1;
 ALTER TABLE ratings RENAME TO ratings_v1;
 ALTER TABLE events ADD COLUMN prompt TEXT NOT NULL DEFAULT '';
 ALTER TABLE events ADD COLUMN output_fp TEXT NOT NULL DEFAULT '';
-""" + _SCHEMA + """
+"""
+    + _SCHEMA
+    + """
 INSERT INTO items SELECT model, '', item_key, '', dataset, split, item_id, question, reference_answer,
     pred_answer FROM items_v1;
 INSERT INTO ratings SELECT rater, model, '', item_key, '', reasoning_score, prediction_score, comment, blind,
@@ -97,6 +100,7 @@ DROP TABLE items_v1;
 DROP TABLE ratings_v1;
 UPDATE meta SET value = '2' WHERE name = 'schema_version';
 """
+)
 
 EXPORT_FIELDS = [
     "rater",
@@ -118,9 +122,7 @@ EXPORT_FIELDS = [
     "updated_at",
 ]
 
-_SELECT_ONE = (
-    "SELECT * FROM ratings WHERE rater=? AND model=? AND prompt=? AND item_key=? AND output_fp=?"
-)
+_SELECT_ONE = "SELECT * FROM ratings WHERE rater=? AND model=? AND prompt=? AND item_key=? AND output_fp=?"
 
 _RATER_RE = re.compile(r"^[\w][\w .@-]{0,63}$")
 

@@ -20,7 +20,7 @@ from rarl.schema.records import PredictionRecord
 
 REQUIRED_TEXT_FIELDS = ("id", "dataset", "split", "question", "reference_answer", "model", "pred_answer")
 OPTIONAL_TEXT_FIELDS = ("prompt", "question_type", "raw_output", "pred_reasoning")  # default ""
-NULLABLE_TEXT_FIELDS = ("reference_reasoning", "image", "modality", "fingerprint")  # default None
+NULLABLE_TEXT_FIELDS = ("reference_reasoning", "image", "modality", "fingerprint", "benchmark")  # or None
 
 
 def _valid_text(value: str, path: str, line: int, name: str) -> str:

@@ -33,6 +33,7 @@ class PredictionRecord:
     modality: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. cvbench task, rule-metric values
     fingerprint: str | None = None  # rarl.provenance.item_fingerprint of the item it was made from
+    benchmark: str | None = None  # Sample.benchmark: which task's reference rules and scorers apply
 
     @property
     def key(self) -> str:

@@ -18,6 +18,19 @@ from typing import Any
 
 from rarl.errors import DataError
 
+# Metric names of results.json files written before every metric named its family (rarl/official): read
+# under the current names, so older runs still fill the report's columns.
+LEGACY_NAMES = {
+    "accuracy": "rarl.accuracy",
+    "exact": "rarl.exact",
+    "token_recall": "rarl.token_recall",
+    "token_f1": "rarl.token_f1",
+    "bertscore": "rarl.bertscore",
+    "accuracy_2d": "official.accuracy_2d",
+    "accuracy_3d": "official.accuracy_3d",
+    "combined": "official.combined",
+}
+
 
 @dataclass(frozen=True)
 class MetricValue:
@@ -46,18 +59,23 @@ class MetricBlock:
         return self.parts.get(name)
 
     def lookup(self, dotted: str) -> float | None:
-        """A dotted path to a score: ``accuracy``, ``closed.accuracy``, ``cvbench.tasks.Count.accuracy``
-        (``n`` of a block counts too)."""
-        *path, name = dotted.split(".")
-        block: MetricBlock | None = self
-        for part in path:
-            block = block.part(part) if block is not None else None
-        if block is None:
-            return None
-        if name == "n":
-            return None if block.n is None else float(block.n)
-        value = block.metric(name)
-        return None if value is None else value.value
+        """A dotted path to a score: ``rarl.accuracy``, ``closed.rarl.accuracy``,
+        ``cvbench.tasks.Count.rarl.accuracy`` (metric names hold a dot themselves; ``n`` of a block counts
+        too)."""
+        parts = dotted.split(".")
+        for cut in range(len(parts)):
+            block: MetricBlock | None = self
+            for part in parts[:cut]:
+                block = block.part(part) if block is not None else None
+            if block is None:
+                return None
+            name = ".".join(parts[cut:])
+            if name == "n":
+                return None if block.n is None else float(block.n)
+            value = block.metric(name)
+            if value is not None:
+                return value.value
+        return None
 
     def metric_names(self, prefix: str = "") -> list[str]:
         """Every dotted score name :meth:`lookup` answers (``n`` left out), in file order."""
@@ -74,6 +92,7 @@ class RuleMetrics:
     n: int | None = None
     bertscore_model: str | None = None
     intervals: Mapping[str, Any] = field(default_factory=dict)  # how the 95% intervals were computed
+    families: Mapping[str, str] = field(default_factory=dict)  # what each metric family (prefix) means
     overall: MetricBlock | None = None
     datasets: Mapping[str, MetricBlock] = field(default_factory=dict)
 
@@ -198,6 +217,21 @@ def read_results(path: str | os.PathLike[str]) -> RunResults:
     return RunResults.from_dict(read_results_json(file), file)
 
 
+def _current_names(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, str]]:
+    """A block with its :data:`LEGACY_NAMES` (and their ``_ci``) renamed unless the new name is there, and
+    new name → the name in the file (errors name the field as written)."""
+    renamed: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, item in data.items():
+        stem = key[:-3] if key.endswith("_ci") else key
+        new = key
+        if stem in LEGACY_NAMES and LEGACY_NAMES[stem] not in data:
+            new = LEGACY_NAMES[stem] + key[len(stem) :]
+        renamed[new] = item
+        written[new] = key
+    return renamed, written
+
+
 class _Reader:
     """Type checks with the dotted field name in every error."""
 
@@ -272,6 +306,9 @@ class _Reader:
             n=self.integer(data.get("n"), "rule_metrics.n"),
             bertscore_model=self.text(data.get("bertscore_model"), "rule_metrics.bertscore_model"),
             intervals=dict(self.mapping(data.get("intervals"), "rule_metrics.intervals")),
+            families={
+                str(k): str(v) for k, v in self.mapping(data.get("families"), "rule_metrics.families").items()
+            },
             overall=None if overall is None else self.block(overall, "rule_metrics.overall"),
             datasets={
                 name: self.block(block, f"rule_metrics.datasets.{name}") for name, block in datasets.items()
@@ -279,7 +316,7 @@ class _Reader:
         )
 
     def block(self, value: Any, where: str) -> MetricBlock:
-        data = self.mapping(value, where)
+        data, written = _current_names(self.mapping(value, where))
         n = self.integer(data.get("n"), f"{where}.n")
         values: dict[str, MetricValue] = {}
         parts: dict[str, MetricBlock] = {}
@@ -287,14 +324,17 @@ class _Reader:
         for key, item in data.items():
             if key == "n" or key.endswith("_ci") or item is None:
                 continue
+            if key.endswith("_n") and key[:-2] in data:  # the n of a metric some items leave out
+                continue
             if isinstance(item, Mapping):
                 parts[key] = self.block(item, f"{where}.{key}")
-            elif isinstance(item, str) and key.endswith("_rule"):  # how a score is made (CV-Bench)
+            elif isinstance(item, str) and key.endswith(("_rule", "_warning")):  # how a score is made
                 notes[key] = item
             else:
-                number = self.number(item, f"{where}.{key}")
-                low, high = self.interval(data.get(f"{key}_ci"), f"{where}.{key}_ci")
-                values[key] = MetricValue(number, low, high, n)  # type: ignore[arg-type]
+                number = self.number(item, f"{where}.{written[key]}")
+                low, high = self.interval(data.get(f"{key}_ci"), f"{where}.{written.get(f'{key}_ci', key)}")
+                own_n = self.integer(data.get(f"{key}_n"), f"{where}.{key}_n")
+                values[key] = MetricValue(number, low, high, n if own_n is None else own_n)  # type: ignore[arg-type]
         return MetricBlock(n=n, values=values, parts=parts, notes=notes)
 
     def judge_block(self, value: Any, where: str) -> JudgeBlock:

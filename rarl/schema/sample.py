@@ -29,6 +29,7 @@ class Sample:
     modality: str | None = None
     dataset: str = ""
     split: str = ""
+    benchmark: str = ""  # the source whose task scores it (rarl.tasks), whatever the dataset's label
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific fields (task, category, ...)
 
     @property

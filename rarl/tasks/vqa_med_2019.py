@@ -23,6 +23,11 @@ scored 0.5^0.25 = 0.841. Current NLTK replaces such orders by the smallest float
 every answer shorter than four words to ~0 — a different metric. The 2019 leaderboard (BLEU at or above
 accuracy for the leading runs) was computed the first way; this module computes it that way, from the
 definition, with no dependency on NLTK's BLEU code.
+
+**rarl's reference rule** (:func:`reference_forms`, used by the ``rarl.*`` metrics and the accuracy reward
+for this benchmark only): the ``#`` alternatives, and each alternative with and without its ``( … )``
+parts ("ct (with contrast)" accepts "ct" and "ct with contrast"). The official scorers above do not use
+the optional-part rule; no other benchmark uses either rule.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections import Counter
 from functools import cache
 
 from rarl.metrics.vqa_eval import process_answer
+from rarl.tasks.base import ScoredRecord, Task
 
 ALTERNATIVES = "#"
 
@@ -118,11 +124,41 @@ def official_bleu(prediction: str, reference: str) -> float:
     return max(scores)
 
 
+_OPTIONAL_PART = re.compile(r"\([^)]*\)")
+
+
+def reference_forms(reference: str) -> list[str]:
+    """rarl's accepted forms of a VQA-Med reference (module docstring), natural text, in a fixed order."""
+    forms: list[str] = []
+    for alternative in alternatives(reference):
+        variants = [alternative]
+        if "(" in alternative and ")" in alternative:  # with the optional part, then without it
+            variants = [re.sub(r"[()]", " ", alternative), _OPTIONAL_PART.sub(" ", alternative)]
+        for variant in variants:
+            variant = " ".join(variant.split())
+            if variant and variant not in forms:
+                forms.append(variant)
+    return forms or [reference]
+
+
+def item_metrics(record: ScoredRecord) -> dict[str, float | None]:
+    """The 2019 evaluator's per-item accuracy and BLEU of the extracted answer (every question type)."""
+    return {
+        "official.accuracy": official_accuracy(record.pred_answer, record.reference_answer),
+        "official.bleu": official_bleu(record.pred_answer, record.reference_answer),
+    }
+
+
+TASK = Task("vqa_med_2019", reference_forms=reference_forms, item_metrics=item_metrics)
+
 __all__ = [
     "NLTK_ENGLISH_STOPWORDS",
+    "TASK",
     "alternatives",
     "bleu_words",
+    "item_metrics",
     "official_accuracy",
     "official_bleu",
+    "reference_forms",
     "sentence_bleu_2019",
 ]

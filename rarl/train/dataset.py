@@ -64,6 +64,7 @@ def build_rows(
         row: dict[str, Any] = {
             "id": str(sample.id),
             "dataset": sample.dataset,
+            "benchmark": sample.benchmark or None,  # the reward applies this benchmark's reference rules
             "prompt": [{"role": "user", "content": _prompt_text(sample, template)}],
             "image": load_image(sample.image, max_pixels=max_pixels),
             "answer": sample.answer,

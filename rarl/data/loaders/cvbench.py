@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from rarl.data.loaders.common import (
     _each_record,
@@ -20,18 +19,13 @@ from rarl.data.loaders.tables import _read_parquet, _table_image
 from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
-from rarl.stats import mean_or_none, put_mean_with_interval, stratified_bootstrap_interval
+from rarl.tasks.cvbench import CVBENCH_TASKS
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
 
 # --------------------------------------------------------------------------------------------------
 # CV-Bench: test_2d/test_3d parquet (embedded images) or test.jsonl + img/; choices + "(A)" answers
-
-CVBENCH_2D_TASKS = ("Count", "Relation")
-CVBENCH_3D_TASKS = ("Depth", "Distance")
-CVBENCH_2D_SOURCES = ("ADE20K", "COCO")
-CVBENCH_TASKS = CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
 
 
 def load_cvbench(spec: DatasetSpec) -> list[Sample]:
@@ -91,94 +85,3 @@ def _cvbench_rows(spec: DatasetSpec, origin: str, rows: Iterable[Any], base: Pat
 
     _each_record(collector, rows, parse)
     return _finish(collector, spec)
-
-
-# --------------------------------------------------------------------------------------------------
-# CV-Bench scoring: per-task accuracy and the official combined score. It lives beside the loader because
-# it reads what the loader writes into ``extra`` (task, source); evaluation imports it from here.
-
-
-class TaskRecord(Protocol):
-    """What scoring needs of a prediction record: the loader's ``extra`` fields (task, source)."""
-
-    extra: dict[str, Any]
-
-
-def cvbench_task(record: TaskRecord) -> str | None:
-    """The CV-Bench task of a record (``extra['task']``), normalised to Count/Relation/Depth/Distance."""
-    task = (record.extra or {}).get("task")
-    if not task:
-        return None
-    for known in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS:
-        if str(task).strip().lower() == known.lower():
-            return known
-    return str(task)
-
-
-def cvbench_scores(records: Sequence[TaskRecord], correct: Sequence[bool]) -> dict[str, Any] | None:
-    """Per-task accuracy and the official CV-Bench combined score; ``None`` when no record has a task."""
-    tasks: dict[str, list[bool]] = defaultdict(list)
-    sources_2d: dict[str, list[bool]] = defaultdict(list)
-    for record, ok in zip(records, correct, strict=True):
-        task = cvbench_task(record)
-        if task is None:
-            continue
-        tasks[task].append(ok)
-        source = str((record.extra or {}).get("source") or "")
-        if task in CVBENCH_2D_TASKS and source:
-            sources_2d[source].append(ok)
-    if not tasks:
-        return None
-    order = [t for t in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS if t in tasks] + sorted(
-        t for t in tasks if t not in CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
-    )
-    per_task: dict[str, dict[str, Any]] = {}
-    for name in order:
-        per_task[name] = {"n": len(tasks[name])}
-        put_mean_with_interval(per_task[name], "accuracy", [float(ok) for ok in tasks[name]])
-    pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
-    pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
-    known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
-    if known_sources and sum(len(sources_2d[s]) for s in known_sources) == len(pooled_2d):
-        # The official script averages the ADE20K and COCO subsets for the 2D score.
-        strata_2d = [[float(ok) for ok in sources_2d[s]] for s in known_sources]
-        rule_2d = "mean of " + "/".join(known_sources) + " subset accuracies"
-    else:
-        strata_2d = [[float(ok) for ok in pooled_2d]] if pooled_2d else []
-        rule_2d = "accuracy over Count+Relation"
-    strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
-    acc_2d = mean_or_none(mean_or_none(stratum) for stratum in strata_2d) if strata_2d else None
-    acc_3d = mean_or_none(strata_3d[0]) if strata_3d else None
-    parts = [v for v in (acc_2d, acc_3d) if v is not None]
-    out: dict[str, Any] = {
-        "tasks": per_task,
-        "n": sum(len(v) for v in tasks.values()),
-        "accuracy_2d": acc_2d,
-        "accuracy_3d": acc_3d,
-        "combined": mean_or_none(parts),
-        "combined_rule": f"(2D + 3D) / 2; 2D = {rule_2d}; 3D = accuracy over Depth+Distance"
-        + ("" if len(parts) == 2 else " (only one of 2D/3D present: combined = that one)"),
-    }
-    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
-    # every resample keeps the official formula's groups.
-    halves = [len(strata_2d), len(strata_3d)]
-    for name, strata, combine in (
-        ("accuracy_2d", strata_2d, lambda means: sum(means) / len(means)),
-        ("accuracy_3d", strata_3d, lambda means: means[0]),
-        ("combined", strata_2d + strata_3d, lambda means: _combined(means, halves)),
-    ):
-        interval = stratified_bootstrap_interval(strata, combine) if strata else None
-        if interval is not None:
-            out[f"{name}_ci"] = list(interval)
-    return out
-
-
-def _combined(means: list[Any], halves: list[int]) -> Any:
-    """(2D + 3D) / 2 from per-stratum means (the first ``halves[0]`` are 2D); one half alone if absent."""
-    n_2d, n_3d = halves
-    parts = []
-    if n_2d:
-        parts.append(sum(means[:n_2d]) / n_2d)
-    if n_3d:
-        parts.append(means[n_2d])
-    return sum(parts) / len(parts)

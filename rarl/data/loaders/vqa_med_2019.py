@@ -84,7 +84,7 @@ def load_vqa_med_2019(spec: DatasetSpec) -> list[Sample]:
                 id=f"{image_id}-{number}",
                 image=image,
                 question=question,
-                answer=answer,  # '#' alternatives and '(…)' optional parts kept: answers_match reads them
+                answer=answer,  # '#' alternatives and '(…)' kept: rarl.tasks.vqa_med_2019 reads them
                 question_type="closed" if closed else "open",
                 split=spec.split,
                 extra={"category": category.strip() if category else None},

@@ -1,0 +1,125 @@
+"""CV-Bench (Cambrian-1): per-task accuracy and the official combined score.
+
+The benchmark's own formula: 2D accuracy = the mean of the ADE20K and COCO subset accuracies over the 2D
+tasks (Count, Relation), 3D accuracy = the accuracy over the 3D tasks (Depth, Distance), combined score =
+(2D + 3D) / 2. Item verdicts are rarl's choice matching (:func:`rarl.answers.answers_match`: the answer's
+option letter or text against the reference letter).
+
+Why the source column is required: without it the 2D score cannot be the ADE20K/COCO mean, and pooled 2D
+accuracy is a different number (the subsets differ in size). rarl used to fall back to it silently; now
+the ``official.*`` 2D and combined scores are refused (``None``) with a warning in results.json
+(``combined_warning``) and on stderr. Per-task accuracy and the 3D score do not need the source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from rarl.stats import mean_or_none, put_mean_with_interval, stratified_bootstrap_interval
+from rarl.tasks.base import ScoredRecord, Task
+
+log = logging.getLogger(__name__)
+
+CVBENCH_2D_TASKS = ("Count", "Relation")
+CVBENCH_3D_TASKS = ("Depth", "Distance")
+CVBENCH_2D_SOURCES = ("ADE20K", "COCO")
+CVBENCH_TASKS = CVBENCH_2D_TASKS + CVBENCH_3D_TASKS
+NO_SOURCE_WARNING = (
+    "CV-Bench: {missing} of the {n} 2D items have no ADE20K/COCO 'source'; the official 2D and combined "
+    "scores need it and are not reported (pooled 2D accuracy would be a different number)"
+)
+
+
+def cvbench_task(record: ScoredRecord) -> str | None:
+    """The CV-Bench task of a record (``extra['task']``), normalised to Count/Relation/Depth/Distance."""
+    task = (record.extra or {}).get("task")
+    if not task:
+        return None
+    for known in CVBENCH_TASKS:
+        if str(task).strip().lower() == known.lower():
+            return known
+    return str(task)
+
+
+def cvbench_scores(records: Sequence[ScoredRecord], correct: Sequence[bool]) -> dict[str, Any] | None:
+    """Per-task ``rarl.accuracy`` and the ``official.*`` 2D, 3D and combined scores; ``None`` when no
+    record has a task. Missing ADE20K/COCO sources refuse the 2D and combined scores (module docstring)."""
+    tasks: dict[str, list[bool]] = defaultdict(list)
+    sources_2d: dict[str, list[bool]] = defaultdict(list)
+    for record, ok in zip(records, correct, strict=True):
+        task = cvbench_task(record)
+        if task is None:
+            continue
+        tasks[task].append(ok)
+        source = str((record.extra or {}).get("source") or "")
+        if task in CVBENCH_2D_TASKS and source in CVBENCH_2D_SOURCES:
+            sources_2d[source].append(ok)
+    if not tasks:
+        return None
+    order = [t for t in CVBENCH_TASKS if t in tasks] + sorted(t for t in tasks if t not in CVBENCH_TASKS)
+    per_task: dict[str, dict[str, Any]] = {}
+    for name in order:
+        per_task[name] = {"n": len(tasks[name])}
+        put_mean_with_interval(per_task[name], "rarl.accuracy", [float(ok) for ok in tasks[name]])
+    pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
+    pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
+    known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
+    missing = len(pooled_2d) - sum(len(sources_2d[s]) for s in known_sources)
+    warning = None
+    strata_2d = [[float(ok) for ok in sources_2d[s]] for s in known_sources]
+    if missing:
+        warning = NO_SOURCE_WARNING.format(missing=missing, n=len(pooled_2d))
+        log.warning("%s", warning)
+        strata_2d = []
+    strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
+    acc_2d = mean_or_none(mean_or_none(stratum) for stratum in strata_2d) if strata_2d else None
+    acc_3d = mean_or_none(strata_3d[0]) if strata_3d else None
+    both = acc_2d is not None and acc_3d is not None
+    out: dict[str, Any] = {
+        "tasks": per_task,
+        "n": sum(len(v) for v in tasks.values()),
+        "official.accuracy_2d": acc_2d,
+        "official.accuracy_3d": acc_3d,
+        "official.combined": (acc_2d + acc_3d) / 2 if both else None,  # type: ignore[operator]
+        "combined_rule": "(2D + 3D) / 2; 2D = mean of the ADE20K/COCO subset accuracies over Count+Relation; "
+        "3D = accuracy over Depth+Distance; item verdicts: rarl's choice matching"
+        + ("" if both or warning else " (2D or 3D absent: no combined score)"),
+    }
+    if warning:
+        out["combined_warning"] = warning
+    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
+    # every resample keeps the official formula's groups.
+    halves = [len(strata_2d), len(strata_3d)]
+    pairs: list[tuple[str, list[list[float]], Any]] = [
+        ("official.accuracy_2d", strata_2d, lambda means: sum(means) / len(means)),
+        ("official.accuracy_3d", strata_3d, lambda means: means[0]),
+    ]
+    if both:
+        pairs.append(("official.combined", strata_2d + strata_3d, lambda means: _combined(means, halves)))
+    for name, strata, combine in pairs:
+        interval = stratified_bootstrap_interval(strata, combine) if strata else None
+        if interval is not None:
+            out[f"{name}_ci"] = list(interval)
+    return out
+
+
+def _combined(means: list[Any], halves: list[int]) -> Any:
+    """(2D + 3D) / 2 from per-stratum means (the first ``halves[0]`` are 2D)."""
+    n_2d = halves[0]
+    return (sum(means[:n_2d]) / n_2d + means[n_2d]) / 2
+
+
+TASK = Task("cvbench", aggregate=cvbench_scores)
+
+__all__ = [
+    "CVBENCH_2D_SOURCES",
+    "CVBENCH_2D_TASKS",
+    "CVBENCH_3D_TASKS",
+    "CVBENCH_TASKS",
+    "TASK",
+    "cvbench_scores",
+    "cvbench_task",
+]
