@@ -88,9 +88,9 @@ def test_rule_and_judge_cells_carry_wilson_intervals_and_n(tmp_path):
     run = write_run(tmp_path / "run", records, judge)
     written = build_report([run], tmp_path / "out")
     rule = by_first(written["rule_metrics.csv"], "Dataset")["vqa_rad"]
-    assert float(rule["Acc. %"]) == pytest.approx(100 * 17 / 24, abs=1e-3)
-    assert [float(rule["Acc. % CI low"]), float(rule["Acc. % CI high"])] == wilson(17, 24)
-    assert rule["Acc. % n"] == "24"
+    assert float(rule["rarl Acc. %"]) == pytest.approx(100 * 17 / 24, abs=1e-3)
+    assert [float(rule["rarl Acc. % CI low"]), float(rule["rarl Acc. % CI high"])] == wilson(17, 24)
+    assert rule["rarl Acc. % n"] == "24"
     judges = by_first(written["judges.csv"], "Dataset")["vqa_rad"]
     # the failed judgement stays in the denominator as 0: 10 of 24
     assert [float(judges["gpt Final % CI low"]), float(judges["gpt Final % CI high"])] == wilson(10, 24)
@@ -112,7 +112,7 @@ def test_paired_comparison_matches_items_counts_unmatched_and_mcnemar(tmp_path):
     keep = [i for i in range(48) if not 40 <= i < 45]
     run_b = write_run(tmp_path / "B", [record(i, "vqa_rad", "yes" if b_right[i] else "no") for i in keep])
     written = build_report([run_a, run_b], tmp_path / "out", labels=["A", "B"])
-    rows = [r for r in csv.DictReader(written["paired.csv"].open()) if r["Metric"] == "Rule Acc."]
+    rows = [r for r in csv.DictReader(written["paired.csv"].open()) if r["Metric"] == "rarl Acc."]
     row = next(r for r in rows if r["Dataset"] == "vqa_rad" and r["Type"] == "all")
     assert row["Comparison"] == "B vs A"
     assert (row["n matched"], row["only in A"], row["only in B"]) == ("40", "5", "3")
@@ -142,10 +142,10 @@ def test_subgroups_by_dataset_type_modality_organ_mark_small_cells(tmp_path):
         ("slake", "open", "–", "–"),
     }
     ct = cells[("vqa_rad", "closed", "ct", "chest")]
-    assert (ct["Rule Acc. % n"], float(ct["Rule Acc. %"]), ct["n < 20"]) == ("25", 100.0, "")
+    assert (ct["rarl Acc. % n"], float(ct["rarl Acc. %"]), ct["n < 20"]) == ("25", 100.0, "")
     mri = cells[("vqa_rad", "closed", "mri", "brain")]
-    assert (mri["Rule Acc. % n"], float(mri["Rule Acc. %"]), mri["n < 20"]) == ("5", 0.0, "⚠ small")
-    assert [float(mri["Rule Acc. % CI low"]), float(mri["Rule Acc. % CI high"])] == wilson(0, 5)
+    assert (mri["rarl Acc. % n"], float(mri["rarl Acc. %"]), mri["n < 20"]) == ("5", 0.0, "⚠ small")
+    assert [float(mri["rarl Acc. % CI low"]), float(mri["rarl Acc. % CI high"])] == wilson(0, 5)
     assert "n=5 †" in written["report.md"].read_text()  # marked in the markdown too, not hidden
 
 

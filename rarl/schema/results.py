@@ -328,7 +328,7 @@ class _Reader:
                 continue
             if isinstance(item, Mapping):
                 parts[key] = self.block(item, f"{where}.{key}")
-            elif isinstance(item, str) and key.endswith(("_rule", "_warning")):  # how a score is made
+            elif isinstance(item, str) and (key.endswith("_rule") or key.endswith("_warning")):  # how made
                 notes[key] = item
             else:
                 number = self.number(item, f"{where}.{written[key]}")
