@@ -171,9 +171,18 @@ def vision_tower(model: Any) -> Any:
 
 
 def freeze_vision_tower(model: Any) -> None:
-    """Stop gradients into the vision encoder and merger."""
-    for parameter in vision_tower(model).parameters():
+    """Stop gradients into the vision encoder and merger, and keep backward out of the frozen tower.
+
+    Freezing the weights alone is not enough under gradient checkpointing: the input-grad hooks that
+    rarl, PEFT and TRL enable would land on the tower's patch embedding and make backward run through
+    every frozen block (:mod:`rarl.models._checkpointing_hooks`).
+    """
+    from rarl.models._checkpointing_hooks import hide_frozen_tower_embeddings
+
+    tower = vision_tower(model)
+    for parameter in tower.parameters():
         parameter.requires_grad_(False)
+    hide_frozen_tower_embeddings(model, tower)
 
 
 def _first_line(exc: BaseException) -> str:
