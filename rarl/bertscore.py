@@ -89,6 +89,11 @@ class BertScoreF1:
         self.batch_size = batch_size
 
     @property
+    def scorer(self) -> Any:
+        """The cached ``bert_score.BERTScorer`` (shared by every wrapper of the same model and device)."""
+        return self._scorer
+
+    @property
     def device(self) -> str:
         return str(self._scorer.device)
 

@@ -1,4 +1,5 @@
-"""Every use of a library's private API (transformers, TRL, PEFT, openai, accelerate), in one place.
+"""Every use of a library's private API (transformers, TRL, PEFT, openai, accelerate, bert-score), in one
+place.
 
 Why: pyproject pins each library to the range it was tested with, but a private name can change in any
 release, and a changed one rarely fails: the benchmark would time the wrong method, the judge would send
@@ -73,6 +74,21 @@ TOUCHES: tuple[PrivateTouch, ...] = (
         "1.16.0",
         ("generation_batch",),
         "bench: the buffer split after scoring (transformers' Trainer method, overridden by TRL)",
+    ),
+    PrivateTouch(
+        "transformers",
+        "PreTrainedModel._require_grads_hooks",
+        "5.24.0",
+        None,
+        "models: a model handed in with input-grad hooks already placed gets them re-placed without the "
+        "frozen vision tower's (rarl/models/_checkpointing_hooks.py)",
+    ),
+    PrivateTouch(
+        "bert-score",
+        "BERTScorer._model, BERTScorer._tokenizer",
+        "0.3.13",
+        None,
+        "tests: count the rows the BERTScore encoder embeds (no public accessor exists)",
     ),
     PrivateTouch(
         "openai",
@@ -154,6 +170,38 @@ def generate_and_score(trainer: Any, batch: list[dict[str, Any]]) -> dict[str, A
 
 
 # --------------------------------------------------------------------------------------------------
+# transformers
+
+
+def has_input_require_grads_hooks(module: Any) -> bool:
+    """Whether ``enable_input_require_grads`` placed its hooks on ``module`` (transformers keeps them in
+    ``_require_grads_hooks``; checked that the method still does)."""
+    from transformers import PreTrainedModel
+
+    touch = _touch("PreTrainedModel._require_grads_hooks")
+    try:
+        source = inspect.getsource(PreTrainedModel.enable_input_require_grads)
+    except (OSError, TypeError):
+        raise _changed(touch, "has no readable source") from None
+    if "_require_grads_hooks" not in source:
+        raise _changed(touch, "is no longer where enable_input_require_grads keeps its hooks")
+    return bool(getattr(module, "_require_grads_hooks", None))
+
+
+# --------------------------------------------------------------------------------------------------
+# bert-score
+
+
+def bertscorer_parts(scorer: Any) -> tuple[Any, Any]:
+    """The encoder model and tokenizer inside a ``bert_score.BERTScorer``."""
+    touch = _touch("BERTScorer._model, BERTScorer._tokenizer")
+    model, tokenizer = getattr(scorer, "_model", None), getattr(scorer, "_tokenizer", None)
+    if model is None or not hasattr(tokenizer, "batch_decode"):
+        raise _changed(touch, "no longer holds its model and tokenizer there")
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------------------------------
 # openai
 
 
@@ -181,9 +229,11 @@ __all__ = [
     "TOUCHES",
     "PrivateAPIChanged",
     "PrivateTouch",
+    "bertscorer_parts",
     "check_grpo_trainer",
     "generate_and_score",
     "generated_token_ids",
+    "has_input_require_grads_hooks",
     "openai_http_library",
     "wrap_grpo_method",
 ]

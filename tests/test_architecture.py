@@ -32,7 +32,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.config": BASE | {"rarl.schema", "rarl.trl_schema"},
     "rarl.libconfig": BASE | {"rarl.config", "rarl.trl_schema", "rarl.devices"},
     "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore", "rarl.tasks"},
-    "rarl.models": BASE | {"rarl.config", "rarl.libconfig", "rarl.prompts", "rarl.devices"},
+    "rarl.models": BASE | {"rarl.config", "rarl.libconfig", "rarl.prompts", "rarl.devices", "rarl.compat"},
     "rarl.data": BASE
     | {
         "rarl.schema",

@@ -74,12 +74,13 @@ def test_training_step_never_runs_backward_through_the_frozen_vision_tower(
 ):
     """One real TRL step (GRPO: generation disables and re-enables checkpointing in between)."""
     from rarl.data.synthetic import generate_samples
+    from rarl.libconfig import library_configs
     from rarl.train.grpo import build_grpo_trainer
     from rarl.train.sft import build_sft_trainer
 
     config = _config(tiny_model_config, tmp_path / "run", method, checkpointing)
     build = build_grpo_trainer if method == "grpo" else build_sft_trainer
-    trainer = build(config, generate_samples(4, seed=3, split="train"))
+    trainer = build(config, library_configs(config), generate_samples(4, seed=3, split="train"))
     assert trainer.model.is_activation_checkpointing == checkpointing
     counter = VisionBackwardCounter(trainer.model)
     trainer.train()

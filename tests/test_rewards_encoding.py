@@ -14,6 +14,7 @@ import pytest
 
 from rarl import bertscore, rewards
 from rarl.bench.rewards import make_batch
+from rarl.compat import bertscorer_parts
 
 GROUP = 8
 
@@ -22,14 +23,14 @@ GROUP = 8
 def encoded_rows():
     """The texts the BERTScore encoder embeds, one entry per encoded row."""
     scorer = bertscore.get_scorer(bertscore.PACKAGED_MINILM, device="cpu")
-    inner = scorer._scorer  # bert_score.BERTScorer: its model and tokenizer have no public accessor
+    model, tokenizer = bertscorer_parts(scorer.scorer)  # no public accessor: rarl.compat holds the touch
     rows: list[str] = []
 
     def hook(module, args, kwargs, output):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        rows.extend(inner._tokenizer.batch_decode(input_ids, skip_special_tokens=True))
+        rows.extend(tokenizer.batch_decode(input_ids, skip_special_tokens=True))
 
-    handle = inner._model.register_forward_hook(hook, with_kwargs=True)
+    handle = model.register_forward_hook(hook, with_kwargs=True)
     yield rows
     handle.remove()
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rarl.compat import has_input_require_grads_hooks
+
 CHECKED_TRANSFORMERS = "5.24"
 
 
@@ -35,8 +37,7 @@ def hide_frozen_tower_embeddings(model: Any, tower: Any) -> None:
     """
     tower.get_input_embeddings = _no_input_embeddings
     for module in model.modules():
-        hooks = getattr(module, "_require_grads_hooks", None)
-        if hooks and hasattr(module, "disable_input_require_grads"):
+        if has_input_require_grads_hooks(module) and hasattr(module, "disable_input_require_grads"):
             module.disable_input_require_grads()
             module.enable_input_require_grads()
 
