@@ -322,15 +322,20 @@ def test_an_uncached_hub_id_without_a_hub_fails_within_seconds(tmp_path):
         "q?",
     ]
     started = time.time()
-    try:
-        done = subprocess.run(
-            command, cwd=REPO_ROOT, env=_no_hub_env(tmp_path), capture_output=True, text=True, timeout=60
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("still retrying the hub after 60 s")
+    done = _run_without_hub(command, tmp_path, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "cannot be reached" in done.stderr and "Retrying" not in done.stderr, done.stderr
     assert time.time() - started < 60
+
+
+def _run_without_hub(command: list[str], tmp_path, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with no hub reachable; a run still going after ``timeout`` seconds is a failure."""
+    try:
+        return subprocess.run(
+            command, cwd=REPO_ROOT, env=_no_hub_env(tmp_path), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still retrying the hub after {timeout} s")
 
 
 def test_a_cached_hub_model_loads_from_the_cache_without_a_hub(tmp_path, tiny_model_dir):
@@ -348,12 +353,7 @@ def test_a_cached_hub_model_loads_from_the_cache_without_a_hub(tmp_path, tiny_mo
     Image.new("RGB", (32, 32)).save(png)
     command = [sys.executable, "-m", "rarl.cli", "ask", "--model", "some-org/tiny-vl", "--image", str(png)]
     command += ["--dtype", "float32", "--max-new-tokens", "4", "--device", "cpu", "q?"]
-    try:
-        done = subprocess.run(
-            command, cwd=REPO_ROOT, env=_no_hub_env(tmp_path), capture_output=True, text=True, timeout=120
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("still retrying the hub after 120 s")
+    done = _run_without_hub(command, tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Answer:" in done.stdout and "Retrying" not in done.stderr
 
