@@ -22,7 +22,7 @@ from rarl import trl_schema
 from rarl.errors import UserError
 from rarl.io import atomic_write_text, read_text
 from rarl.schema.sources import SOURCE_NAMES
-from rarl.trl_schema import shown
+from rarl.trl_schema import bool_word, shown
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -459,17 +459,8 @@ def _coerce(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
         errors.append(f"{key}: expected {problem}, got {shown(value)}")
         return _INVALID
     if tp is bool:
-        return value if isinstance(value, bool) else _bool_word(value)
+        return value if isinstance(value, bool) else bool_word(value)
     return float(value) if tp is float else str(value) if tp is str else value
-
-
-def _bool_word(value: Any) -> bool | None:
-    """``yes``/``no``/``on``/``off`` (YAML 1.1's booleans, strings under YAML 1.2) for a boolean field."""
-    if not isinstance(value, str):
-        return None
-    return {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}.get(
-        value.strip().lower()
-    )
 
 
 def _describe(tp: Any) -> str:
@@ -486,7 +477,7 @@ def _describe(tp: Any) -> str:
 def _scalar_problem(value: Any, tp: Any) -> str | None:
     """What a scalar field expects, or None when ``value`` fits ``tp`` (numbers must be finite)."""
     if tp is bool:
-        return None if isinstance(value, bool) or _bool_word(value) is not None else "true or false"
+        return None if isinstance(value, bool) or bool_word(value) is not None else "true or false"
     if tp is int:
         return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if tp is float:

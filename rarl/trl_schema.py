@@ -135,6 +135,15 @@ def _class_name(method: str) -> str:
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
+def bool_word(value: Any) -> bool | None:
+    """The boolean a word means (``yes``/``no``/``on``/``off``/``true``/``false``, any case), or None.
+
+    Why: YAML 1.1's boolean words are strings under the YAML 1.2 rules rarl reads configs by; a field whose
+    type is boolean still takes them by meaning (rarl's own fields and TRL's alike).
+    """
+    return _BOOL_WORDS.get(value.strip().lower()) if isinstance(value, str) else None
+
+
 def _members(annotation: Any) -> tuple[Any, ...]:
     """The members of a union annotation (``X | None`` -> ``(X, NoneType)``); any other, alone."""
     if get_origin(annotation) in (Union, types.UnionType):
@@ -224,8 +233,8 @@ def normalise(method: str, settings: dict[str, Any]) -> dict[str, Any]:
         if str in members:
             continue
         word = value.strip().lower()
-        if bool in members and word in _BOOL_WORDS:
-            out[key] = _BOOL_WORDS[word]
+        if bool in members and bool_word(word) is not None:
+            out[key] = bool_word(word)
         elif float in members or int in members:
             try:
                 number = float(word)
@@ -377,6 +386,7 @@ __all__ = [
     "MANAGED",
     "METHODS",
     "SFT_DEFAULTS",
+    "bool_word",
     "default_value",
     "defaults",
     "field_names",
