@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.io import atomic_write_text, json_line, read_jsonl
+from rarl.schema.records import from_known_fields
 
 
 @dataclass
@@ -44,8 +45,7 @@ class Judgement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Judgement:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_known_fields(cls, data)
 
 
 def write_judgements(path: str | os.PathLike[str], judgements: Sequence[Judgement]) -> Path:

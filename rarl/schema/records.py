@@ -9,7 +9,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_known_fields(cls: type[T], data: dict[str, Any]) -> T:
+    """``cls(**data)`` keeping only ``cls``'s fields.
+
+    Why: a line written by a newer (or older) rarl may carry fields this one does not know; the records
+    of predictions, judgements and scores read them all the same instead of failing on one extra key.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -61,5 +73,4 @@ class PredictionRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PredictionRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_known_fields(cls, data)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.io import atomic_write_text, json_line, read_jsonl
+from rarl.schema.records import from_known_fields
 
 SCORES_FILE = "scores.jsonl"
 
@@ -48,8 +49,7 @@ class ScoreRow:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoreRow:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return from_known_fields(cls, data)
 
 
 def write_scores(path: str | os.PathLike[str], rows: Iterable[ScoreRow]) -> Path:
