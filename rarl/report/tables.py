@@ -212,13 +212,12 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
     other name (the adapter path added to the name, say), uses those with a warning.
     """
     try:
-        from rarl.review.store import human_scores_by_output, legacy_rating_count
+        from rarl.review.store import load_ratings, summarize_ratings
     except ImportError as exc:  # the review module is optional for reports
         raise UserError(f"--human needs rarl.review.store ({exc})") from None
     if not Path(db_path).is_file():
         raise UserError(f"{db_path}: ratings database not found")
-    by_output = human_scores_by_output(db_path)
-    legacy = legacy_rating_count(db_path)
+    by_output, legacy = summarize_ratings(load_ratings(db_path))  # the database read once
     if legacy:
         log.warning(
             "%s: %d ratings from an older rarl name no rated output and are not joined to any run",

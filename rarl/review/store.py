@@ -354,28 +354,32 @@ OutputId = tuple[str, str, str, str]
 
 
 def human_scores_by_output(db_path: str | os.PathLike[str]) -> dict[OutputId, dict[str, float]]:
-    """``{output_id: {"reasoning_score", "prediction_score", "n_raters"}}``: mean ratings per rated output.
+    """``{output_id: {"reasoning_score", "prediction_score", "n_raters"}}``: mean ratings per rated output
+    (see :func:`summarize_ratings`)."""
+    return summarize_ratings(load_ratings(db_path))[0]
 
-    Ratings from a version-1 database (no prompt, no fingerprint) are not included: which output they
-    rated is unknown (see :func:`legacy_rating_count`).
+
+def summarize_ratings(rows: Iterable[dict[str, Any]]) -> tuple[dict[OutputId, dict[str, float]], int]:
+    """Mean ratings per rated output, and how many ratings name no output.
+
+    Ratings from a version-1 database (no prompt, no fingerprint) are counted, not included: which output
+    they rated is unknown, so they are never joined to a run.
     """
     sums: dict[OutputId, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
-    for row in load_ratings(db_path):
+    legacy = 0
+    for row in rows:
         if not row["output_fp"]:
+            legacy += 1
             continue
         acc = sums[(row["model"], row["prompt"], row["item_key"], row["output_fp"])]
         acc[0] += row["reasoning_score"]
         acc[1] += row["prediction_score"]
         acc[2] += 1
-    return {
+    scores = {
         ident: {"reasoning_score": r_sum / n, "prediction_score": p_sum / n, "n_raters": n}
         for ident, (r_sum, p_sum, n) in sums.items()
     }
-
-
-def legacy_rating_count(db_path: str | os.PathLike[str]) -> int:
-    """How many ratings came from a version-1 database and name no output (never joined to a run)."""
-    return sum(1 for row in load_ratings(db_path) if not row["output_fp"])
+    return scores, legacy
 
 
 def _csv_safe(value: Any) -> Any:
