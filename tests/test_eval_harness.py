@@ -56,14 +56,14 @@ def test_interrupted_eval_resumes_without_redoing_finished_items(
     tmp_path, tiny_model_dir, count_generated, monkeypatch
 ):
     config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
-    first = run_evaluation(config, progress=False)
+    first = run_evaluation(config, progress=False).to_dict()
     path = tmp_path / "eval" / "predictions.jsonl"
     lines = path.read_text().splitlines()
     assert first["n"] == 6 and len(lines) == 6 and len(count_generated) == 6
     # Simulate a crash after 3 items, in the middle of writing the 4th line.
     path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
     count_generated.clear()
-    second = run_evaluation(config, progress=False)
+    second = run_evaluation(config, progress=False).to_dict()
     assert second["generation"] == {
         "resumed": 3,
         "generated": 3,
@@ -81,7 +81,7 @@ def test_interrupted_eval_resumes_without_redoing_finished_items(
 
     monkeypatch.setattr(rarl.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     count_generated.clear()
-    third = run_evaluation(config, progress=False)
+    third = run_evaluation(config, progress=False).to_dict()
     assert third["generation"]["generated"] == 0 and not count_generated
     assert third["rule_metrics"] == second["rule_metrics"]
     # Predictions from another prompt are never mixed in.
@@ -157,12 +157,12 @@ def test_eval_with_a_lora_adapter_uses_it(tmp_path, tiny_model_dir, tiny_model_c
 
     base = run_evaluation(
         load_config(write_config(tmp_path / "b", tiny_model_dir, bertscore=False)), progress=False
-    )
+    ).to_dict()
     config = load_config(
         write_config(tmp_path / "a", tiny_model_dir, bertscore=False),
         [f"model.adapter_path={tmp_path / 'adapter'}"],
     )
-    adapted = run_evaluation(config, progress=False)
+    adapted = run_evaluation(config, progress=False).to_dict()
     assert adapted["model"] == f"{tiny_model_dir}+{tmp_path / 'adapter'}" and base["model"] == str(
         tiny_model_dir
     )
@@ -191,7 +191,7 @@ def test_a_real_interruption_keeps_finished_batches(tmp_path, tiny_model_dir, mo
     monkeypatch.setattr(
         generate_module, "generate_batch", lambda *a, **k: (calls.append(1), original(*a, **k))[1]
     )
-    results = run_evaluation(config, progress=False)
+    results = run_evaluation(config, progress=False).to_dict()
     assert results["generation"]["resumed"] == 4 and results["generation"]["generated"] == 2 and calls == [1]
 
 
@@ -211,7 +211,7 @@ def test_resume_reads_line_separators_and_redoes_a_last_line_torn_inside_a_chara
     last = json.dumps(rows[-1], ensure_ascii=False).encode()
     path.write_bytes(("\n".join(lines) + "\n").encode() + last[: last.index("正".encode()) + 1])
     count_generated.clear()
-    again = run_evaluation(config, progress=False)
+    again = run_evaluation(config, progress=False).to_dict()
     assert (again["generation"]["resumed"], again["generation"]["generated"]) == (5, 1)
     assert len(count_generated) == 1
     kept = read_predictions(path)
@@ -234,7 +234,7 @@ def test_a_second_eval_into_a_busy_directory_is_refused_at_once(
         return original(model, processor, samples, **kwargs)
 
     monkeypatch.setattr(generate_module, "generate_batch", racing)
-    first = run_evaluation(load_config(config_path), progress=False)
+    first = run_evaluation(load_config(config_path), progress=False).to_dict()
     [(code, err)] = second
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{tmp_path / 'eval'}: another rarl process (pid {os.getpid()}) is writing here now" in err
@@ -283,7 +283,7 @@ def test_resume_repairs_a_file_holding_items_twice(tmp_path, tiny_model_dir, cou
     assert main(["judge", "--config", str(judge), "--predictions", str(path)]) == 2
     assert "rerunning `rarl eval` on its directory keeps the first" in capsys.readouterr().err
     count_generated.clear()
-    again = run_evaluation(config, progress=False)
+    again = run_evaluation(config, progress=False).to_dict()
     assert again["generation"]["generated"] == 0 and not count_generated
     assert "2 duplicate predictions dropped" in " ".join(capsys.readouterr().err.split())
     assert path.read_text(encoding="utf-8").splitlines() == lines  # the first of each kept, in order

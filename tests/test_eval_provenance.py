@@ -98,7 +98,7 @@ def test_changed_items_under_the_same_ids_are_refused(finished_run, tiny_model_d
         run_evaluation(load_config(config_path), progress=False)
     assert (out / "resolved_config.yaml").read_text() == saved  # still names the data that was used
     # Starting fresh is one flag away, and then the new references are the ones scored.
-    results = run_evaluation(load_config(config_path), overwrite=True, progress=False)
+    results = run_evaluation(load_config(config_path), overwrite=True, progress=False).to_dict()
     assert results["generation"]["generated"] == 3
     records = {r.id: r for r in read_predictions(out / "predictions.jsonl")}
     if change == "answer":
@@ -142,7 +142,7 @@ def test_overwrite_removes_stale_judgements_and_results(finished_run):
     config_path, _, out, _ = finished_run
     (out / "judgements").mkdir()
     (out / "judgements" / "old_judge.jsonl").write_text('{"key": "x"}\n')
-    results = run_evaluation(load_config(config_path), judges=False, overwrite=True, progress=False)
+    results = run_evaluation(load_config(config_path), judges=False, overwrite=True, progress=False).to_dict()
     assert results["generation"]["generated"] == 3
     assert not (out / "judgements").exists()
     assert json.loads((out / "provenance.json").read_text())["kind"] == "eval"
@@ -202,7 +202,7 @@ def test_an_edited_adapter_config_is_noticed(tmp_path, tiny_model_dir, tiny_mode
     run_evaluation(load_config(config_path, overrides), progress=False)
     # Re-indenting the file changes nothing it says: still resumed.
     config_file.write_text(json.dumps(json.loads(config_file.read_text()), indent=1))
-    results = run_evaluation(load_config(config_path, overrides), progress=False)
+    results = run_evaluation(load_config(config_path, overrides), progress=False).to_dict()
     assert results["generation"]["resumed"] == 3
     _edit_json(config_file, lora_alpha=64)
     with pytest.raises(UserError, match=r"model\.adapter_config"):

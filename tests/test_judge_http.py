@@ -20,8 +20,9 @@ import pytest
 
 from rarl.config import JudgeConfig
 from rarl.errors import UserError
-from rarl.eval.judge import JudgeCache, run_judges, summarize
+from rarl.eval.judge import JudgeCache, run_judges
 from rarl.schema.records import PredictionRecord
+from tests.conftest import judge_summary_of
 
 GOOD = {"evaluation": "Sound reasoning, correct answer.", "reasoning_score": 1, "prediction_score": 1}
 
@@ -305,8 +306,7 @@ def test_mixed_server_behaviour_counts_and_cache(server, tmp_path, monkeypatch):
     assert all(b["temperature"] == 0 and b["model"] == "judge-model" for b in server.bodies)
 
     # Every sample stays in the denominator; failures count as 0 and are reported.
-    labels = [r.dataset for r in records]
-    summary = summarize(records, judgements, labels)
+    summary = judge_summary_of(records, judgements)
     ok = [j for j in judgements if j.status == "ok"]
     assert summary["overall"]["n"] == 12 and summary["overall"]["failed"] == 4
     assert summary["overall"]["final"] == pytest.approx(100 * sum(j.prediction_score for j in ok) / 12)
@@ -440,10 +440,9 @@ def test_the_paper_judge_is_sent_the_reference_reasoning_and_scores_reasoning_on
     assert (first.reasoning_score, first.prediction_score, first.reasoning_applicable) == (1, 1, True)
     assert (second.reasoning_score, second.prediction_score, second.reasoning_applicable) == (None, 1, False)
     assert {j.prompt for j in judgements} == {"paper"} and all(j.prompt_version for j in judgements)
-    labels = ["vqa_rad", "vqa_rad"]
-    overall = summarize(records, judgements, labels)["overall"]
+    overall = judge_summary_of(records, judgements)["overall"]
     assert overall["reasoning_n"] == 1 and overall["reasoning"] == 100.0 and overall["final"] == 100.0
-    only_unannotated = summarize(records[1:], judgements[1:], labels[1:])["overall"]
+    only_unannotated = judge_summary_of(records[1:], judgements[1:])["overall"]
     assert only_unannotated["reasoning"] is None and only_unannotated["final"] == 100.0  # "n/a", not 0 %
 
 

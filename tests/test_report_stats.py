@@ -10,12 +10,11 @@ import json
 
 import pytest
 
-from rarl.eval.harness import write_results
-from rarl.eval.judge import summarize
-from rarl.eval.metrics import dataset_labels, rule_metrics
+from rarl.eval.metrics import dataset_labels
 from rarl.report.tables import build_report, results_markdown
 from rarl.schema.judgements import Judgement, write_judgements
 from rarl.schema.records import PredictionRecord
+from tests.conftest import judge_summary_of, rule_metrics_of, write_results_dict
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -47,7 +46,7 @@ def write_run(directory, records, judge=None):
         "prompt": "reasoning",
         "n": len(records),
         "datasets": list(dict.fromkeys(dataset_labels(records))),
-        "rule_metrics": rule_metrics(records, bertscore=False),
+        "rule_metrics": rule_metrics_of(records, bertscore=False),
         "judges": {},
     }
     if judge is not None:
@@ -67,9 +66,9 @@ def write_run(directory, records, judge=None):
             "model": "g",
             "prompt_version": "v",
             "stats": {"n": len(records)},
-            "summary": summarize(records, judgements, dataset_labels(records)),
+            "summary": judge_summary_of(records, judgements, "gpt"),
         }
-    write_results(directory, results)
+    write_results_dict(directory, results)
     return directory
 
 

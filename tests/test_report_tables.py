@@ -10,12 +10,11 @@ import pytest
 from PIL import Image
 
 from rarl.cli import main
-from rarl.eval.harness import write_results
-from rarl.eval.judge import summarize
-from rarl.eval.metrics import dataset_labels, rule_metrics
+from rarl.eval.metrics import dataset_labels
 from rarl.report.tables import build_report, cohen_kappa
 from rarl.schema.judgements import Judgement, read_judgements, write_judgements
 from rarl.schema.records import PredictionRecord
+from tests.conftest import judge_summary_of, rule_metrics_of, write_results_dict
 
 
 def test_cohen_kappa_known_values():
@@ -65,17 +64,17 @@ def make_run(tmp_path, name, model, preds, judge_scores, prompt="reasoning"):
             "model": f"{judge}-model",
             "prompt_version": "v",
             "stats": {"n": len(records)},
-            "summary": summarize(records, judgements, dataset_labels(records)),
+            "summary": judge_summary_of(records, judgements, judge),
         }
     results = {
         "model": model,
         "prompt": prompt,
         "n": len(records),
         "datasets": list(dict.fromkeys(dataset_labels(records))),
-        "rule_metrics": rule_metrics(records, bertscore=False),
+        "rule_metrics": rule_metrics_of(records, bertscore=False),
         "judges": judges,
     }
-    write_results(out, results)
+    write_results_dict(out, results)
     return out, records
 
 
@@ -278,7 +277,7 @@ def test_reasoning_is_na_where_the_judge_prompt_scores_no_reasoning(tmp_path):
     ]
     write_judgements(path, judgements)
     results = json.loads((run_dir / "results.json").read_text())
-    results["judges"]["gpt"]["summary"] = summarize(records, judgements, dataset_labels(records))
+    results["judges"]["gpt"]["summary"] = judge_summary_of(records, judgements, "gpt")
     (run_dir / "results.json").write_text(json.dumps(results))
     written = build_report([run_dir], tmp_path / "out")
     rows = {row["Dataset"]: row for row in csv.DictReader(written["judges.csv"].open())}

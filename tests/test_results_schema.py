@@ -58,7 +58,10 @@ def test_a_real_eval_results_file_reads_back_value_for_value(tmp_path, tiny_mode
                 checked += 1
     assert checked >= 4  # n and accuracy at least, overall and per dataset
     assert "rarl.accuracy" in rule.overall.metric_names()
-    assert metric_value(raw, "rarl.accuracy") == raw["rule_metrics"]["overall"]["rarl.accuracy"]
+    assert metric_value(typed, "rarl.accuracy") == raw["rule_metrics"]["overall"]["rarl.accuracy"]
+    # results.json is the serialised dataclass: reading it back and writing it again changes nothing.
+    assert typed.to_dict() == raw
+    assert RunResults.from_dict(typed.to_dict()) == typed
     # The markdown from the dict and from the typed object is the same text.
     assert results_markdown(raw) == results_markdown(typed)
 

@@ -17,7 +17,7 @@ from rarl.schema.scores import SCORES_FILE, read_scores
 
 def test_eval_writes_one_row_per_item_and_metric_with_its_groups(tmp_path, tiny_model_dir):
     config = load_config(write_config(tmp_path, tiny_model_dir, bertscore=False))
-    results = run_evaluation(config, progress=False)
+    results = run_evaluation(config, progress=False).to_dict()
     out = tmp_path / "eval"
     rows = read_scores(out / SCORES_FILE)
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

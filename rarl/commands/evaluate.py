@@ -55,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from rarl.errors import UserError
     from rarl.eval.harness import RESULTS_MD, run_evaluation
     from rarl.report.tables import write_results_markdown
-    from rarl.schema.results import RunResults
-    from rarl.schema.rundir import RESULTS_FILE
 
     config = config_from_args(args)
     if args.run and not args.checkpoints:
@@ -82,11 +80,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    if not results:  # a non-main process of a sharded run: the main one reports
+    if results is None:  # a non-main process of a sharded run: the main one reports
         return 0
     out = Path(config.eval.output_dir)
-    typed = RunResults.from_dict(results, out / RESULTS_FILE)
-    selection = typed.checkpoint_selection
+    selection = results.checkpoint_selection
     for row in selection.checkpoints if selection else ():
         if row.output_dir:
             write_results_markdown(row.output_dir)
@@ -100,13 +97,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{row.checkpoint}: {selection.metric} {value} (n={row.n}){mark}")
         print(f"curve: {out}/checkpoints.png, {out}/checkpoints.csv")
         return 0
-    generation = results["generation"]
+    generation = results.generation
     console.print(
-        f"{results['n']} items ({generation['resumed']} resumed, {generation['generated']} generated in "
+        f"{results.n} items ({generation['resumed']} resumed, {generation['generated']} generated in "
         f"{generation['generate_s']:.1f}s) -> {out}/",
         markup=False,
     )
-    failures = typed.judge_failures
+    failures = results.judge_failures
     for name, message in failures.items():  # no score was written for these judges: not a success
         print(f"rarl eval: error: judge {name!r}: {message}; no score written", file=sys.stderr)
     return 1 if failures else 0

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rarl.eval.harness import rejudge
     from rarl.report.tables import write_results_markdown
-    from rarl.schema.results import JudgeBlock, RunResults
+    from rarl.schema.results import JudgeBlock
     from rarl.schema.rundir import PREDICTIONS_FILE, RESULTS_FILE
 
     config = config_from_args(args)
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     predictions = Path(args.predictions or Path(config.eval.output_dir) / PREDICTIONS_FILE)
     write_results_markdown(predictions.parent)
     console = Console()
-    typed = RunResults.from_dict(results, predictions.parent / RESULTS_FILE)
+    typed = results
     for name, info in typed.judges.items():
         if name not in {judge.name for judge in config.judges}:
             continue  # a judge of an earlier run, kept in results.json

@@ -19,6 +19,7 @@ import csv
 import io
 import logging
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from rarl.errors import UserError
 from rarl.eval.harness import BUSY_HINT, run_evaluation, write_results
 from rarl.eval.shard import Shard, current_shard
 from rarl.io import atomic_write_text, directory_lock
-from rarl.schema.results import MetricBlock, RunResults
+from rarl.schema.results import CheckpointScore, CheckpointSelection, MetricBlock, RunResults
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,15 @@ def check_selection_split(config: RunConfig, mode: str) -> None:
             )
 
 
-def metric_value(results: dict[str, Any], metric: str) -> float | None:
+def metric_value(results: RunResults, metric: str) -> float | None:
     """A dotted path into the overall rule metrics: ``rarl.accuracy``, ``closed.rarl.accuracy``,
-    ``open.rarl.token_f1``, ``official.bleu``."""
+    ``open.rarl.token_f1``, ``official.bleu`` (the aggregation's numbers, as results.json holds them)."""
     overall = _overall_metrics(results)
     return overall.lookup(metric) if overall is not None else None
 
 
-def _overall_metrics(results: dict[str, Any]) -> MetricBlock | None:
-    rule = RunResults.from_dict(results).rule_metrics
+def _overall_metrics(results: RunResults) -> MetricBlock | None:
+    rule = results.rule_metrics
     return rule.overall if rule is not None else None
 
 
@@ -141,8 +142,8 @@ def evaluate_checkpoints(
     overwrite: bool = False,
     progress: bool = True,
     shard: Shard | None = None,
-) -> dict[str, Any]:
-    """Evaluate the checkpoints of ``run_dir``; returns the top-level results (``{}`` on non-main ranks).
+) -> RunResults | None:
+    """Evaluate the checkpoints of ``run_dir``; returns the top-level results (``None`` on non-main ranks).
 
     The top directory is locked for the whole selection (each ``checkpoint-N/`` also by its own run).
     """
@@ -167,17 +168,17 @@ def _evaluate_locked(
     overwrite: bool,
     progress: bool,
     shard: Shard,
-) -> dict[str, Any]:
+) -> RunResults | None:
     from rarl.schema.rundir import checkpoint_step
 
     targets = run_checkpoints(run_dir, mode)
     rows: list[dict[str, Any]] = []
-    per_checkpoint: dict[str, dict[str, Any]] = {}
+    per_checkpoint: dict[str, RunResults] = {}
     for checkpoint in targets:
         log.info("evaluating %s", checkpoint)
         local = checkpoint_config(config, checkpoint, out_dir)
         results = run_evaluation(local, judges=judges, overwrite=overwrite, progress=progress, shard=shard)
-        if not shard.is_main:
+        if results is None:  # a non-main process of a sharded run
             continue
         value = metric_value(results, metric)
         if value is None:
@@ -191,12 +192,12 @@ def _evaluate_locked(
                 "checkpoint": checkpoint.name,
                 "step": checkpoint_step(checkpoint),
                 "value": value,
-                "n": results["n"],
+                "n": results.n,
                 "output_dir": local.eval.output_dir,
             }
         )
     if not shard.is_main:
-        return {}
+        return None
     if mode == "best":
         chosen: str | None = max(rows, key=lambda row: (row["value"], row["step"]))["checkpoint"]
     elif mode == "last":
@@ -207,23 +208,23 @@ def _evaluate_locked(
     atomic_write_text(out_dir / CURVE_CSV, curve_csv(rows, metric))
     plot_curve(rows, metric, chosen, out_dir / CURVE_PNG, splits)
     shown = chosen or rows[-1]["checkpoint"]
-    summary = dict(per_checkpoint[shown])
-    summary["checkpoint_selection"] = {
-        "mode": mode,
-        "run_dir": str(run_dir),
-        "metric": metric,
-        "rule": "highest value; ties go to the later checkpoint" if mode == "best" else None,
-        "eval_splits": splits,
-        "checkpoints": rows,
-        "chosen": chosen,
-        "results_of": shown,
-    }
+    selection = CheckpointSelection(
+        mode=mode,
+        run_dir=str(run_dir),
+        metric=metric,
+        rule="highest value; ties go to the later checkpoint" if mode == "best" else None,
+        eval_splits=splits,
+        checkpoints=tuple(CheckpointScore(**row) for row in rows),
+        chosen=chosen,
+        results_of=shown,
+    )
+    summary = replace(per_checkpoint[shown], checkpoint_selection=selection)
     write_results(out_dir, summary)
     save_config(config, out_dir)
     return summary
 
 
-def _metric_names(results: dict[str, Any]) -> list[str]:
+def _metric_names(results: RunResults) -> list[str]:
     overall = _overall_metrics(results)
     return overall.metric_names() if overall is not None else []
 

@@ -12,15 +12,17 @@ Output directory (``eval.output_dir``):
 ``resolved_config.yaml``, ``provenance.json``, ``predictions.jsonl``, ``judgements/<judge>.jsonl``,
 ``scores.jsonl`` (one row per item and metric: :mod:`rarl.schema.scores`), ``results.json``, ``results.md``.
 
-The pipeline of :func:`run_evaluation`, in order: load the samples, generate (resuming), score every item
-(:func:`rarl.eval.metrics.item_scores`, and the judges), aggregate (:func:`rarl.eval.metrics.rule_metrics`),
-write (``scores.jsonl``, ``results.json``).
+The pipeline of :func:`run_evaluation` reads as a straight line: load the samples, generate (resuming),
+score every item (:mod:`rarl.eval.metrics`: one :class:`~rarl.schema.scores.ScoreRow` per item and metric,
+and each judge's verdicts), aggregate (:mod:`rarl.eval.aggregate`, from the rows only), write
+(``scores.jsonl``, ``results.json`` = the serialised :class:`~rarl.schema.results.RunResults`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 from rarl.config import JudgeConfig, RunConfig, save_config
 from rarl.data.budget import preflight
 from rarl.errors import DataError, UserError
+from rarl.eval.aggregate import aggregate_results
 from rarl.eval.shard import Shard, current_shard
 from rarl.io import (
     append_jsonl,
@@ -49,6 +52,7 @@ from rarl.provenance import (
 )
 from rarl.schema.predictions import read_predictions_keeping_first
 from rarl.schema.records import PredictionRecord
+from rarl.schema.results import JudgeResults, JudgeStats, RunResults
 from rarl.schema.rundir import (
     JUDGEMENTS_DIR,
     PART_GLOB,
@@ -274,18 +278,17 @@ def judge_predictions(
     *,
     progress: bool = True,
     retry_failed: bool = False,
-) -> dict[str, Any]:
-    """Run the judges, write ``judgements/<name>.jsonl`` and return per-judge summaries and stats.
+) -> tuple[dict[str, JudgeResults], dict[str, str]]:
+    """Run the judges and write ``judgements/<name>.jsonl``; return each judge's description (model,
+    prompt and its version, stats; its scores come from its rows, :mod:`rarl.eval.aggregate`) and the
+    failures.
 
-    A judge none of whose judgements succeeded has no score: it is left out of the returned dict and
-    named, with its first error, in ``failures`` (``{"judges": {...}, "failures": {name: message}}``
-    is what callers merge; see :func:`merge_judges`).
+    A judge none of whose judgements succeeded has no score: it is left out of the first dict and named,
+    with its first error, in the second.
     """
-    from rarl.eval.judge import JUDGE_PROMPTS, run_judges, summarize, write_judgements
-    from rarl.eval.metrics import dataset_labels
+    from rarl.eval.judge import JUDGE_PROMPTS, run_judges, write_judgements
 
-    labels = dataset_labels(records)
-    out: dict[str, Any] = {}
+    described: dict[str, JudgeResults] = {}
     failures: dict[str, str] = {}
     for name, (judgements, stats) in run_judges(
         records, judges, progress=progress, retry_failed=retry_failed
@@ -299,14 +302,15 @@ def judge_predictions(
             )
             log.error("judge %s: %s", name, failures[name])
             continue
-        out[name] = {
-            "model": judge.model,
-            "base_url": judge.base_url,
-            "prompt": judge.prompt,
-            "prompt_version": JUDGE_PROMPTS[judge.prompt].version,
-            "summary": summarize(records, judgements, labels),
-            "stats": stats.to_dict(),
-        }
+        counts = stats.to_dict()
+        described[name] = JudgeResults(
+            name=name,
+            model=judge.model,
+            base_url=judge.base_url,
+            prompt=judge.prompt,
+            prompt_version=str(JUDGE_PROMPTS[judge.prompt].version),
+            stats=JudgeStats(**{k: v for k, v in counts.items() if k in JudgeStats.__dataclass_fields__}),
+        )
         log.info(
             "judge %s: %d ok, %d parse errors, %d API errors, %d cached, %d requests",
             name,
@@ -316,29 +320,41 @@ def judge_predictions(
             stats.cache_hits,
             stats.requests,
         )
-    return {"judges": out, "failures": failures}
+    return described, failures
 
 
-def merge_judges(results: dict[str, Any], judged: dict[str, Any]) -> None:
-    """Merge :func:`judge_predictions` output into ``results``: a judge that failed entirely replaces any
-    earlier score of the same judge by an entry under ``judge_failures`` (never 0 %)."""
-    scored = results.setdefault("judges", {})
-    scored.update(judged["judges"])
-    failures = results.setdefault("judge_failures", {})
-    for name in judged["judges"]:
-        failures.pop(name, None)
-    for name, message in judged["failures"].items():
-        scored.pop(name, None)
-        failures[name] = message
-    if not failures:
-        results.pop("judge_failures")
+def judge_rows(records: list[PredictionRecord], out_dir: Path, judges: Iterable[str]) -> list[ScoreRow]:
+    """The per-item rows of every named judge whose ``judgements/<name>.jsonl`` is in ``out_dir``."""
+    from rarl.eval.metrics import judge_score_rows
+    from rarl.schema.judgements import read_judgements
+
+    rows: list[ScoreRow] = []
+    for name in judges:
+        path = out_dir / JUDGEMENTS_DIR / f"{name}.jsonl"
+        if path.exists():
+            rows += judge_score_rows(records, name, read_judgements(path))
+    return rows
 
 
-def write_results(out_dir: Path, results: dict[str, Any]) -> None:
-    """``results.json``. Its rendering as ``results.md`` (the tables of ``rarl report`` for this one run)
-    is written by the layer above, :func:`rarl.report.tables.write_results_markdown`, which the commands
-    call: evaluation never imports the report package."""
-    atomic_write_json(out_dir / RESULTS_FILE, results)
+def merge_judges(
+    earlier: RunResults, judged: Mapping[str, JudgeResults], failed: Mapping[str, str]
+) -> tuple[dict[str, JudgeResults], dict[str, str]]:
+    """The judges of a run after judging again: a judge judged now replaces its earlier entry (score or
+    failure); one that failed entirely replaces any earlier score by a failure (never 0 %); judges of the
+    earlier run not judged now are kept."""
+    judges = {name: judge for name, judge in earlier.judges.items() if name not in failed}
+    judges.update(judged)
+    failures = {name: message for name, message in earlier.judge_failures.items() if name not in judged}
+    failures.update(failed)
+    return judges, failures
+
+
+def write_results(out_dir: Path, results: RunResults) -> None:
+    """``results.json``: the serialised :class:`~rarl.schema.results.RunResults`. Its rendering as
+    ``results.md`` (the tables of ``rarl report`` for this one run) is written by the layer above,
+    :func:`rarl.report.tables.write_results_markdown`, which the commands call: evaluation never imports
+    the report package."""
+    atomic_write_json(out_dir / RESULTS_FILE, results.to_dict())
 
 
 def _check_judge_keys(judges: list[JudgeConfig]) -> None:
@@ -369,13 +385,15 @@ def run_evaluation(
     processor: Any = None,
     progress: bool = True,
     shard: Shard | None = None,
-) -> dict[str, Any]:
-    """Generate (resuming), score with rule metrics and the configured judges, write all outputs.
+) -> RunResults | None:
+    """``rarl eval``, in order: load the samples, generate (resuming), score every item, aggregate, write.
 
     Under ``accelerate launch`` every process generates its share; only the main process scores,
-    judges and writes results (the others return ``{}``). The output directory is locked for the whole
+    judges and writes results (the others return ``None``). The output directory is locked for the whole
     run: a second ``rarl eval`` (or ``rarl judge``) into it is refused at once.
     """
+    from rarl.eval.metrics import dataset_labels, item_scores, score_rows
+
     shard = shard or current_shard()
     out_dir = check_output_directory(config.eval.output_dir, "eval.output_dir")
     if judges:
@@ -383,68 +401,41 @@ def run_evaluation(
     with ExitStack() as held:
         if shard.is_main:  # the processes of one sharded run are one writer; its main one holds the lock
             held.enter_context(directory_lock(out_dir, hint=BUSY_HINT))  # first: refused before any work
+        # 1. load
         samples = load_eval_samples(config)
         preflight(config, samples, "eval", processor)  # images present, no truncation: before the model
         if shard.is_main and overwrite:
             clear_outputs(out_dir)
         shard.wait()
+        # 2. generate (resuming)
         records, info = generate_missing(
             config, samples, out_dir, model=model, processor=processor, progress=progress, shard=shard
         )
         if not shard.is_main:
-            return {}
-        return _score_and_write(config, records, info, out_dir, judges=judges, progress=progress)
-
-
-def _score_and_write(
-    config: RunConfig,
-    records: list[PredictionRecord],
-    info: dict[str, Any],
-    out_dir: Path,
-    *,
-    judges: bool,
-    progress: bool,
-) -> dict[str, Any]:
-    """Score, aggregate and write a finished generation (main process only)."""
-    from rarl.eval.metrics import dataset_labels, item_scores, rule_metrics, score_rows
-
-    items = item_scores(
-        records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
-    )
-    results: dict[str, Any] = {
-        "model": model_label(config.model),
-        "prompt": config.eval.prompt,
-        "n": len(records),
-        "datasets": list(dict.fromkeys(dataset_labels(records))),
-        "generation": info,
-        "rule_metrics": rule_metrics(
-            records,
-            items=items,
-            bertscore_model=config.reward.bertscore_model,
-            bertscore=config.eval.bertscore,
-        ),
-        "judges": {},
-    }
-    if judges and config.judges:
-        merge_judges(results, judge_predictions(records, config.judges, out_dir, progress=progress))
-    write_item_scores(out_dir, records, score_rows(records, items), results)
-    write_results(out_dir, results)
-    return results
-
-
-def write_item_scores(
-    out_dir: Path, records: list[PredictionRecord], rule_rows: list[ScoreRow], results: dict[str, Any]
-) -> None:
-    """``scores.jsonl``: the rule rows plus the per-item verdicts of every judge scored in ``results``."""
-    from rarl.eval.metrics import judge_score_rows
-    from rarl.schema.judgements import read_judgements
-
-    rows = list(rule_rows)
-    for name in results.get("judges") or {}:
-        path = out_dir / JUDGEMENTS_DIR / f"{name}.jsonl"
-        if path.exists():
-            rows += judge_score_rows(records, name, read_judgements(path))
-    write_scores(out_dir / SCORES_FILE, rows)
+            return None
+        # 3. score: one row per item and metric (rule metrics, then each judge's verdicts)
+        bertscore_model = config.reward.bertscore_model if config.eval.bertscore else None
+        items = item_scores(
+            records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
+        )
+        rows = score_rows(records, items)
+        described, failures = ({}, {})
+        if judges and config.judges:
+            described, failures = judge_predictions(records, config.judges, out_dir, progress=progress)
+        rows += judge_rows(records, out_dir, described)
+        # 4. aggregate: every number from the rows
+        results = RunResults(
+            model=model_label(config.model),
+            prompt=config.eval.prompt,
+            n=len(records),
+            datasets=tuple(dict.fromkeys(dataset_labels(records))),
+            generation=info,
+        )
+        results = aggregate_results(results, rows, described, failures, bertscore_model)
+        # 5. write
+        write_scores(out_dir / SCORES_FILE, rows)
+        write_results(out_dir, results)
+        return results
 
 
 def rejudge(
@@ -453,14 +444,15 @@ def rejudge(
     *,
     progress: bool = True,
     retry_failed: bool = False,
-) -> dict[str, Any]:
+) -> RunResults:
     """``rarl judge``: judge an existing predictions file and merge the judges into its results.json.
 
     The directory is locked first (a running ``rarl eval`` there is still writing the predictions), and
     an unreadable ``results.json`` is refused before any judge is asked (merging into it would lose it).
+    The rule rows ``rarl eval`` wrote are kept; every number is aggregated again from the rows.
     """
-    from rarl.eval.metrics import dataset_labels, item_scores, rule_metrics, score_rows
-    from rarl.schema.results import RunResults, read_results_json
+    from rarl.eval.metrics import dataset_labels, item_scores, score_rows
+    from rarl.schema.results import read_results_json
 
     if not config.judges:
         raise UserError("no judges configured: add a 'judges:' list to the config (see docs/evaluation.md)")
@@ -474,38 +466,36 @@ def rejudge(
             raise UserError(f"{path}: no predictions to judge")
         results_path = out_dir / RESULTS_FILE
         scores_path = out_dir / SCORES_FILE
-        items = None
+        bertscore_model = config.reward.bertscore_model if config.eval.bertscore else None
+        if results_path.exists():
+            data = read_results_json(results_path, hint=REBUILD_HINT)
+            try:  # a wrong type is refused here, naming the field, not by a crash while merging
+                earlier = RunResults.from_dict(data, results_path)
+            except DataError as exc:
+                raise DataError(exc.path, exc.row, exc.field, f"{exc.problem}; {REBUILD_HINT}") from None
+            if earlier.rule_metrics is not None:
+                bertscore_model = earlier.rule_metrics.bertscore_model
+        else:
+            earlier = RunResults(
+                model=records[0].model,
+                prompt=records[0].prompt,
+                n=len(records),
+                datasets=tuple(dict.fromkeys(dataset_labels(records))),
+            )
         if scores_path.exists():  # the rule rows eval wrote; the judges' rows are rebuilt below
-            rule_rows = [row for row in read_scores(scores_path) if not row.metric.startswith("judge.")]
+            rows = [row for row in read_scores(scores_path) if not row.metric.startswith("judge.")]
         else:
             items = item_scores(
                 records, bertscore=config.eval.bertscore, bertscore_model=config.reward.bertscore_model
             )
-            rule_rows = score_rows(records, items)
-        if results_path.exists():
-            results = read_results_json(results_path, hint=REBUILD_HINT)
-            try:  # a wrong type is refused here, naming the field, not by a crash while merging
-                RunResults.from_dict(results, results_path)
-            except DataError as exc:
-                raise DataError(exc.path, exc.row, exc.field, f"{exc.problem}; {REBUILD_HINT}") from None
-        else:
-            results = {
-                "model": records[0].model,
-                "prompt": records[0].prompt,
-                "n": len(records),
-                "datasets": list(dict.fromkeys(dataset_labels(records))),
-                "rule_metrics": rule_metrics(
-                    records,
-                    bertscore=config.eval.bertscore,
-                    bertscore_model=config.reward.bertscore_model,
-                    items=items,
-                ),
-            }
-        merge_judges(
-            results,
-            judge_predictions(records, config.judges, out_dir, progress=progress, retry_failed=retry_failed),
+            rows = score_rows(records, items)
+        described, failed = judge_predictions(
+            records, config.judges, out_dir, progress=progress, retry_failed=retry_failed
         )
-        write_item_scores(out_dir, records, rule_rows, results)
+        judges, failures = merge_judges(earlier, described, failed)
+        rows += judge_rows(records, out_dir, judges)
+        results = aggregate_results(earlier, rows, judges, failures, bertscore_model)
+        write_scores(scores_path, rows)
         write_results(out_dir, results)
     return results
 
@@ -517,10 +507,12 @@ __all__ = [
     "consolidate_predictions",
     "generate_missing",
     "judge_predictions",
+    "judge_rows",
     "load_eval_samples",
     "merge_judges",
     "model_label",
     "read_predictions",
     "rejudge",
     "run_evaluation",
+    "write_results",
 ]

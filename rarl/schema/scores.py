@@ -43,6 +43,7 @@ class ScoreRow:
     organ: str | None = None
     task: str | None = None
     source: str | None = None
+    failed: bool = False  # a judge row whose judgement failed (its value is 0: it stays in the denominator)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from rarl.schema.results import MetricBlock
+from rarl.schema.scores import ScoreRow
+
 
 class ScoredRecord(Protocol):
     """What a task's scorer reads of a prediction record."""
@@ -36,13 +39,13 @@ class Task:
     ``reference_forms``: the accepted answers a reference stands for (natural text); ``item_metrics``:
     the benchmark's official per-item scores (``{"official.accuracy": 1.0, ...}``, ``None`` = not scored);
     ``aggregate``: dataset-level official numbers that are not means of item scores (CV-Bench's combined
-    score), given the records and their per-item ``rarl.accuracy`` verdicts.
+    score), given the items' ``rarl.accuracy`` score rows (which carry the grouping fields it needs).
     """
 
     name: str
     reference_forms: Callable[[str], list[str]] = single_reference
     item_metrics: Callable[[ScoredRecord], dict[str, float | None]] | None = None
-    aggregate: Callable[[Sequence[ScoredRecord], Sequence[bool]], dict[str, Any] | None] | None = None
+    aggregate: Callable[[Sequence[ScoreRow]], MetricBlock | None] | None = None
 
 
 GENERIC = Task("generic")

@@ -18,7 +18,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from rarl.stats import mean_or_none, put_mean_with_interval, stratified_bootstrap_interval
+from rarl.schema.results import MetricBlock, MetricValue
+from rarl.schema.scores import ScoreRow
+from rarl.stats import mean_or_none, stratified_bootstrap_interval, wilson_interval
 from rarl.tasks.base import ScoredRecord, Task
 
 log = logging.getLogger(__name__)
@@ -44,66 +46,75 @@ def cvbench_task(record: ScoredRecord) -> str | None:
     return str(task)
 
 
-def cvbench_scores(records: Sequence[ScoredRecord], correct: Sequence[bool]) -> dict[str, Any] | None:
-    """Per-task ``rarl.accuracy`` and the ``official.*`` 2D, 3D and combined scores; ``None`` when no
-    record has a task. Missing ADE20K/COCO sources refuse the 2D and combined scores (module docstring)."""
-    tasks: dict[str, list[bool]] = defaultdict(list)
-    sources_2d: dict[str, list[bool]] = defaultdict(list)
-    for record, ok in zip(records, correct, strict=True):
-        task = cvbench_task(record)
-        if task is None:
+def cvbench_scores(rows: Sequence[ScoreRow]) -> MetricBlock | None:
+    """Per-task ``rarl.accuracy`` and the ``official.*`` 2D, 3D and combined scores, from the items'
+    ``rarl.accuracy`` rows (their ``task`` and ``source`` fields); ``None`` when no row has a task. Missing
+    ADE20K/COCO sources refuse the 2D and combined scores (module docstring)."""
+    tasks: dict[str, list[float]] = defaultdict(list)
+    sources_2d: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row.task is None or row.value is None:
             continue
-        tasks[task].append(ok)
-        source = str((record.extra or {}).get("source") or "")
-        if task in CVBENCH_2D_TASKS and source in CVBENCH_2D_SOURCES:
-            sources_2d[source].append(ok)
+        tasks[row.task].append(row.value)
+        if row.task in CVBENCH_2D_TASKS and (row.source or "") in CVBENCH_2D_SOURCES:
+            sources_2d[str(row.source)].append(row.value)
     if not tasks:
         return None
     order = [t for t in CVBENCH_TASKS if t in tasks] + sorted(t for t in tasks if t not in CVBENCH_TASKS)
-    per_task: dict[str, dict[str, Any]] = {}
-    for name in order:
-        per_task[name] = {"n": len(tasks[name])}
-        put_mean_with_interval(per_task[name], "rarl.accuracy", [float(ok) for ok in tasks[name]])
+    per_task = {
+        name: MetricBlock(n=len(tasks[name]), values={"rarl.accuracy": _proportion(tasks[name])})
+        for name in order
+    }
     pooled_2d = [ok for name in CVBENCH_2D_TASKS for ok in tasks.get(name, [])]
     pooled_3d = [ok for name in CVBENCH_3D_TASKS for ok in tasks.get(name, [])]
     known_sources = [s for s in CVBENCH_2D_SOURCES if sources_2d.get(s)]
     missing = len(pooled_2d) - sum(len(sources_2d[s]) for s in known_sources)
     warning = None
-    strata_2d = [[float(ok) for ok in sources_2d[s]] for s in known_sources]
+    strata_2d = [sources_2d[s] for s in known_sources]
     if missing:
         warning = NO_SOURCE_WARNING.format(missing=missing, n=len(pooled_2d))
         log.warning("%s", warning)
         strata_2d = []
-    strata_3d = [[float(ok) for ok in pooled_3d]] if pooled_3d else []
+    strata_3d = [pooled_3d] if pooled_3d else []
     acc_2d = mean_or_none(mean_or_none(stratum) for stratum in strata_2d) if strata_2d else None
     acc_3d = mean_or_none(strata_3d[0]) if strata_3d else None
     both = acc_2d is not None and acc_3d is not None
-    out: dict[str, Any] = {
-        "tasks": per_task,
-        "n": sum(len(v) for v in tasks.values()),
-        "official.accuracy_2d": acc_2d,
-        "official.accuracy_3d": acc_3d,
-        "official.combined": (acc_2d + acc_3d) / 2 if both else None,  # type: ignore[operator]
+    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
+    # every resample keeps the official formula's groups.
+    halves = [len(strata_2d), len(strata_3d)]
+    scores: list[tuple[str, float | None, list[list[float]], Any]] = [
+        ("official.accuracy_2d", acc_2d, strata_2d, lambda means: sum(means) / len(means)),
+        ("official.accuracy_3d", acc_3d, strata_3d, lambda means: means[0]),
+    ]
+    if both:
+        combined = (acc_2d + acc_3d) / 2  # type: ignore[operator]
+        scores.append(
+            ("official.combined", combined, strata_2d + strata_3d, lambda means: _combined(means, halves))
+        )
+    values: dict[str, MetricValue] = {}
+    for name, value, strata, combine in scores:
+        if value is None:
+            continue
+        low, high = stratified_bootstrap_interval(strata, combine) or (None, None)
+        values[name] = MetricValue(value, low, high, sum(len(stratum) for stratum in strata))
+    notes = {
         "combined_rule": "(2D + 3D) / 2; 2D = mean of the ADE20K/COCO subset accuracies over Count+Relation; "
         "3D = accuracy over Depth+Distance; item verdicts: rarl's choice matching"
         + ("" if both or warning else " (2D or 3D absent: no combined score)"),
     }
     if warning:
-        out["combined_warning"] = warning
-    # Intervals of the averaged scores: the bootstrap resamples each subset on its own (stratified), so
-    # every resample keeps the official formula's groups.
-    halves = [len(strata_2d), len(strata_3d)]
-    pairs: list[tuple[str, list[list[float]], Any]] = [
-        ("official.accuracy_2d", strata_2d, lambda means: sum(means) / len(means)),
-        ("official.accuracy_3d", strata_3d, lambda means: means[0]),
-    ]
-    if both:
-        pairs.append(("official.combined", strata_2d + strata_3d, lambda means: _combined(means, halves)))
-    for name, strata, combine in pairs:
-        interval = stratified_bootstrap_interval(strata, combine) if strata else None
-        if interval is not None:
-            out[f"{name}_ci"] = list(interval)
-    return out
+        notes["combined_warning"] = warning
+    return MetricBlock(
+        n=sum(len(v) for v in tasks.values()),
+        values=values,
+        parts={"tasks": MetricBlock(parts=per_task)},
+        notes=notes,
+    )
+
+
+def _proportion(values: Sequence[float]) -> MetricValue:
+    low, high = wilson_interval(sum(values), len(values)) or (None, None)
+    return MetricValue(sum(values) / len(values), low, high, len(values))
 
 
 def _combined(means: list[Any], halves: list[int]) -> Any:
