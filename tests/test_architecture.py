@@ -74,7 +74,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "rarl.tasks",
     },
     "rarl.review": BASE | {"rarl.schema", "rarl.data"},
-    "rarl.report": BASE | {"rarl.schema", "rarl.stats", "rarl.eval", "rarl.review"},
+    "rarl.report": BASE | {"rarl.schema", "rarl.stats", "rarl.eval", "rarl.review", "rarl.tasks"},
     "rarl.bench": BASE
     | {
         "rarl.compat",

@@ -20,7 +20,18 @@ from dataclasses import dataclass, field, replace
 
 from rarl.schema.results import JudgeBlock, JudgeResults, MetricBlock, MetricValue, RuleMetrics, RunResults
 from rarl.schema.scores import ScoreRow
-from rarl.stats import BOOTSTRAP, CONFIDENCE, WILSON, estimate_interval, mean_or_none, wilson_interval
+from rarl.stats import (
+    BOOTSTRAP,
+    CONFIDENCE,
+    WILSON,
+    Estimate,
+    PairedDifference,
+    estimate,
+    estimate_interval,
+    mean_or_none,
+    paired_difference,
+    wilson_interval,
+)
 from rarl.tasks import task_for
 
 QUESTION_TYPES = ("closed", "choice", "open")
@@ -211,16 +222,100 @@ def aggregate_results(
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# comparisons and subgroups of item outcomes (rarl report's paired and subgroup tables)
+
+
+def outcomes_of(rows: Iterable[ScoreRow], metric: str, *, skip_failed: bool = False) -> dict[str, float]:
+    """key → value of one metric (items the metric leaves out are absent; ``skip_failed``: a judge's
+    failed items too, for agreement, where a failure is no rating)."""
+    return {
+        row.key: row.value
+        for row in rows
+        if row.metric == metric and row.value is not None and not (skip_failed and row.failed)
+    }
+
+
+def item_groups(rows: Sequence[ScoreRow], *, by_type: bool) -> dict[tuple[str, str], set[str]]:
+    """Item keys per (dataset row, question type); type "all" = the whole dataset; ("All", "all") = all."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    for item in items_of(rows):
+        label, qtype = item.first.label, item.first.question_type
+        for group in [(label, "all"), ("All", "all")] + ([(label, qtype)] if by_type else []):
+            groups.setdefault(group, set()).add(item.first.key)
+    return groups
+
+
+@dataclass(frozen=True)
+class PairedCell:
+    """One metric's paired comparison of two runs in one (dataset row, question type) group."""
+
+    group: tuple[str, str]
+    matched: int
+    only_a: int
+    only_b: int
+    result: PairedDifference | None
+
+
+def paired_cells(rows_a: Sequence[ScoreRow], rows_b: Sequence[ScoreRow], metric: str) -> list[PairedCell]:
+    """B vs A on the items both runs have (matched by key) and the metric scores in both, per group.
+
+    A per-type group that would repeat its dataset's "all" group (one question type only) is left out;
+    items only one run has are counted, never silently dropped from view.
+    """
+    groups_a, groups_b = item_groups(rows_a, by_type=True), item_groups(rows_b, by_type=True)
+    order = list(dict.fromkeys([*groups_a, *groups_b]))
+    types_of: dict[str, set[str]] = {}
+    for dataset, qtype in order:
+        types_of.setdefault(dataset, set()).add(qtype)
+    order = [g for g in order if g[1] == "all" or len(types_of[g[0]] - {"all"}) > 1]
+    order.sort(key=lambda g: (g[0] == "All", g[0], g[1] != "all", g[1]))
+    a_scores, b_scores = outcomes_of(rows_a, metric), outcomes_of(rows_b, metric)
+    cells = []
+    for group in order:
+        keys_a, keys_b = groups_a.get(group, set()), groups_b.get(group, set())
+        common = [k for k in sorted(keys_a & keys_b) if k in a_scores and k in b_scores]
+        result = paired_difference([a_scores[k] for k in common], [b_scores[k] for k in common])
+        cells.append(PairedCell(group, len(common), len(keys_a - keys_b), len(keys_b - keys_a), result))
+    return cells
+
+
+SUBGROUP_FIELDS = ("label", "question_type", "modality", "organ")
+
+
+def subgroup_keys(rows: Sequence[ScoreRow], fields: Sequence[str]) -> dict[tuple[str, ...], set[str]]:
+    """Item keys per combination of grouping fields (a field an item lacks reads "–")."""
+    cells: dict[tuple[str, ...], set[str]] = {}
+    for item in items_of(rows):
+        cell = tuple(str(getattr(item.first, name) or "–") for name in fields)
+        cells.setdefault(cell, set()).add(item.first.key)
+    return cells
+
+
+def group_estimate(rows: Sequence[ScoreRow], metric: str, keys: Iterable[str]) -> Estimate | None:
+    """The mean of one metric over the given items, with its interval (Wilson for 0/1) and n."""
+    scored = outcomes_of(rows, metric)
+    values = [scored[k] for k in sorted(keys) if k in scored]
+    return estimate(values) if values else None
+
+
 __all__ = [
     "INTERVALS",
     "METRIC_FAMILIES",
+    "SUBGROUP_FIELDS",
     "Item",
+    "PairedCell",
     "aggregate_results",
     "group_block",
+    "group_estimate",
+    "item_groups",
     "items_of",
     "judge_block",
     "judge_names",
     "judge_summary",
     "metric_value",
+    "outcomes_of",
+    "paired_cells",
     "rule_metrics",
+    "subgroup_keys",
 ]

@@ -11,6 +11,7 @@ and CSV.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -20,11 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
-from rarl.eval.aggregate import METRIC_FAMILIES
+from rarl.eval.aggregate import (
+    METRIC_FAMILIES,
+    SUBGROUP_FIELDS,
+    group_estimate,
+    item_groups,
+    judge_names,
+    outcomes_of,
+    paired_cells,
+    subgroup_keys,
+)
 from rarl.io import atomic_write_text, check_output_directory
 from rarl.schema.records import PredictionRecord
 from rarl.schema.results import JudgeBlock, MetricBlock, RunResults, read_results
-from rarl.schema.scores import SCORES_FILE, ScoreRow, outcomes, read_scores
+from rarl.schema.scores import SCORES_FILE, ScoreRow, read_scores
 from rarl.stats import (
     BOOTSTRAP,
     SMALL_N,
@@ -33,7 +43,6 @@ from rarl.stats import (
     cohen_kappa,
     estimate,
     kappa_interval,
-    paired_difference,
 )
 from rarl.tasks.cvbench import CVBENCH_2D_TASKS, CVBENCH_3D_TASKS
 
@@ -261,17 +270,16 @@ def rater_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
     """Binary per-item scores of every rater in a run: judges (ok items only), Human, and Rule (the run's
     ``rarl.accuracy`` rows)."""
     field_name = f"{kind}_score"
+    metric = "final" if kind == "prediction" else "reasoning"
     raters: dict[str, dict[str, int]] = {}
-    for judge, by_key in run.judgements.items():
-        raters[judge] = {
-            k: int(getattr(j, field_name))
-            for k, j in by_key.items()
-            if j.status == "ok" and getattr(j, field_name) is not None  # reasoning n/a is no rating
-        }
+    for judge in run.judges:  # a failed judgement is no rating; nor is a reasoning the prompt leaves n/a
+        scored = outcomes_of(run.scores, f"judge.{judge}.{metric}", skip_failed=True)
+        if scored or judge in run.judgements:
+            raters[judge] = {key: int(value) for key, value in scored.items()}
     if run.human:
         raters[HUMAN] = {k: int(v[field_name] >= 0.5) for k, v in run.human.items() if field_name in v}
-    if kind == "prediction" and run.records:
-        raters["Rule"] = {key: int(value) for key, value in outcomes(run.scores, RULE_METRIC).items()}
+    if kind == "prediction" and run.scores:
+        raters["Rule"] = {key: int(value) for key, value in outcomes_of(run.scores, RULE_METRIC).items()}
     return raters
 
 
@@ -286,26 +294,23 @@ def item_outcomes(run: RunData) -> dict[str, dict[str, float]]:
     A judge's failed item counts as 0, as in its percentages (every sample stays in the denominator).
     Paired comparisons and subgroup tables are computed from these; nothing here re-decides an outcome.
     """
-    found: dict[str, dict[str, float]] = {}
-    if run.records:
-        found["rarl Acc."] = outcomes(run.scores, RULE_METRIC)
-        for judge in run.judgements:
+    return {name: outcomes_of(run.scores, metric) for name, metric in outcome_metrics(run).items()}
+
+
+def outcome_metrics(run: RunData) -> dict[str, str]:
+    """The per-item metrics the paired and subgroup tables compare, by column name."""
+    found: dict[str, str] = {}
+    if run.scores:
+        found["rarl Acc."] = RULE_METRIC
+        for judge in judge_names(run.scores):
             for kind in ("Final", "Reasoning"):
-                found[f"{judge} {kind}"] = outcomes(run.scores, f"judge.{judge}.{kind.lower()}")
+                found[f"{judge} {kind}"] = f"judge.{judge}.{kind.lower()}"
     return found
 
 
-def _labelled_records(run: RunData) -> list[tuple[str, PredictionRecord]]:
-    from rarl.eval.metrics import dataset_labels
-
-    return list(zip(dataset_labels(run.records), run.records, strict=True))
-
-
 def _dataset_keys(run: RunData) -> dict[str, set[str]]:
-    keys: dict[str, set[str]] = {}
-    for label, record in _labelled_records(run):
-        keys.setdefault(label, set()).add(record.key)
-    return keys
+    groups = item_groups(run.scores, by_type=False)
+    return {label: keys for (label, _), keys in groups.items() if label != "All"}
 
 
 def _dataset_n(run: RunData, dataset: str) -> int | None:
@@ -328,7 +333,7 @@ def coverage(runs: Sequence[RunData]) -> tuple[dict[str, str], str | None]:
         return {}, None
     rows: dict[str, str] = {}
     differing: list[str] = []
-    with_records = all(run.records for run in runs)
+    with_records = all(run.scores for run in runs)
     keys = [_dataset_keys(run) for run in runs] if with_records else []
     for dataset in [*_dataset_rows(runs), "All"]:
         if with_records:
@@ -428,7 +433,7 @@ def judge_table(runs: Sequence[RunData]) -> Table | None:
                 row += [reasoning, _judge_estimate(block, "final")]
             if run.human:
                 keys = None
-                if dataset != "All" and run.records:
+                if dataset != "All" and run.scores:
                     keys = _dataset_keys(run).get(dataset, set())
                 _, reasoning, final = _human_estimates(run, keys)
                 row += [reasoning, final]
@@ -613,15 +618,6 @@ def agreement_table(runs: Sequence[RunData]) -> Table | None:
     )
 
 
-def _groups(run: RunData, *, by_type: bool) -> dict[tuple[str, str], set[str]]:
-    """Item keys per (dataset row, question type); type "all" = the whole dataset; ("All", "all") = all."""
-    groups: dict[tuple[str, str], set[str]] = {}
-    for label, record in _labelled_records(run):
-        for key in [(label, "all"), ("All", "all")] + ([(label, record.question_type)] if by_type else []):
-            groups.setdefault(key, set()).add(record.key)
-    return groups
-
-
 def paired_table(runs: Sequence[RunData]) -> Table | None:
     """ "B vs A" for every later run against the first, per dataset and question type, on matched items.
 
@@ -629,30 +625,19 @@ def paired_table(runs: Sequence[RunData]) -> Table | None:
     silently dropped from view. Differences are in percentage points with a paired-bootstrap 95% CI;
     McNemar's exact p-value tests the 0/1 outcomes.
     """
-    if len(runs) < 2 or not all(run.records for run in runs):
+    if len(runs) < 2 or not all(run.scores for run in runs):
         return None
     base = runs[0]
-    base_outcomes = item_outcomes(base)
+    base_metrics = outcome_metrics(base)
     rows: list[list[Any]] = []
     for other in runs[1:]:
-        other_outcomes = item_outcomes(other)
-        groups_a, groups_b = _groups(base, by_type=True), _groups(other, by_type=True)
-        order = list(dict.fromkeys([*groups_a, *groups_b]))
-        types_of: dict[str, set[str]] = {}
-        for dataset, qtype in order:
-            types_of.setdefault(dataset, set()).add(qtype)
-        # a per-type row that would repeat its dataset's "all" row (one question type only) is left out
-        order = [g for g in order if g[1] == "all" or len(types_of[g[0]] - {"all"}) > 1]
-        order.sort(key=lambda g: (g[0] == "All", g[0], g[1] != "all", g[1]))
-        for metric in [m for m in base_outcomes if m in other_outcomes]:
-            a_scores, b_scores = base_outcomes[metric], other_outcomes[metric]
-            for group in order:
-                keys_a, keys_b = groups_a.get(group, set()), groups_b.get(group, set())
-                # items a metric leaves out (a reasoning verdict without a reference reasoning) are skipped
-                common = [k for k in sorted(keys_a & keys_b) if k in a_scores and k in b_scores]
-                result = paired_difference([a_scores[k] for k in common], [b_scores[k] for k in common])
-                cells: list[Any] = [f"{other.label} vs {base.label}", metric, group[0], group[1], len(common)]
-                cells += [len(keys_a - keys_b), len(keys_b - keys_a)]
+        other_metrics = outcome_metrics(other)
+        for name in [m for m in base_metrics if m in other_metrics]:
+            # items a metric leaves out (a reasoning verdict without a reference reasoning) are skipped
+            for cell in paired_cells(base.scores, other.scores, base_metrics[name]):
+                cells: list[Any] = [f"{other.label} vs {base.label}", name, *cell.group, cell.matched]
+                cells += [cell.only_a, cell.only_b]
+                result = cell.result
                 if result is None:
                     rows.append([*cells, None, None, None, None])
                     continue
@@ -689,35 +674,32 @@ def paired_table(runs: Sequence[RunData]) -> Table | None:
     )
 
 
-def _organ(record: PredictionRecord) -> str | None:
-    extra = record.extra or {}
-    value = extra.get("organ") or extra.get("location")
-    return str(value) if value else None
-
-
 def subgroup_table(runs: Sequence[RunData]) -> Table | None:
     """Rule accuracy (and judge Final %) per dataset × question type × modality × organ, with n and CI.
 
     Only the dimensions some item has are shown (modality and organ come from the source when it records
     them); every observed cell is listed, and cells with fewer than 20 items are marked, not hidden.
     """
-    runs = [run for run in runs if run.records]
+    runs = [run for run in runs if run.scores]
     if not runs:
         return None
-    records = [r for run in runs for r in run.records]
-    show_modality = any(r.modality for r in records)
-    show_organ = any(_organ(r) for r in records)
+    every_row = [row for run in runs for row in run.scores]
+    show_modality = any(row.modality for row in every_row)
+    show_organ = any(row.organ for row in every_row)
+    fields = (
+        [*SUBGROUP_FIELDS[:2]] + (["modality"] if show_modality else []) + (["organ"] if show_organ else [])
+    )
     cells: dict[tuple[str, ...], dict[str, set[str]]] = {}
     for run in runs:
-        for label, record in _labelled_records(run):
-            key = (label, record.question_type)
-            key += (record.modality or "–",) if show_modality else ()
-            key += (_organ(record) or "–",) if show_organ else ()
-            cells.setdefault(key, {}).setdefault(run.label, set()).add(record.key)
+        for key, keys in subgroup_keys(run.scores, fields).items():
+            cells.setdefault(key, {})[run.label] = keys
     prefix = len(runs) > 1
-    outcomes = {run.label: item_outcomes(run) for run in runs}
     metrics = {
-        run.label: [m for m in outcomes[run.label] if m == "rarl Acc." or m.endswith(" Final")]
+        run.label: {
+            name: metric
+            for name, metric in outcome_metrics(run).items()
+            if name == "rarl Acc." or name.endswith(" Final")
+        }
         for run in runs
     }
     headers = (
@@ -732,10 +714,9 @@ def subgroup_table(runs: Sequence[RunData]) -> Table | None:
         smallest = None
         for run in runs:
             keys = cells[key].get(run.label, set())
-            for metric in metrics[run.label]:
-                scored = outcomes[run.label][metric]
-                values = [scored[k] for k in sorted(keys) if k in scored]
-                row.append(estimate(values).scaled(100.0) if values else None)
+            for metric in metrics[run.label].values():
+                found = group_estimate(run.scores, metric, keys)
+                row.append(found.scaled(100.0) if found is not None else None)
             smallest = len(keys) if smallest is None else min(smallest, len(keys))
         row.append("⚠ small" if (smallest or 0) < SMALL_N else "")
         rows.append(row)
@@ -823,10 +804,7 @@ def build_report(
     runs = [load_run(path, labels[i] if labels else None) for i, path in enumerate(run_dirs)]
     names = [run.label for run in runs]
     if len(set(names)) != len(names):
-        runs = [
-            RunData(f"{i + 1}:{run.label}", run.results, run.records, run.judgements)
-            for i, run in enumerate(runs)
-        ]
+        runs = [dataclasses.replace(run, label=f"{i + 1}:{run.label}") for i, run in enumerate(runs)]
     if human_db:
         attach_human(runs, human_db)
     out = Path(out_dir)
