@@ -2,18 +2,20 @@
 
 Why: most failed fine-tuning runs are data problems — the wrong split, Chinese rows in an English set, every
 question typed "open", a template that never shows the choices. Inspect loads exactly what training and
-evaluation would load (through :func:`rarl.data.load_dataset_spec`), prints counts per split and question
-type, and renders a few prompts through :mod:`rarl.prompts` the way the model will see them.
+evaluation would load (the command passes :func:`rarl.tasks.loading.load_dataset_spec` down: this module
+knows no benchmark), prints counts per split and question type, and renders a few prompts through
+:mod:`rarl.prompts` the way the model will see them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rarl.config import DataConfig, DatasetSpec
-from rarl.data import count_types, load_dataset_spec
+from rarl.data import count_types
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
 from rarl.schema.sources import DEFAULT_SPLITS
@@ -89,11 +91,14 @@ def specs_for_path(
     return [replace(base, split=name) for name in names]
 
 
-def load_all(items: list[Inspected], tolerate_missing: bool) -> None:
-    """Load every split; with ``tolerate_missing`` a split that cannot be loaded is reported, not fatal."""
+def load_all(
+    items: list[Inspected], load: Callable[[DatasetSpec], list[Sample]], tolerate_missing: bool
+) -> None:
+    """Load every split with ``load`` (what training and evaluation load through); with
+    ``tolerate_missing`` a split that cannot be loaded is reported, not fatal."""
     for item in items:
         try:
-            item.samples = load_dataset_spec(item.spec)
+            item.samples = load(item.spec)
         except UserError as exc:
             if not tolerate_missing:
                 raise
