@@ -26,7 +26,7 @@ from rarl.tasks.base import GENERIC, Task
 
 def build_tasks(sources: Iterable[SourceInfo]) -> dict[str, Task]:
     """Source name → the ``TASK`` of ``rarl/tasks/<module>.py`` for every source naming a module, imported
-    by name (the registry line is the module's only mention)."""
+    by the name its registry line gives (no import list here to keep in step)."""
     return {info.name: import_module(f"rarl.tasks.{info.module}").TASK for info in sources if info.module}
 
 
