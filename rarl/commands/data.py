@@ -103,7 +103,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from rarl.config import DataConfig, load_config
     from rarl.data.inspect import Inspected, load_all, print_report, specs_for_path
     from rarl.errors import UserError
-    from rarl.tasks.loading import load_dataset_spec
+    from rarl.tasks.loading import guess_source, load_dataset_spec
 
     target = str(args.target)
     data = DataConfig()
@@ -128,7 +128,7 @@ def _inspect(args: argparse.Namespace) -> int:
         _check_target(target)
         specs = specs_for_path(
             target,
-            source,
+            source or guess_source(target),
             args.split,
             limit=args.limit,
             seed=args.seed,
@@ -213,7 +213,7 @@ def _audit(args: argparse.Namespace) -> int:
     from rarl.data.inspect import Inspected, load_all, specs_for_path
     from rarl.errors import UserError
     from rarl.io import atomic_write_text
-    from rarl.tasks.loading import load_dataset_spec
+    from rarl.tasks.loading import guess_source, load_dataset_spec
     from rarl.tasks.slake import slake_language_overlap
 
     target = str(args.target)
@@ -227,7 +227,7 @@ def _audit(args: argparse.Namespace) -> int:
         config = RunConfig()
         source = args.source or ("hf" if _looks_like_hub_name(target) else None)
         _check_target(target)
-        specs = specs_for_path(target, source, args.split, image_dir=args.image_dir)
+        specs = specs_for_path(target, source or guess_source(target), args.split, image_dir=args.image_dir)
         items = [Inspected(spec, "train" if spec.split == "train" else "eval") for spec in specs]
     if args.skip_bad:
         from dataclasses import replace

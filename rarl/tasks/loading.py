@@ -5,13 +5,16 @@ not know the benchmarks. :func:`load_dataset_spec` is the one entry point the tr
 ``rarl data inspect``/``audit`` use: it dispatches, names the result, records each sample's ``benchmark``,
 makes ids unique, applies the seeded ``spec.limit`` subsample and logs the counts per question type, so
 every run's log states exactly what data it saw. Every loader takes a :class:`~rarl.config.DatasetSpec`
-and returns samples in file order.
+and returns samples in file order. :func:`guess_source` tells a bare path's source from the benchmarks'
+official file names (``rarl data inspect PATH`` without ``--source``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rarl.data import count_types, make_ids_unique, subsample
@@ -91,4 +94,56 @@ def load_dataset_spec(spec: DatasetSpec) -> list[Sample]:
     return samples
 
 
-__all__ = ["GENERIC_LOADERS", "load_dataset_spec", "load_hf", "load_source", "loader_for"]
+def guess_source(path: str) -> str:
+    """The source a bare path most likely is, from the official file names of the benchmarks' layouts
+    (what ``rarl data inspect``/``audit`` use without ``--source``); UserError when it cannot tell.
+
+    One function rather than a hook per task: the checks overlap (a SLAKE folder and a reasoning JSONL
+    folder both hold JSON), so their order is the rule, and it is read here in one place."""
+    if path == "synthetic":
+        return "synthetic"
+    target = Path(path)
+    if not target.exists():
+        raise UserError(f"{target}: not found (give a config .yaml, a dataset path, or 'synthetic')")
+    names = {p.name for p in target.iterdir()} if target.is_dir() else {target.name}
+    joined = " ".join(sorted(names))
+    if "VQA_RAD" in joined:
+        return "vqa_rad"
+    if "All_QA_Pairs" in joined or "VQAMed2019" in joined or "ImageClef-2019" in joined:
+        return "vqa_med_2019"
+    if "pvqa" in names or "_qa.pkl" in joined or {"qas", "images"} <= names or "pvqa_" in joined:
+        return "pathvqa"
+    if target.is_dir() and "baselines" in names and next(target.rglob("pvqa_*.json"), None):
+        return "pathvqa"  # the official repository's LXMERT-format question files
+    if {"trainset.json", "testset.json"} & names:
+        return "vqa_rad"  # MEVF's data_RAD/ split
+    if "Slake1.0" in names:
+        return "slake"
+    if "test_2d.parquet" in names or "test_3d.parquet" in names:
+        return "cvbench"
+    if target.is_dir() and "imgs" in names and ({"train.json", "test.json"} & names):
+        return "slake"
+    jsonl = (
+        [target] if target.suffix == ".jsonl" else sorted(target.glob("*.jsonl")) if target.is_dir() else []
+    )
+    if jsonl:
+        return "cvbench" if _looks_like_cvbench(jsonl[0]) else "reasoning_jsonl"
+    if target.suffix == ".parquet" or (target.is_dir() and next(target.rglob("*.parquet"), None)):
+        return "parquet"
+    raise UserError(
+        f"{target}: cannot tell the dataset format; pass --source (one of {', '.join(SOURCE_NAMES)})"
+    )
+
+
+def _looks_like_cvbench(path: Path) -> bool:
+    """CV-Bench JSONL rows carry ``task`` and ``choices``; reasoning JSONL rows do not have ``task``."""
+    with path.open("rb") as handle:
+        first = handle.readline()
+    try:
+        row = json.loads(first.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False  # the loader names the file and line
+    return isinstance(row, dict) and "task" in row and "choices" in row
+
+
+__all__ = ["GENERIC_LOADERS", "guess_source", "load_dataset_spec", "load_hf", "load_source", "loader_for"]
