@@ -23,7 +23,6 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.schema": BASE,
     "rarl.answers": BASE,
     "rarl.metrics": BASE,
-    "rarl.tasks": BASE | {"rarl.metrics", "rarl.answers", "rarl.schema", "rarl.stats"},
     "rarl.stats": BASE,
     "rarl.prompts": BASE,
     "rarl.trl_schema": BASE,
@@ -31,7 +30,6 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.bertscore": BASE | {"rarl.devices"},
     "rarl.config": BASE | {"rarl.schema", "rarl.trl_schema"},
     "rarl.libconfig": BASE | {"rarl.config", "rarl.trl_schema", "rarl.devices"},
-    "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore", "rarl.tasks"},
     "rarl.models": BASE | {"rarl.config", "rarl.libconfig", "rarl.prompts", "rarl.devices", "rarl.compat"},
     "rarl.data": BASE
     | {
@@ -41,8 +39,12 @@ MAY_IMPORT: dict[str, set[str]] = {
         "rarl.models",
         "rarl.prompts",
         "rarl.stats",
-        "rarl.tasks",
     },
+    # one module per benchmark (loaders, typing, reference rules, scorers): above the data layer's generic
+    # helpers, below the pipelines; the rewards read its reference rules
+    "rarl.tasks": BASE
+    | {"rarl.metrics", "rarl.answers", "rarl.schema", "rarl.stats", "rarl.config", "rarl.data"},
+    "rarl.rewards": BASE | {"rarl.answers", "rarl.bertscore", "rarl.tasks"},
     "rarl.provenance": BASE | {"rarl.schema", "rarl.config", "rarl.models"},
     "rarl.train": BASE
     | {
@@ -57,6 +59,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "rarl.rewards",
         "rarl.answers",
         "rarl.stats",
+        "rarl.tasks",
     },
     "rarl.eval": BASE
     | {
@@ -229,6 +232,7 @@ def test_the_named_rules_of_the_redesign_hold():
     """The rules issue 12 states in words, checked one by one so a failure names the broken rule."""
     units = _unit_graph(import_graph())
     assert "rarl.data" not in units["rarl.config"], "config must not import data"
+    assert "rarl.tasks" not in units["rarl.data"], "data (generic helpers) must not import the benchmarks"
     assert "rarl.review" not in units["rarl.eval"], "eval must not import review"
     assert "rarl.eval" not in units["rarl.review"], "review must not import eval"
     assert "rarl.eval" not in units["rarl.train"], "train must not import eval"

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
 from rarl.errors import UserError
+from rarl.tasks.loading import load_dataset_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 CARD = """---
@@ -208,11 +208,14 @@ def test_registry_is_the_one_list():
 
     from rarl.commands import data as data_command
     from rarl.config import Source
-    from rarl.data.loaders import LOADERS
-    from rarl.schema.sources import DEFAULT_SPLITS, HUB_DATASETS, SOURCE_NAMES
+    from rarl.schema.sources import DEFAULT_SPLITS, SOURCE_NAMES
+    from rarl.tasks import HUB_DATASETS, TASKS
+    from rarl.tasks.loading import GENERIC_LOADERS
 
-    assert set(LOADERS) == set(SOURCE_NAMES) == set(get_args(Source)) == set(DEFAULT_SPLITS)
-    assert set(HUB_DATASETS.values()) <= set(SOURCE_NAMES)
+    loadable = set(TASKS) | set(GENERIC_LOADERS)
+    assert loadable == set(SOURCE_NAMES) == set(get_args(Source)) == set(DEFAULT_SPLITS)
+    assert not set(TASKS) & set(GENERIC_LOADERS)
+    assert set(HUB_DATASETS.values()) <= set(TASKS)
     assert data_command.SOURCE_NAMES is SOURCE_NAMES
     assert json.dumps(sorted(HUB_DATASETS)) == json.dumps(sorted(k.lower() for k in HUB_DATASETS))
 

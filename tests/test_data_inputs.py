@@ -13,8 +13,8 @@ from PIL import Image
 
 from rarl.cli import main
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
 from rarl.errors import DataError
+from rarl.tasks.loading import load_dataset_spec
 
 
 def _good_png(path: Path) -> None:

@@ -9,9 +9,8 @@ import pytest
 
 from rarl.cli import main
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
-from rarl.data.inspect import guess_source
-from rarl.data.loaders import split_files
+from rarl.data.loaders.common import split_files
+from rarl.tasks.loading import guess_source, load_dataset_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

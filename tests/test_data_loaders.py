@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
 from rarl.data.images import load_image
 from rarl.errors import DataError, UserError
+from rarl.tasks.loading import load_dataset_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

@@ -22,9 +22,9 @@ import pytest
 
 from rarl.answers import answers_match, exact_match
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
 from rarl.errors import DataError
 from rarl.tasks import reference_forms
+from rarl.tasks.loading import load_dataset_spec
 from tests.conftest import REALDATA
 
 VQA_RAD = REALDATA / "vqa_rad"

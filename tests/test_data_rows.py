@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
 from rarl.errors import DataError
+from rarl.tasks.loading import load_dataset_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

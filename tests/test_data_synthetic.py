@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from rarl.config import DatasetSpec
-from rarl.data import load_dataset_spec
 from rarl.data.synthetic import (
     CHANCE_LEVEL,
     KINDS,
@@ -19,6 +18,7 @@ from rarl.data.synthetic import (
     synthetic_texts,
     write_reasoning_jsonl,
 )
+from rarl.tasks.loading import load_dataset_spec
 
 
 def test_deterministic_per_seed_and_prefix_stable():

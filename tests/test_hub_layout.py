@@ -110,7 +110,7 @@ def _real_texts() -> list[str]:
     """VQA-RAD's questions and answers (through its loader) and all of SLAKE's, English and Chinese (its
     loader keeps English only, so the Chinese rows are read from the official JSON)."""
     from rarl.config import DatasetSpec
-    from rarl.data import load_dataset_spec
+    from rarl.tasks.loading import load_dataset_spec
 
     for folder in ("vqa_rad", "slake"):
         if not (REALDATA / folder).exists():
@@ -190,7 +190,7 @@ def test_counted_prompt_length_is_the_processed_length(hub_model_dir, budget_pro
 
 def _real_samples() -> list:
     from rarl.config import DatasetSpec
-    from rarl.data import load_dataset_spec
+    from rarl.tasks.loading import load_dataset_spec
 
     specs = [("vqa_rad", "vqa_rad", s) for s in ("train", "test")]
     specs += [("slake", "slake", s) for s in ("train", "validation", "test")]

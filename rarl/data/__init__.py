@@ -1,8 +1,10 @@
-"""Datasets: one :class:`~rarl.schema.sample.Sample` schema, a loader per source, images, synthetic data.
+"""Datasets, benchmark-free: the helpers every loader shares, images, synthetic data, the audit and the
+token budget.
 
-:func:`load_dataset_spec` is the one entry point the trainer, the evaluator and ``rarl data inspect`` use:
-it dispatches on ``spec.source``, names the result, applies the seeded ``spec.limit`` subsample and logs
-the counts per question type, so every run's log states exactly what data it saw.
+The loaders themselves live with their benchmarks in :mod:`rarl.tasks` (one module each), and so does the
+one entry point that loads a configured dataset, :func:`rarl.tasks.loading.load_dataset_spec`; this layer
+sits below them and knows no benchmark. Here: the seeded subsample, the counts per question type and the
+unique ids that entry point applies to every source.
 """
 
 from __future__ import annotations
@@ -10,12 +12,8 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from rarl.schema.sample import QUESTION_TYPES, QuestionType, Sample
-
-if TYPE_CHECKING:
-    from rarl.config import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ def count_types(samples: list[Sample]) -> dict[str, int]:
     return {qtype: counts.get(qtype, 0) for qtype in QUESTION_TYPES}
 
 
-def _make_ids_unique(samples: list[Sample], name: str, split: str) -> None:
+def make_ids_unique(samples: list[Sample], name: str, split: str) -> None:
     """Suffix repeated ids (``id#2``…): predictions and ratings are keyed by dataset/split/id.
 
     A suffixed id never takes one the file already uses: rows ``a, a, a#2`` become ``a, a#3, a#2``, not
@@ -60,35 +58,4 @@ def _make_ids_unique(samples: list[Sample], name: str, split: str) -> None:
         log.warning("%s/%s: %d repeated ids made unique with a '#n' suffix", name, split, renamed)
 
 
-def load_dataset_spec(spec: DatasetSpec) -> list[Sample]:
-    """Load one configured dataset as Samples: dispatch by source, then the seeded ``limit`` subsample."""
-    from rarl.data.loaders import load_source
-
-    samples = load_source(spec)
-    name = spec.name or spec.source
-    from rarl.schema.sources import HUB_DATASETS
-
-    benchmark = spec.source
-    if spec.source == "hf" and not spec.column_map:  # a known hub copy is that benchmark (see load_hf)
-        benchmark = HUB_DATASETS.get((spec.path or "").lower(), spec.source)
-    for sample in samples:
-        sample.dataset = name
-        sample.benchmark = benchmark
-    _make_ids_unique(samples, name, spec.split)
-    total = len(samples)
-    samples = subsample(samples, spec.limit, spec.seed)
-    if len(samples) != total:
-        log.info(
-            "%s/%s: seeded subsample (seed %d) of %d out of %d",
-            name,
-            spec.split,
-            spec.seed,
-            len(samples),
-            total,
-        )
-    types = ", ".join(f"{k} {v}" for k, v in count_types(samples).items())
-    log.info("%s/%s: %d samples (%s)", name, spec.split, len(samples), types)
-    return samples
-
-
-__all__ = ["QUESTION_TYPES", "QuestionType", "Sample", "count_types", "load_dataset_spec", "subsample"]
+__all__ = ["QUESTION_TYPES", "QuestionType", "Sample", "count_types", "make_ids_unique", "subsample"]

@@ -23,7 +23,7 @@ from rarl.answers import normalize_answer
 from rarl.schema.sample import QUESTION_TYPES, Sample
 
 if TYPE_CHECKING:
-    from rarl.config import DatasetSpec, RunConfig
+    from rarl.config import RunConfig
 
 TOP_ANSWERS = 5
 
@@ -138,35 +138,14 @@ def leakage(items: list[SplitAudit]) -> list[dict[str, Any]]:
     return pairs
 
 
-def slake_language_overlap(spec: DatasetSpec) -> list[dict[str, Any]] | None:
-    """Images shared between SLAKE splits when English and Chinese rows are mixed (None if not SLAKE)."""
-    from rarl.data.loaders import slake_images_by_language
+def run_audit(
+    items: list[SplitAudit], config: RunConfig, languages: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """Fill every item's stats and return the whole audit as JSON-ready data.
 
-    if spec.source != "slake":
-        return None
-    by_split = slake_images_by_language(spec)
-    if not by_split:
-        return None
-    result = []
-    for (split_a, langs_a), (split_b, langs_b) in combinations(by_split.items(), 2):
-        all_a = set().union(*langs_a.values())
-        all_b = set().union(*langs_b.values())
-        same_language = {
-            lang: len(langs_a.get(lang, set()) & langs_b.get(lang, set())) for lang in sorted(langs_a)
-        }
-        result.append(
-            {
-                "a": split_a,
-                "b": split_b,
-                "shared_images_all_languages": len(all_a & all_b),
-                "shared_images_within_language": same_language,
-            }
-        )
-    return result
-
-
-def run_audit(items: list[SplitAudit], config: RunConfig, specs: dict[str, DatasetSpec]) -> dict[str, Any]:
-    """Fill every item's stats and return the whole audit as JSON-ready data."""
+    ``languages``: per dataset name, SLAKE's image sharing between splits across languages
+    (:func:`rarl.tasks.slake.slake_language_overlap`), computed by the caller from the raw files.
+    """
     from rarl.data.budget import load_token_counter
 
     count, counter = load_token_counter(config, allow_download=False)  # an audit never downloads a model
@@ -179,7 +158,6 @@ def run_audit(items: list[SplitAudit], config: RunConfig, specs: dict[str, Datas
             )
             item.hashes = [image_hash(s.image) for s in rows]
             item.stats = split_stats(item, config, count)
-    languages = {name: overlap for name, spec in specs.items() if (overlap := slake_language_overlap(spec))}
     return {
         "token_counter": counter,
         "max_pixels": config.model.max_pixels,
@@ -189,7 +167,7 @@ def run_audit(items: list[SplitAudit], config: RunConfig, specs: dict[str, Datas
             for i in items
         ],
         "leakage": leakage(items),
-        "slake_languages": languages,
+        "slake_languages": languages or {},
     }
 
 

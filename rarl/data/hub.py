@@ -1,10 +1,10 @@
 """Hugging Face hub datasets as sources: telling a hub id from a local path, and loading either layout.
 
 Why: a config line such as ``{source: vqa_rad, path: flaviagiammarino/vqa-rad}`` should just work, with
-the dataset's own column names (see :mod:`rarl.schema.sources`), and a typo in a *local* path must say
-"not found" at once instead of spending a minute retrying a hub that has no such dataset. A local folder
-in the hub's layout (a dataset card with ``dataset_info``/``configs``, or ``data/*.parquet`` shards) goes
-through ``datasets.load_dataset`` exactly like the hub id would.
+the dataset's own column names (the hub ids a task knows: ``hub_ids`` in :mod:`rarl.tasks`), and a typo in
+a *local* path must say "not found" at once instead of spending a minute retrying a hub that has no such
+dataset. A local folder in the hub's layout (a dataset card with ``dataset_info``/``configs``, or
+``data/*.parquet`` shards) goes through ``datasets.load_dataset`` exactly like the hub id would.
 """
 
 from __future__ import annotations

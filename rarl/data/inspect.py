@@ -2,71 +2,22 @@
 
 Why: most failed fine-tuning runs are data problems — the wrong split, Chinese rows in an English set, every
 question typed "open", a template that never shows the choices. Inspect loads exactly what training and
-evaluation would load (through :func:`rarl.data.load_dataset_spec`), prints counts per split and question
-type, and renders a few prompts through :mod:`rarl.prompts` the way the model will see them.
+evaluation would load (the command passes :func:`rarl.tasks.loading.load_dataset_spec` down: this module
+knows no benchmark), prints counts per split and question type, and renders a few prompts through
+:mod:`rarl.prompts` the way the model will see them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from rarl.config import DataConfig, DatasetSpec
-from rarl.data import count_types, load_dataset_spec
+from rarl.data import count_types
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
 from rarl.schema.sources import DEFAULT_SPLITS
-
-
-def guess_source(path: str) -> str:
-    """The loader a path most likely needs, from official file names; UserError when it cannot tell."""
-    if path == "synthetic":
-        return "synthetic"
-    target = Path(path)
-    if not target.exists():
-        raise UserError(f"{target}: not found (give a config .yaml, a dataset path, or 'synthetic')")
-    names = {p.name for p in target.iterdir()} if target.is_dir() else {target.name}
-    joined = " ".join(sorted(names))
-    if "VQA_RAD" in joined:
-        return "vqa_rad"
-    if "All_QA_Pairs" in joined or "VQAMed2019" in joined or "ImageClef-2019" in joined:
-        return "vqa_med_2019"
-    if "pvqa" in names or "_qa.pkl" in joined or {"qas", "images"} <= names or "pvqa_" in joined:
-        return "pathvqa"
-    if target.is_dir() and "baselines" in names and next(target.rglob("pvqa_*.json"), None):
-        return "pathvqa"  # the official repository's LXMERT-format question files
-    if {"trainset.json", "testset.json"} & names:
-        return "vqa_rad"  # MEVF's data_RAD/ split
-    if "Slake1.0" in names:
-        return "slake"
-    if "test_2d.parquet" in names or "test_3d.parquet" in names:
-        return "cvbench"
-    if target.is_dir() and "imgs" in names and ({"train.json", "test.json"} & names):
-        return "slake"
-    jsonl = (
-        [target] if target.suffix == ".jsonl" else sorted(target.glob("*.jsonl")) if target.is_dir() else []
-    )
-    if jsonl:
-        return "cvbench" if _looks_like_cvbench(jsonl[0]) else "reasoning_jsonl"
-    if target.suffix == ".parquet" or (target.is_dir() and next(target.rglob("*.parquet"), None)):
-        return "parquet"
-    raise UserError(
-        f"{target}: cannot tell the dataset format; pass --source (one of {', '.join(DEFAULT_SPLITS)})"
-    )
-
-
-def _looks_like_cvbench(path: Path) -> bool:
-    """CV-Bench JSONL rows carry ``task`` and ``choices``; reasoning JSONL rows do not have ``task``."""
-    import json
-
-    with path.open("rb") as handle:
-        first = handle.readline()
-    try:
-        row = json.loads(first.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return False  # the loader names the file and line
-    return isinstance(row, dict) and "task" in row and "choices" in row
 
 
 @dataclass
@@ -79,21 +30,22 @@ class Inspected:
     error: str | None = None
 
 
-def specs_for_path(
-    path: str, source: str | None, splits: list[str] | None, **fields: Any
-) -> list[DatasetSpec]:
-    """DatasetSpecs for inspecting a bare path: the given splits, or the source's usual ones."""
-    chosen = source or guess_source(path)
-    names = splits or list(DEFAULT_SPLITS.get(chosen, ("train",)))
-    base = DatasetSpec(source=chosen, path=None if chosen == "synthetic" else path, **fields)  # type: ignore[arg-type]
+def specs_for_path(path: str, source: str, splits: list[str] | None, **fields: Any) -> list[DatasetSpec]:
+    """DatasetSpecs for inspecting a bare path as ``source`` (given, or guessed by the command through
+    :func:`rarl.tasks.loading.guess_source`): the given splits, or the source's usual ones."""
+    names = splits or list(DEFAULT_SPLITS.get(source, ("train",)))
+    base = DatasetSpec(source=source, path=None if source == "synthetic" else path, **fields)  # type: ignore[arg-type]
     return [replace(base, split=name) for name in names]
 
 
-def load_all(items: list[Inspected], tolerate_missing: bool) -> None:
-    """Load every split; with ``tolerate_missing`` a split that cannot be loaded is reported, not fatal."""
+def load_all(
+    items: list[Inspected], load: Callable[[DatasetSpec], list[Sample]], tolerate_missing: bool
+) -> None:
+    """Load every split with ``load`` (what training and evaluation load through); with
+    ``tolerate_missing`` a split that cannot be loaded is reported, not fatal."""
     for item in items:
         try:
-            item.samples = load_dataset_spec(item.spec)
+            item.samples = load(item.spec)
         except UserError as exc:
             if not tolerate_missing:
                 raise
@@ -180,7 +132,6 @@ def print_report(
 __all__ = [
     "DEFAULT_SPLITS",
     "Inspected",
-    "guess_source",
     "load_all",
     "print_report",
     "render_messages",

@@ -87,7 +87,7 @@ def sample_key(sample: Sample) -> str:
 
 def load_eval_samples(config: RunConfig) -> list[Sample]:
     """All configured evaluation samples; keys must be unique so resuming and judging can join on them."""
-    from rarl.data import load_dataset_spec
+    from rarl.tasks.loading import load_dataset_spec
 
     samples: list[Sample] = []
     for spec in config.data.eval:

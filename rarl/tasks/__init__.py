@@ -1,24 +1,42 @@
-"""One module per benchmark, under one registry: what defines a benchmark (its reference rules, its official
-scorer and how that scorer aggregates).
+"""One module per benchmark, under one registry: what defines a benchmark (its loaders, its question
+typing, its reference rules, its official scorer and how that scorer aggregates).
 
-Why here and not in the evaluation code: a benchmark's official number is part of the benchmark, not of
-rarl, and a researcher comparing with published results must find it in one place. Adding a benchmark is
-one module exporting a :class:`~rarl.tasks.base.Task` named ``TASK`` and one line in :data:`TASKS`.
+Why here and not in the data or evaluation code: a benchmark's layout and official number are part of the
+benchmark, not of rarl, and a researcher comparing with published results must find them in one place.
+The registry is :data:`rarl.schema.sources.SOURCES` (the one list the config also reads): every entry with
+a ``module`` names ``rarl/tasks/<module>.py``, which exports a :class:`~rarl.tasks.base.Task` named
+``TASK``; :data:`TASKS` is built from it here. Adding a benchmark is that one file and one ``SourceInfo``
+line. Loading a configured dataset (the dispatch, the generic tables, naming and subsampling) is
+:mod:`rarl.tasks.loading`.
 
-A benchmark without a module here (VQA-RAD, SLAKE, PathVQA, generic tables) is scored by
-:data:`~rarl.tasks.base.GENERIC`: its reference is one answer, taken literally (no ``#`` alternatives, no
-optional ``( … )`` parts: those are VQA-Med's rules), and it has no ``official`` metrics.
+A benchmark without official rules (VQA-RAD, SLAKE, PathVQA, and the generic tables) is scored by the
+defaults of :class:`~rarl.tasks.base.Task`: its reference is one answer, taken literally (no ``#``
+alternatives, no optional ``( … )`` parts: those are VQA-Med's rules), and it has no ``official`` metrics;
+a label that names no task gets :data:`~rarl.tasks.base.GENERIC`, the same defaults.
 """
 
 from __future__ import annotations
 
-from rarl.tasks import cvbench, vqa_med_2019
+from collections.abc import Iterable, Mapping
+from importlib import import_module
+
+from rarl.schema.sources import SOURCES, SourceInfo
 from rarl.tasks.base import GENERIC, Task
 
-TASKS: dict[str, Task] = {
-    vqa_med_2019.TASK.name: vqa_med_2019.TASK,
-    cvbench.TASK.name: cvbench.TASK,
-}
+
+def build_tasks(sources: Iterable[SourceInfo]) -> dict[str, Task]:
+    """Source name → the ``TASK`` of ``rarl/tasks/<module>.py`` for every source naming a module, imported
+    by the name its registry line gives (no import list here to keep in step)."""
+    return {info.name: import_module(f"rarl.tasks.{info.module}").TASK for info in sources if info.module}
+
+
+def hub_datasets(tasks: Mapping[str, Task]) -> dict[str, str]:
+    """Hub dataset id (lower case) → the source whose loader knows its columns (each task's ``hub_ids``)."""
+    return {hub_id.lower(): name for name, task in tasks.items() for hub_id in task.hub_ids}
+
+
+TASKS: dict[str, Task] = build_tasks(SOURCES)
+HUB_DATASETS: dict[str, str] = hub_datasets(TASKS)
 
 
 def task_for(benchmark: str | None, dataset: str | None = None) -> Task:
@@ -35,4 +53,13 @@ def reference_forms(benchmark: str | None, reference: str | None, dataset: str |
     return task_for(benchmark, dataset).reference_forms(str(reference or ""))
 
 
-__all__ = ["GENERIC", "TASKS", "Task", "reference_forms", "task_for"]
+__all__ = [
+    "GENERIC",
+    "HUB_DATASETS",
+    "TASKS",
+    "Task",
+    "build_tasks",
+    "hub_datasets",
+    "reference_forms",
+    "task_for",
+]

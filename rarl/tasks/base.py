@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rarl.schema.results import MetricBlock
 from rarl.schema.scores import ScoreRow
@@ -32,6 +32,11 @@ def single_reference(reference: str) -> list[str]:
     return [reference]
 
 
+if TYPE_CHECKING:
+    from rarl.config import DatasetSpec
+    from rarl.schema.sample import Sample
+
+
 @dataclass(frozen=True)
 class Task:
     """A benchmark as rarl scores it.
@@ -43,6 +48,10 @@ class Task:
     """
 
     name: str
+    # the source's loader (official layouts and hub copies), the Samples of one spec in file order; and
+    # the hub dataset ids (lower case) whose columns it knows, so ``{source: hf, path: <id>}`` reaches it
+    load: Callable[[DatasetSpec], list[Sample]] | None = None
+    hub_ids: tuple[str, ...] = ()
     reference_forms: Callable[[str], list[str]] = single_reference
     item_metrics: Callable[[ScoredRecord], dict[str, float | None]] | None = None
     aggregate: Callable[[Sequence[ScoreRow]], MetricBlock | None] | None = None

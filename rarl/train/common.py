@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def load_train_samples(config: RunConfig) -> list[Sample]:
-    """All samples of ``data.train`` (each spec loaded and subsampled by the data module)."""
-    from rarl.data import load_dataset_spec
+    """All samples of ``data.train`` (each spec loaded and subsampled by :mod:`rarl.tasks.loading`)."""
+    from rarl.tasks.loading import load_dataset_spec
 
     samples: list[Sample] = []
     for spec in config.data.train:

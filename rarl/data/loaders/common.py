@@ -1,8 +1,8 @@
 """What every loader shares: split-name aliases and split files, JSON helpers, hub access, row collection
-(:func:`_each_record`/:func:`_finish`), image roots, and the synthetic source.
+(:func:`_each_record`/:func:`_finish`) and image roots.
 
-Why here: one copy of the layout rules all the per-benchmark loaders rely on, so they agree on split names,
-error messages and the per-loader count line.
+Why here: one copy of the layout rules all the per-benchmark loaders (``rarl/tasks/<benchmark>.py``) rely
+on, so they agree on split names, error messages and the per-loader count line.
 """
 
 from __future__ import annotations
@@ -168,17 +168,6 @@ def _finish(collector: RowCollector, spec: DatasetSpec, rule_note: str | None = 
     if not collector.samples and not collector.skipped:
         log.warning("%s/%s: no samples in %s", name, spec.split, collector.path)
     return collector.samples
-
-
-# --------------------------------------------------------------------------------------------------
-# synthetic
-
-
-def load_synthetic(spec: DatasetSpec) -> list[Sample]:
-    """``spec.num_samples`` synthetic samples of ``spec.split`` seeded by ``spec.seed``."""
-    from rarl.data.synthetic import generate_samples
-
-    return generate_samples(spec.num_samples, seed=spec.seed, split=spec.split)
 
 
 def _image_root(spec: DatasetSpec, base: Path, names: Iterable[str], *fallbacks: Path) -> Path:

@@ -158,8 +158,8 @@ def load_parquet(spec: DatasetSpec) -> list[Sample]:
 def load_hf_table(spec: DatasetSpec) -> list[Sample]:
     """Any dataset ``datasets.load_dataset`` can open (hub name, local folder), mapped by ``column_map``.
 
-    Hub ids whose schema a named source knows are routed to that source's loader by ``load_hf`` in
-    :mod:`rarl.data.loaders` (the registry), before they reach this generic reader.
+    Hub ids whose schema a task knows are routed to that task's loader by
+    :func:`rarl.tasks.loading.load_hf` (the dispatch), before they reach this generic reader.
     """
     if not spec.path:
         raise UserError("data source 'hf' needs path: a dataset name or local folder")

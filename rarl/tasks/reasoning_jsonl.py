@@ -1,4 +1,9 @@
-"""Reasoning JSONL loader (RARL / Silvar-Med style): question, reasoning, short answer, image."""
+"""Reasoning JSONL (RARL / Silvar-Med style): question, reasoning, short answer, image; rarl's own format.
+
+A source rather than a benchmark, but with its own layout and typing (a ``question_type`` field, ``choice``
+when ``choices`` are given, else the closed/open rule), so it is a task module like the benchmarks; it is
+scored by the defaults of :class:`~rarl.tasks.base.Task` (one reference answer, no official metrics).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from rarl.data.loaders.common import (
 )
 from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.schema.sample import Sample
+from rarl.tasks.base import Task
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
@@ -74,3 +80,8 @@ def load_reasoning_jsonl(spec: DatasetSpec) -> list[Sample]:
 
     _each_record(collector, rows, parse)
     return _finish(collector, spec)
+
+
+TASK = Task("reasoning_jsonl", load=load_reasoning_jsonl)
+
+__all__ = ["ANSWER_KEYS", "IMAGE_KEYS", "REASONING_KEYS", "TASK", "load_reasoning_jsonl"]

@@ -1,11 +1,20 @@
-"""SLAKE loader: per-split JSON + ``imgs/``, English rows only; the image/language map the audit uses."""
+"""SLAKE 1.0 (Liu et al., 2021): its loader (English rows only), question typing, generic scoring, and the
+image/language overlap ``rarl data audit`` reports.
+
+Layouts: the official ``Slake1.0/`` (per-split JSON + ``imgs/``, or ``imgs.zip`` unpacked once) or the hub
+copy ``BoKelvin/SLAKE`` (the same files). Question type: the row's ``answer_type``. Scoring: SLAKE defines
+no official scorer and a reference is one answer, so the task has the defaults of
+:class:`~rarl.tasks.base.Task`. Why the overlap lives here: the loader drops the Chinese rows, but whether
+the languages share images across splits can only be seen in the raw files, which only this module reads.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rarl.data.loaders.common import (
     _each_record,
@@ -21,6 +30,7 @@ from rarl.data.loaders.common import (
 from rarl.data.rows import RowCollector, identifier, image_file, text
 from rarl.errors import DataError
 from rarl.schema.sample import Sample
+from rarl.tasks.base import Task
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
@@ -129,3 +139,33 @@ def slake_images_by_language(spec: DatasetSpec) -> dict[str, dict[str, set[str]]
                 languages.setdefault(str(record.get("q_lang")), set()).add(record["img_name"])
         result[split] = languages
     return result
+
+
+def slake_language_overlap(spec: DatasetSpec) -> list[dict[str, Any]] | None:
+    """Images shared between SLAKE splits when English and Chinese rows are mixed (None if not SLAKE)."""
+    if spec.source != "slake":
+        return None
+    by_split = slake_images_by_language(spec)
+    if not by_split:
+        return None
+    result = []
+    for (split_a, langs_a), (split_b, langs_b) in combinations(by_split.items(), 2):
+        all_a = set().union(*langs_a.values())
+        all_b = set().union(*langs_b.values())
+        same_language = {
+            lang: len(langs_a.get(lang, set()) & langs_b.get(lang, set())) for lang in sorted(langs_a)
+        }
+        result.append(
+            {
+                "a": split_a,
+                "b": split_b,
+                "shared_images_all_languages": len(all_a & all_b),
+                "shared_images_within_language": same_language,
+            }
+        )
+    return result
+
+
+TASK = Task("slake", load=load_slake, hub_ids=("bokelvin/slake",))  # the official JSON files + imgs.zip
+
+__all__ = ["TASK", "load_slake", "slake_images_by_language", "slake_language_overlap"]

@@ -1,4 +1,12 @@
-"""VQA-RAD loader: the official single JSON (split by ``phrase_type``) or the MEVF split files."""
+"""VQA-RAD (Lau et al., 2018): its loader, question typing and (generic) scoring, in one module.
+
+Layouts: the official single JSON (split by ``phrase_type``), MEVF's ``data_RAD/`` split files, or the hub
+copy ``flaviagiammarino/vqa-rad``. Question type: the row's ``answer_type`` (CLOSED/OPEN); the hub copy
+has none, so the closed/open rule of :mod:`rarl.data.rows` types it. Scoring: VQA-RAD defines no official
+scorer, and a reference is one answer taken as written (no ``#`` or ``( … )`` rules), so the task has only
+the defaults of :class:`~rarl.tasks.base.Task` (the ``rarl.*`` and ``llava_med.*`` metrics every
+benchmark gets).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from rarl.data.loaders.tables import _load_hub_table
 from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import UserError
 from rarl.schema.sample import Sample
+from rarl.tasks.base import Task
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
@@ -107,3 +116,8 @@ def load_vqa_rad(spec: DatasetSpec) -> list[Sample]:
 
     _each_record(collector, _json_list(path), parse)
     return _finish(collector, spec)
+
+
+TASK = Task("vqa_rad", load=load_vqa_rad, hub_ids=("flaviagiammarino/vqa-rad",))  # train 1,793 / test 451
+
+__all__ = ["TASK", "VQA_RAD_SPLITS", "load_vqa_rad"]

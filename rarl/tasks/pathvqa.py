@@ -1,4 +1,11 @@
-"""PathVQA loader: the official pickles, the LXMERT-format JSON, or HF-style parquet / the hub copy."""
+"""PathVQA (He et al., 2020): its loader, question typing and generic scoring, in one module.
+
+Layouts: the official pickles (``pvqa/qas/<split>/<split>_qa.pkl``), the official repository's
+LXMERT-format JSON, HF-style parquet, or the hub copy ``flaviagiammarino/path-vqa``. Question type: the
+pickles' ``answer_type`` (``yes/no`` → closed, ``other``/``number`` → open), else the closed/open rule.
+Scoring: PathVQA defines no official scorer here and a reference is one answer, so the task has the
+defaults of :class:`~rarl.tasks.base.Task`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from rarl.data.loaders.tables import _load_hub_table, _load_table_rows, _read_pa
 from rarl.data.rows import BadRow, RowCollector, identifier, image_file, text
 from rarl.errors import DataError, UserError
 from rarl.schema.sample import Sample
+from rarl.tasks.base import Task
 
 if TYPE_CHECKING:
     from rarl.config import DatasetSpec
@@ -164,3 +172,8 @@ def _load_pathvqa_lxmert(spec: DatasetSpec, path: Path, root: Path, short: str) 
                 )
             )
     return _finish(collector, spec)
+
+
+TASK = Task("pathvqa", load=load_pathvqa, hub_ids=("flaviagiammarino/path-vqa",))  # train/validation/test
+
+__all__ = ["TASK", "load_pathvqa"]
