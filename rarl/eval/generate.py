@@ -36,7 +36,9 @@ def render_prompt(processor: Any, sample: Sample, prompt: str, messages_fn: Mess
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _record(sample: Sample, raw: str, prompt: str, model_name: str) -> PredictionRecord:
+def prediction_record(sample: Sample, raw: str, prompt: str, model_name: str) -> PredictionRecord:
+    """The record of one generated output: answer and reasoning extracted by :mod:`rarl.answers`, the
+    item's fingerprint; every backend (local, served) builds its records here, so they cannot differ."""
     extra = dict(sample.extra or {})
     return PredictionRecord(
         id=str(sample.id),
@@ -154,7 +156,7 @@ def generate_predictions(
                 messages_fn=messages_fn,
             )
             for sample, raw in zip(batch, outputs, strict=True):
-                record = _record(sample, raw, prompt, model_name)
+                record = prediction_record(sample, raw, prompt, model_name)
                 records.append(record)
                 if on_record is not None:
                     on_record(record)
@@ -168,4 +170,4 @@ def generate_predictions(
     return records
 
 
-__all__ = ["generate_batch", "generate_predictions", "render_prompt"]
+__all__ = ["generate_batch", "generate_predictions", "prediction_record", "render_prompt"]
