@@ -353,6 +353,8 @@ class EvalConfig:
     ``backend``: ``transformers`` generates in-process with the model of the ``model:`` section;
     ``openai`` asks the OpenAI-compatible server of ``eval.openai`` (vLLM, SGLang, TGI, Ollama, an API
     model) with the same prompts, images and pixel budget, and scores its answers the same way.
+    ``image_control`` replaces every item's image (``rarl eval --image-control``): a control run is a
+    different run (its own output directory; provenance records it).
     """
 
     output_dir: str = "outputs/eval"
@@ -363,6 +365,10 @@ class EvalConfig:
     bertscore: bool = True
     backend: Literal["transformers", "openai"] = "transformers"
     openai: OpenAIGenerationConfig = field(default_factory=OpenAIGenerationConfig)
+    # none | blank (uniform mid-grey of the item's image size) | shuffled (another item's image, seeded):
+    # how much accuracy survives without the image (rarl/eval/controls.py, rarl report's control table)
+    image_control: Literal["none", "blank", "shuffled"] = "none"
+    image_control_seed: int = 0
 
     def validation_errors(self, prefix: str) -> list[str]:
         empty = [] if str(self.output_dir).strip() else [f"{prefix}.output_dir: must not be empty"]

@@ -233,8 +233,17 @@ def eval_settings(config: RunConfig) -> dict[str, Any]:
     from rarl.config import to_dict
 
     flat = flatten(to_dict(config))
-    if config.eval.backend == "openai":
-        return served_eval_settings(flat)
+    served = config.eval.backend == "openai"
+    settings = served_eval_settings(flat) if served else _local_settings(config, flat)
+    if config.eval.image_control != "none":  # recorded only for a control run: older runs compare as before
+        settings["eval.image_control"] = config.eval.image_control
+        if config.eval.image_control == "shuffled":
+            settings["eval.image_control_seed"] = config.eval.image_control_seed
+    return settings
+
+
+def _local_settings(config: RunConfig, flat: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`eval_settings` of the local (transformers) backend."""
     settings = {key: flat.get(key) for key in EVAL_SETTING_KEYS}
     settings["model.adapter_weights"] = _adapter_weights(config.model.adapter_path)
     if config.model.adapter_path:

@@ -37,18 +37,20 @@ CANNED = "<think>I looked at the image.</think><answer>yes</answer>"
 
 
 class ServedModel(JudgeServer):
-    """The judges' scripted server answering as a served VLM: every reply is :data:`CANNED`, except that a
-    question containing ``down_for`` gets HTTP 503 (every attempt)."""
+    """The judges' scripted server answering as a served VLM: every reply is :data:`CANNED` (or what
+    ``reply(body)`` returns when set), except that a question containing ``down_for`` gets HTTP 503 (every
+    attempt)."""
 
     def __init__(self):
         super().__init__()
         self.down_for: str | None = None
+        self.reply = None
 
     def respond(self, handler, path, case, attempt):
         assert path == "/v1/chat/completions"
         if self.down_for and self.down_for in handler.last_text:
             return self.send(handler, 503, {"error": {"message": "overloaded", "type": "server_error"}})
-        return self.completion(handler, CANNED)
+        return self.completion(handler, self.reply(handler.last_body) if self.reply else CANNED)
 
 
 @pytest.fixture

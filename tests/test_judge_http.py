@@ -66,6 +66,7 @@ class JudgeServer:
                 try:
                     time.sleep(0.03)
                     self.last_text = text
+                    self.last_body = body
                     server.respond(self, self.path, case, attempt)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout case)

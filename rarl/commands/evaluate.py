@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training run whose checkpoints to evaluate (default: the run's output_dir)",
     )
     parser.add_argument(
+        "--image-control",
+        choices=("blank", "shuffled"),
+        help="replace every item's image (blank: uniform mid-grey of its size; shuffled: another item's, "
+        "seeded by eval.image_control_seed) to measure how much accuracy needs the image; same as "
+        "eval.image_control=..., into its own eval.output_dir",
+    )
+    parser.add_argument(
         "--select-metric",
         default="rarl.accuracy",
         metavar="NAME",
@@ -58,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from rarl.schema.results import RunResults
     from rarl.schema.rundir import RESULTS_FILE
 
+    if args.image_control:  # one more override: parsed and checked with the others, at the boundary
+        args.overrides = [*(args.overrides or []), f"eval.image_control={args.image_control}"]
     config = config_from_args(args)
     if args.run and not args.checkpoints:
         raise UserError("--run names a training run for --checkpoints; add --checkpoints all|last|best")

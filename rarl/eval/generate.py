@@ -81,14 +81,20 @@ def generate_batch(
     do_sample: bool = False,
     max_pixels: int | None = None,
     messages_fn: MessagesFn | None = None,
+    image_fn: Callable[[Sample], Any] | None = None,
 ) -> list[str]:
-    """Generate the raw output text for each sample of one batch."""
+    """Generate the raw output text for each sample of one batch.
+
+    ``image_fn(sample)`` gives the image shown (an image control, :mod:`rarl.eval.controls`); default: the
+    item's own, loaded with ``max_pixels``.
+    """
     import torch
 
     from rarl.data.images import load_image
 
     texts = [render_prompt(processor, sample, prompt, messages_fn) for sample in samples]
-    images = [load_image(sample.image, max_pixels=max_pixels) for sample in samples]
+    load = image_fn or (lambda sample: load_image(sample.image, max_pixels=max_pixels))
+    images = [load(sample) for sample in samples]
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues from the last position of every row
     inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
@@ -120,6 +126,7 @@ def generate_predictions(
     max_pixels: int | None = None,
     progress: bool = True,
     messages_fn: MessagesFn | None = None,
+    image_fn: Callable[[Sample], Any] | None = None,
 ) -> list[PredictionRecord]:
     """Predict every sample in batches; returns the records in sample order.
 
@@ -154,6 +161,7 @@ def generate_predictions(
                 do_sample=do_sample,
                 max_pixels=max_pixels,
                 messages_fn=messages_fn,
+                image_fn=image_fn,
             )
             for sample, raw in zip(batch, outputs, strict=True):
                 record = prediction_record(sample, raw, prompt, model_name)

@@ -233,6 +233,13 @@ def generate_missing(
         write_provenance(out_dir, "eval", settings)
     todo = [sample for sample in samples if sample_key(sample) not in done]
     mine = shard.take(todo)
+    image_fn = None
+    if config.eval.image_control != "none":  # over all the items, so every process maps them alike
+        from rarl.eval.controls import control_image_fn
+
+        image_fn = control_image_fn(
+            samples, config.eval.image_control, config.model.max_pixels, config.eval.image_control_seed
+        )
     info: dict[str, Any] = {"resumed": len(samples) - len(todo), "generated": len(todo), "generate_s": 0.0}
     if shard.world > 1:
         info["processes"] = shard.world
@@ -254,6 +261,7 @@ def generate_missing(
             model_name=name,
             on_record=lambda record: append_jsonl(target, [record.to_dict()]),
             progress=progress and shard.is_main,
+            image_fn=image_fn,
         )
         info["generate_s"] = round(time.perf_counter() - start, 3)
         if shard.world == 1:  # appended as they finished: listed in item order, as the local path writes
@@ -281,6 +289,7 @@ def generate_missing(
             on_record=lambda record: append_jsonl(target, [record.to_dict()]),
             max_pixels=config.model.max_pixels,
             progress=progress and shard.is_main,
+            image_fn=image_fn,
         )
         info["generate_s"] = round(time.perf_counter() - start, 3)
     shard.wait()
@@ -471,6 +480,9 @@ def _score_and_write(
         ),
         "judges": {},
     }
+    if config.eval.image_control != "none":
+        control = config.eval.image_control
+        results["image_control"] = {"control": control, "seed": config.eval.image_control_seed}
     if judges and config.judges:
         merge_judges(results, judge_predictions(records, config.judges, out_dir, progress=progress))
     write_item_scores(out_dir, records, score_rows(records, items), results)

@@ -686,6 +686,91 @@ def paired_table(runs: Sequence[RunData]) -> Table | None:
     )
 
 
+def image_control_table(runs: Sequence[RunData]) -> Table | None:
+    """How much of each model's accuracy survives without its image (``rarl eval --image-control``).
+
+    Each image-control run (blank or shuffled images) is paired with a normal run of the same model and
+    prompt among the runs given, on the items both answered (matched by key), per dataset and overall:
+    accuracy with and without the image, the paired difference (control − normal, percentage points, 95%
+    paired bootstrap interval, n) and the share that survives (control % / normal %). Per-item outcomes
+    are read as :func:`paired_table` reads them (:func:`item_outcomes`).
+    """
+    normals = [run for run in runs if run.records and not run.results.image_control]
+    rows: list[list[Any]] = []
+    for control in [run for run in runs if run.records and run.results.image_control]:
+        keys = {r.key for r in control.records}
+        partner = next(
+            (
+                run
+                for run in normals
+                if run.results.model == control.results.model
+                and run.results.prompt == control.results.prompt
+                and keys & {r.key for r in run.records}
+            ),
+            None,
+        )
+        if partner is None:
+            continue
+        normal_outcomes, control_outcomes = item_outcomes(partner), item_outcomes(control)
+        groups_n, groups_c = _groups(partner, by_type=False), _groups(control, by_type=False)
+        order = sorted(set(groups_n) & set(groups_c), key=lambda g: (g[0] == "All", g[0]))
+        for metric in [m for m in normal_outcomes if m in control_outcomes]:
+            with_image, without = normal_outcomes[metric], control_outcomes[metric]
+            for group in order:
+                common = [
+                    k for k in sorted(groups_n[group] & groups_c[group]) if k in with_image and k in without
+                ]
+                result = paired_difference([with_image[k] for k in common], [without[k] for k in common])
+                if result is None:
+                    continue
+                diff = Estimate(result.difference, *result.interval, result.n).scaled(100.0)
+                kept = 100.0 * result.mean_b / result.mean_a if result.mean_a else None
+                rows.append(
+                    [
+                        control.label,
+                        partner.label,
+                        control.results.image_control,
+                        metric,
+                        group[0],
+                        result.n,
+                        estimate([with_image[k] for k in common]).scaled(100.0),
+                        estimate([without[k] for k in common]).scaled(100.0),
+                        diff,
+                        kept,
+                    ]
+                )
+    if not rows:
+        return None
+    headers = [
+        "Control run",
+        "Normal run",
+        "Image",
+        "Metric",
+        "Dataset",
+        "n matched",
+        "With image %",
+        "Without image %",
+        "Without − with (pp)",
+        "Survives %",
+    ]
+    notes = [
+        "Each control run is paired with a normal run of the same model and prompt, on the items both "
+        "answered (matched by dataset/split/id). Image: blank = a uniform mid-grey image of the item's "
+        "image size; shuffled = another item's image (a seeded derangement).",
+        f"With/without image %: {WILSON}; without − with: mean per-item difference in percentage points, "
+        f"95% paired {BOOTSTRAP}; Survives % = without / with (how much of the accuracy needs no image; "
+        "compare with the benchmark's chance level, e.g. 50% on yes/no questions).",
+    ]
+    return Table(
+        "Image dependence: accuracy without the image",
+        headers,
+        rows,
+        notes,
+        slug="image_control",
+        digits={"Survives %": 0},
+    )
+
+
 def _organ(record: PredictionRecord) -> str | None:
     extra = record.extra or {}
     value = extra.get("organ") or extra.get("location")
@@ -757,6 +842,8 @@ def run_description(results: RunResults) -> str:
     parts = [f"model {results.model}" if results.model else "model not recorded"]
     if results.prompt:
         parts.append(f"{results.prompt} prompt")
+    if results.image_control:
+        parts.append(f"image control: {results.image_control} images")
     parts.append(f"n={results.n}" if results.n is not None else "n not recorded")
     return ", ".join(parts)
 
@@ -833,6 +920,7 @@ def build_report(
         rule_table(runs),
         cvbench_table(runs),
         paired_table(runs),
+        image_control_table(runs),
         subgroup_table(runs),
         agreement_table(runs),
     )
@@ -876,6 +964,7 @@ __all__ = [
     "cohen_kappa",
     "coverage",
     "cvbench_table",
+    "image_control_table",
     "item_outcomes",
     "judge_table",
     "load_run",

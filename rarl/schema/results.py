@@ -177,6 +177,7 @@ class RunResults:
     judges: Mapping[str, JudgeResults] = field(default_factory=dict)
     judge_failures: Mapping[str, str] = field(default_factory=dict)
     checkpoint_selection: CheckpointSelection | None = None
+    image_control: str | None = None  # "blank" | "shuffled" for an image-control run (rarl.eval.controls)
 
     @property
     def dataset_names(self) -> list[str]:
@@ -283,6 +284,7 @@ class _Reader:
             raise self.fail("datasets", f"must be a list (got {type(datasets).__name__})")
         judges = self.mapping(data.get("judges"), "judges")
         failures = self.mapping(data.get("judge_failures"), "judge_failures")
+        control = self.mapping(data.get("image_control"), "image_control")
         return RunResults(
             model=self.text(data.get("model"), "model"),
             prompt=self.text(data.get("prompt"), "prompt"),
@@ -294,6 +296,7 @@ class _Reader:
                 name: self.text(message, f"judge_failures.{name}") or "" for name, message in failures.items()
             },
             checkpoint_selection=self.selection(data.get("checkpoint_selection")),
+            image_control=self.text(control.get("control"), "image_control.control"),
         )
 
     def rule_metrics(self, value: Any) -> RuleMetrics | None:
