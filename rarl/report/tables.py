@@ -14,7 +14,7 @@ import csv
 import io
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,8 @@ class RunData:
     records: list[PredictionRecord] = field(default_factory=list)
     judgements: dict[str, dict[str, Any]] = field(default_factory=dict)  # judge -> key -> Judgement
     human: dict[str, dict[str, float]] | None = None  # key -> mean human scores
+    # rater -> key -> that clinician's own scores (for agreement among several clinicians)
+    human_raters: dict[str, dict[str, dict[str, float]]] | None = None
     scores: list[ScoreRow] = field(default_factory=list)  # scores.jsonl: one row per item and metric
 
     @property
@@ -217,7 +219,16 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
         raise UserError(f"--human needs rarl.review.store ({exc})") from None
     if not Path(db_path).is_file():
         raise UserError(f"{db_path}: ratings database not found")
-    by_output, legacy = summarize_ratings(load_ratings(db_path))  # the database read once
+    rows = load_ratings(db_path)  # the database read once
+    by_output, legacy = summarize_ratings(rows)
+    by_rater: dict[tuple[str, str, str, str], dict[str, dict[str, float]]] = {}
+    for row in rows:
+        if row["output_fp"]:
+            ident = (row["model"], row["prompt"], row["item_key"], row["output_fp"])
+            by_rater.setdefault(ident, {})[row["rater"]] = {
+                "reasoning_score": row["reasoning_score"],
+                "prediction_score": row["prediction_score"],
+            }
     if legacy:
         log.warning(
             "%s: %d ratings from an older rarl name no rated output and are not joined to any run",
@@ -229,12 +240,14 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
         by_text.setdefault((prompt, key, output_fp), {})[model] = scores
     for run in runs:
         exact = {r.key: by_output[r.output_id] for r in run.records if r.output_id in by_output}
+        rated = {r.key: r.output_id for r in run.records if r.output_id in by_output}
         if not exact:
             rated_elsewhere = [(r, by_text.get(r.output_id[1:], {})) for r in run.records]
             names = {model for r, by_model in rated_elsewhere for model in by_model if model != r.model}
             if len(names) == 1:
                 (name,) = names
                 exact = {r.key: by_model[name] for r, by_model in rated_elsewhere if name in by_model}
+                rated = {r.key: (name, *r.output_id[1:]) for r, by_m in rated_elsewhere if name in by_m}
                 log.warning(
                     "%s: ratings of run %s's outputs are under another model name (%s); using them",
                     db_path,
@@ -242,6 +255,11 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
                     name,
                 )
         run.human = exact or None
+        raters: dict[str, dict[str, dict[str, float]]] = {}
+        for key, ident in rated.items():
+            for rater, scores in by_rater.get(ident, {}).items():
+                raters.setdefault(rater, {})[key] = scores
+        run.human_raters = raters or None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -588,9 +606,9 @@ def agreement_table(runs: Sequence[RunData]) -> Table | None:
                 agree = estimate([float(x == y) for x, y in zip(a, b, strict=True)]).scaled(100.0)
                 kappa = cohen_kappa(a, b)
                 low, high = kappa_interval(a, b) or (None, None)
-                rows.append(
-                    [run.label, f"{kind}_score", first, second, len(a), agree, Estimate(kappa, low, high)]
-                )
+                cells = [run.label, f"{kind}_score", first, second, len(a), agree, Estimate(kappa, low, high)]
+                rows.append([*cells, None, None])
+            rows += _multi_rater_rows(run, kind)
     if not rows:
         return None
     notes = [
@@ -598,16 +616,84 @@ def agreement_table(runs: Sequence[RunData]) -> Table | None:
         "Rule = the rule verdict (closed/choice matching, open exact match); compared with prediction_score.",
         "Items a judge failed to score are left out of its pairs; Human = mean rating >= 0.5.",
         "kappa '–': undefined because both raters gave one constant label.",
+        "Rows of three or more raters together (Rater B '—'): clinicians = each rarl review rater on their "
+        "own; all = the judges, each clinician and (prediction_score) Rule. n and Agreement % (every rater "
+        "agrees) and Fleiss' kappa: the items every one of them rated; Krippendorff's alpha (nominal): "
+        "every item two or more of them rated (its n), missing ratings allowed; both [95% CI]: "
+        f"{BOOTSTRAP} (items resampled with all their ratings).",
     ]
-    headers = ["Run", "Score", "Rater A", "Rater B", "n", "Agreement %", "Cohen's kappa"]
+    headers = [
+        "Run",
+        "Score",
+        "Rater A",
+        "Rater B",
+        "n",
+        "Agreement %",
+        "Cohen's kappa",
+        "Fleiss' kappa",
+        "Krippendorff's alpha",
+    ]
     return Table(
         "Agreement between judges, humans and rule metrics",
         headers,
         rows,
         notes,
         slug="agreement",
-        digits={"Cohen's kappa": 2},
+        digits={"Cohen's kappa": 2, "Fleiss' kappa": 2, "Krippendorff's alpha": 2},
     )
+
+
+def clinician_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
+    """Each clinician's own binary scores (``rarl review`` raters, rating >= 0.5), as ``Human:<rater>``."""
+    field_name = f"{kind}_score"
+    return {
+        f"Human:{rater}": {k: int(v[field_name] >= 0.5) for k, v in by_key.items() if field_name in v}
+        for rater, by_key in (run.human_raters or {}).items()
+    }
+
+
+def _multi_rater_rows(run: RunData, kind: str) -> list[list[Any]]:
+    """Agreement rows of three or more raters together: the clinicians alone, and all raters (judges,
+    each clinician, Rule for prediction_score), each with Fleiss' kappa and Krippendorff's alpha."""
+    from rarl.stats import (
+        fleiss_kappa,
+        fleiss_kappa_interval,
+        krippendorff_alpha,
+        krippendorff_alpha_interval,
+    )
+
+    clinicians = clinician_scores(run, kind)
+    pairwise = rater_scores(run, kind)
+    everyone = {name: scores for name, scores in pairwise.items() if name != HUMAN} | clinicians
+    rows = []
+    for label, raters in (("clinicians", clinicians), ("all", everyone)):
+        raters = {name: scores for name, scores in raters.items() if scores}
+        if len(raters) < 3 or (label == "all" and raters.keys() == clinicians.keys()):
+            continue
+        keys = sorted(set().union(*(scores.keys() for scores in raters.values())))
+        table = [[scores.get(key) for scores in raters.values()] for key in keys]
+        complete = [row for row in table if None not in row]
+        pairable = [row for row in table if sum(r is not None for r in row) >= 2]
+        fleiss = fleiss_kappa(complete) if complete else None
+        f_low, f_high = (fleiss_kappa_interval(complete) if complete else None) or (None, None)
+        alpha = krippendorff_alpha(pairable) if pairable else None
+        a_low, a_high = (krippendorff_alpha_interval(pairable) if pairable else None) or (None, None)
+        agree = estimate([float(len(set(row)) == 1) for row in complete]).scaled(100.0)
+        names = f"{label} ({len(raters)}): " + ", ".join(raters)
+        rows.append(
+            [
+                run.label,
+                f"{kind}_score",
+                names,
+                "—",
+                len(complete),
+                agree,
+                None,
+                Estimate(fleiss, f_low, f_high, len(complete)),
+                Estimate(alpha, a_low, a_high, len(pairable)),
+            ]
+        )
+    return rows
 
 
 def _groups(run: RunData, *, by_type: bool) -> dict[tuple[str, str], set[str]]:
@@ -907,10 +993,7 @@ def build_report(
     runs = [load_run(path, labels[i] if labels else None) for i, path in enumerate(run_dirs)]
     names = [run.label for run in runs]
     if len(set(names)) != len(names):
-        runs = [
-            RunData(f"{i + 1}:{run.label}", run.results, run.records, run.judgements)
-            for i, run in enumerate(runs)
-        ]
+        runs = [replace(run, label=f"{i + 1}:{run.label}") for i, run in enumerate(runs)]
     if human_db:
         attach_human(runs, human_db)
     out = Path(out_dir)
