@@ -427,6 +427,11 @@ class RunConfig:
         names = [judge.name for judge in self.judges]
         if len(names) != len(set(names)):
             errors.append(f"judges: names must be unique, got {names}")
+        if self.eval.backend == "openai" and self.model.adapter_path:
+            errors.append(
+                "model.adapter_path: not used when eval.backend is openai (the server generates): serve the "
+                "adapter with the model (`rarl export` merges it), or leave eval.backend at transformers"
+            )
         return errors
 
     def validate(self) -> RunConfig:

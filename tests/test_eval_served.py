@@ -236,3 +236,12 @@ def test_a_missing_api_key_is_refused_before_any_work(served, tmp_path, monkeypa
     with pytest.raises(UserError, match=missing):
         run_evaluation(load_config(write_config(tmp_path, served)), progress=False)
     assert served.bodies == [] and not (tmp_path / "eval" / "predictions.jsonl").exists()
+
+
+def test_local_only_settings_are_refused_with_the_served_backend(served, tmp_path, capsys):
+    path = write_config(tmp_path, served)
+    assert main(["eval", "--config", str(path), "model.adapter_path=outputs/some-run"]) == 2
+    assert "model.adapter_path: not used when eval.backend is openai" in capsys.readouterr().err
+    assert main(["eval", "--config", str(path), "--checkpoints", "last"]) == 2
+    assert "--checkpoints evaluates a training run's checkpoints in-process" in capsys.readouterr().err
+    assert served.bodies == []

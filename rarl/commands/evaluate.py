@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.run and not args.checkpoints:
         raise UserError("--run names a training run for --checkpoints; add --checkpoints all|last|best")
+    if args.checkpoints and config.eval.backend == "openai":
+        raise UserError(
+            "--checkpoints evaluates a training run's checkpoints in-process; it needs eval.backend: "
+            "transformers (a served model is one model: evaluate it without --checkpoints)"
+        )
     try:
         if args.checkpoints:
             from rarl.eval.checkpoints import evaluate_checkpoints
