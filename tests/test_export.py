@@ -72,7 +72,7 @@ def test_merged_logits_equal_base_plus_adapter_and_load_without_peft(adapter_run
 
     inputs = _inputs(load_processor(config.model))
     merged = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).eval()
-    assert not hasattr(merged, "peft_config")
+    assert type(merged).__name__ == "Qwen2VLForConditionalGeneration" and not hasattr(merged, "peft_config")
     with_adapter = load_model(ModelConfig(**{**vars(config.model), "adapter_path": str(run_dir)})).eval()
     base = load_model(config.model).eval()
     with torch.no_grad():
@@ -199,3 +199,92 @@ def test_push_to_hub_offline_is_one_line_and_keeps_the_export(adapter_run, tmp_p
     (line,) = [line for line in err.splitlines() if "error" in line.lower()]  # progress bars aside
     assert "--push-to-hub me/tiny-rarl: upload failed" in line and "Traceback" not in err
     assert (out / "README.md").is_file() and (out / "config.json").is_file()
+
+
+class ScriptedHub:
+    """The few Hugging Face Hub endpoints ``create_repo`` + ``upload_folder`` call, on 127.0.0.1: it records
+    every request and answers as the hub does for small files (upload mode "regular": contents in the
+    commit itself)."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                hub.requests.append(("GET", self.path, dict(self.headers), b""))
+                self.reply(404, {"error": "not scripted"})
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                hub.requests.append(("POST", self.path, headers, body))
+                if self.path == "/api/repos/create":
+                    repo = json.loads(body)
+                    return self.reply(200, {"url": f"{hub.endpoint}/{repo['organization']}/{repo['name']}"})
+                if self.path == "/api/validate-yaml":
+                    return self.reply(200, {"errors": [], "warnings": []})
+                if "/preupload/" in self.path:
+                    modes = [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                        for f in json.loads(body)["files"]
+                    ]
+                    return self.reply(200, {"files": modes})
+                if "/commit/" in self.path:
+                    url = f"{hub.endpoint}/me/tiny-rarl/commit/{'a' * 40}"
+                    return self.reply(200, {"commitUrl": url, "commitOid": "a" * 40, "pullRequestUrl": None})
+                return self.reply(404, {"error": "not scripted"})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def posts(self, fragment):
+        return [(headers, body) for method, path, headers, body in self.requests if fragment in path]
+
+
+def test_push_to_hub_creates_the_repo_and_commits_every_exported_file(adapter_run, tmp_path):
+    """``rarl export --push-to-hub`` in a fresh process pointed at a scripted hub (HF_ENDPOINT): the
+    requests it sends are the upload's, not a stand-in's. (The real hub was never reached from here.)"""
+    import base64
+    import os
+    import subprocess
+    import sys
+
+    run_dir, _ = adapter_run
+    hub = ScriptedHub()
+    out = tmp_path / "merged"
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test_token"}
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    command = [sys.executable, "-m", "rarl", "export", "--run", str(run_dir), "--out", str(out)]
+    command += ["--push-to-hub", "me/tiny-rarl", "--private"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    try:
+        ((headers, body),) = hub.posts("/api/repos/create")
+        expected = {"name": "tiny-rarl", "organization": "me", "visibility": "private", "type": "model"}
+        assert json.loads(body) == expected
+        assert headers["authorization"] == "Bearer hf_test_token"
+        ((_, commit),) = hub.posts("/api/models/me/tiny-rarl/commit/main")
+        lines = [json.loads(line) for line in commit.decode().splitlines()]
+        files = {entry["value"]["path"]: base64.b64decode(entry["value"]["content"]) for entry in lines[1:]}
+        on_disk = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+        assert files == on_disk  # every file of the export, byte for byte, and nothing else
+        assert "README.md" in files and "model.safetensors" in files and "preprocessor_config.json" in files
+    finally:
+        hub.httpd.shutdown()
+        hub.httpd.server_close()

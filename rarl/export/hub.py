@@ -1,7 +1,8 @@
 """``rarl export --push-to-hub REPO``: upload the exported directory with ``huggingface_hub``'s ``HfApi``.
 
-Never run here (no network); the calls are the library's documented public ones (``create_repo`` with
-``exist_ok``, ``upload_folder``), and any failure of theirs is one line naming the repository.
+The calls are the library's documented public ones (``create_repo`` with ``exist_ok``, ``upload_folder``);
+any failure of theirs is one line naming the repository. Tested against a scripted hub on 127.0.0.1
+(``HF_ENDPOINT``), never against huggingface.co (no network where rarl was built).
 """
 
 from __future__ import annotations
