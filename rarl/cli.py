@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench",
     "data": "data",
     "review": "review",
+    "export": "export",
 }
 
 

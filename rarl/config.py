@@ -312,9 +312,50 @@ class TrainConfig:
         return errors
 
 
+def endpoint_errors(prefix: str, endpoint: Any) -> list[str]:
+    """The checks every OpenAI-compatible endpoint shares (a judge's, ``eval.openai``): one place, so
+    both report a bad ``timeout_s`` or ``concurrency`` in the same words."""
+    errors = [
+        *check_number(f"{prefix}.concurrency", endpoint.concurrency, at_least=1),
+        *check_number(f"{prefix}.max_retries", endpoint.max_retries, at_least=0),
+        *check_number(f"{prefix}.timeout_s", endpoint.timeout_s, above=0),
+        *check_number(f"{prefix}.backoff_s", endpoint.backoff_s, at_least=0),
+    ]
+    if endpoint.base_url is not None and not str(endpoint.base_url).strip():
+        errors.append(f"{prefix}.base_url: must not be empty (leave it out for the client's default)")
+    return errors
+
+
+@dataclass
+class OpenAIGenerationConfig:
+    """``eval.openai``: the served model ``rarl eval`` asks when ``eval.backend`` is ``openai``.
+
+    The same field names as a judge's (:class:`JudgeConfig`), built into a client by the same code. The
+    deadline is longer than a judge's: a reasoning answer of ``max_new_tokens`` takes a while to generate.
+    """
+
+    base_url: str | None = None  # e.g. http://localhost:8000/v1 (`vllm serve`); None: the client's default
+    model: str = ""  # the name the server knows the model by (vLLM: the directory or --served-model-name)
+    api_key_env: str = "OPENAI_API_KEY"  # "" for a local server without keys
+    concurrency: int = 8
+    max_retries: int = 4  # per item, all causes together; status-code retries are the client's
+    timeout_s: float = 300.0  # total deadline of one HTTP attempt, body included
+    backoff_s: float = 1.0  # only before re-asking a 200 whose body is no completion (backoff_s·2^k)
+
+    def validation_errors(self, prefix: str) -> list[str]:
+        return endpoint_errors(prefix, self)
+
+
 @dataclass
 class EvalConfig:
-    """Generation and scoring on the evaluation datasets."""
+    """Generation and scoring on the evaluation datasets.
+
+    ``backend``: ``transformers`` generates in-process with the model of the ``model:`` section;
+    ``openai`` asks the OpenAI-compatible server of ``eval.openai`` (vLLM, SGLang, TGI, Ollama, an API
+    model) with the same prompts, images and pixel budget, and scores its answers the same way.
+    ``image_control`` replaces every item's image (``rarl eval --image-control``): a control run is a
+    different run (its own output directory; provenance records it).
+    """
 
     output_dir: str = "outputs/eval"
     prompt: Literal["reasoning", "non_reasoning"] = "reasoning"
@@ -322,14 +363,25 @@ class EvalConfig:
     max_new_tokens: int = 512
     do_sample: bool = False
     bertscore: bool = True
+    backend: Literal["transformers", "openai"] = "transformers"
+    openai: OpenAIGenerationConfig = field(default_factory=OpenAIGenerationConfig)
+    # none | blank (uniform mid-grey of the item's image size) | shuffled (another item's image, seeded):
+    # how much accuracy survives without the image (rarl/eval/controls.py, rarl report's control table)
+    image_control: Literal["none", "blank", "shuffled"] = "none"
+    image_control_seed: int = 0
 
     def validation_errors(self, prefix: str) -> list[str]:
         empty = [] if str(self.output_dir).strip() else [f"{prefix}.output_dir: must not be empty"]
-        return [
+        errors = [
             *empty,
             *check_number(f"{prefix}.batch_size", self.batch_size, at_least=1),
             *check_number(f"{prefix}.max_new_tokens", self.max_new_tokens, at_least=1),
         ]
+        if self.backend == "openai" and not str(self.openai.model).strip():
+            errors.append(
+                f"{prefix}.openai.model: must name the served model when {prefix}.backend is openai"
+            )
+        return errors
 
 
 @dataclass
@@ -350,12 +402,7 @@ class JudgeConfig:
     cache_path: str = "outputs/judge_cache.jsonl"
 
     def validation_errors(self, prefix: str) -> list[str]:
-        errors = [
-            *check_number(f"{prefix}.concurrency", self.concurrency, at_least=1),
-            *check_number(f"{prefix}.max_retries", self.max_retries, at_least=0),
-            *check_number(f"{prefix}.timeout_s", self.timeout_s, above=0),
-            *check_number(f"{prefix}.backoff_s", self.backoff_s, at_least=0),
-        ]
+        errors = endpoint_errors(prefix, self)
         for name in ("name", "model", "cache_path"):
             if not str(getattr(self, name)).strip():
                 errors.append(f"{prefix}.{name}: must not be empty")
@@ -380,6 +427,11 @@ class RunConfig:
         names = [judge.name for judge in self.judges]
         if len(names) != len(set(names)):
             errors.append(f"judges: names must be unique, got {names}")
+        if self.eval.backend == "openai" and self.model.adapter_path:
+            errors.append(
+                "model.adapter_path: not used when eval.backend is openai (the server generates): serve the "
+                "adapter with the model (`rarl export` merges it), or leave eval.backend at transformers"
+            )
         return errors
 
     def validate(self) -> RunConfig:

@@ -47,6 +47,9 @@ EVAL_SETTING_KEYS = (
     "eval.do_sample",
 )
 
+# What a prediction of a served model (eval.backend: openai) depends on besides the prompt and decoding.
+SERVED_SETTING_KEYS = ("eval.backend", "eval.openai.base_url", "eval.openai.model", "model.max_pixels")
+
 # Training settings (by their last name component, so they match however the train section nests) that
 # change only speed, logging or file locations, or that legitimately change to extend a run.
 TRAIN_COSMETIC_NAMES = frozenset(
@@ -230,6 +233,17 @@ def eval_settings(config: RunConfig) -> dict[str, Any]:
     from rarl.config import to_dict
 
     flat = flatten(to_dict(config))
+    served = config.eval.backend == "openai"
+    settings = served_eval_settings(flat) if served else _local_settings(config, flat)
+    if config.eval.image_control != "none":  # recorded only for a control run: older runs compare as before
+        settings["eval.image_control"] = config.eval.image_control
+        if config.eval.image_control == "shuffled":
+            settings["eval.image_control_seed"] = config.eval.image_control_seed
+    return settings
+
+
+def _local_settings(config: RunConfig, flat: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`eval_settings` of the local (transformers) backend."""
     settings = {key: flat.get(key) for key in EVAL_SETTING_KEYS}
     settings["model.adapter_weights"] = _adapter_weights(config.model.adapter_path)
     if config.model.adapter_path:
@@ -242,6 +256,15 @@ def eval_settings(config: RunConfig) -> dict[str, Any]:
 
     settings["model.dtype_resolved"] = str(resolve_dtype(config.model.dtype)).removeprefix("torch.")
     return settings
+
+
+def served_eval_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`eval_settings` of ``eval.backend: openai``: which server and served model, the pixel budget
+    (the images are capped here before sending), prompt and decoding. The local ``model:`` settings are
+    left out (no local model runs), so pointing ``model.name_or_path`` elsewhere does not refuse a resume,
+    while another ``base_url`` or served ``model`` does, like a changed local model."""
+    keys = [key for key in EVAL_SETTING_KEYS if not key.startswith("model.")] + list(SERVED_SETTING_KEYS)
+    return {key: flat.get(key) for key in keys}
 
 
 def train_settings_from_dict(config: Mapping[str, Any]) -> dict[str, Any]:

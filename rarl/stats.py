@@ -251,6 +251,124 @@ def kappa_interval(
     return _percentile(kappas, confidence)
 
 
+# --------------------------------------------------------------------------------------------------
+# agreement among more than two raters (binary 0/1 ratings; rows = items, columns = raters, None = missing)
+
+Ratings = Sequence[Sequence[int | None]]
+
+
+def _fleiss_parts(ratings: Ratings) -> tuple[Any, int]:
+    """Per item the number of 1-ratings, and the number of raters (every item must have all of them)."""
+    import numpy as np
+
+    table = np.asarray([[np.nan if r is None else r for r in row] for row in ratings], dtype=float)
+    if table.ndim != 2 or np.isnan(table).any():
+        raise ValueError("Fleiss' kappa needs every item rated by every rater (no missing ratings)")
+    return table.sum(axis=1), table.shape[1]
+
+
+def _fleiss_from_counts(ones: Any, raters: int) -> Any:
+    """Fleiss' kappa along the last axis of ``ones`` (items), vectorised for the bootstrap; NaN where the
+    raters' pooled base rate is 0 or 1 (chance agreement 1: undefined)."""
+    import numpy as np
+
+    agreement = (ones**2 + (raters - ones) ** 2 - raters) / (raters * (raters - 1))  # P_i per item
+    p_bar = agreement.mean(axis=-1)
+    p_one = ones.mean(axis=-1) / raters
+    p_e = p_one**2 + (1 - p_one) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p_e < 1.0, (p_bar - p_e) / (1 - p_e), np.nan)
+
+
+def fleiss_kappa(ratings: Ratings) -> float | None:
+    """Fleiss' kappa of m ≥ 2 raters who each rated every item 0 or 1; ``None`` when undefined.
+
+    (P̄ − Pₑ) / (1 − Pₑ): P̄ the mean share of agreeing rater pairs per item, Pₑ = p₀² + p₁² from the
+    pooled base rates. Undefined (``None``) when every rating is the same label (Pₑ = 1).
+    """
+    if not ratings:
+        return None
+    ones, raters = _fleiss_parts(ratings)
+    if raters < 2:
+        raise ValueError("Fleiss' kappa needs at least two raters")
+    value = float(_fleiss_from_counts(ones, raters))
+    return None if value != value else value  # NaN: undefined
+
+
+def _alpha_parts(ratings: Ratings) -> tuple[Any, Any]:
+    """Per pairable item (two or more ratings): the number of ratings and of 1-ratings."""
+    import numpy as np
+
+    given = [[r for r in row if r is not None] for row in ratings]
+    given = [row for row in given if len(row) >= 2]
+    counts = np.asarray([len(row) for row in given], dtype=float)
+    ones = np.asarray([sum(row) for row in given], dtype=float)
+    return counts, ones
+
+
+def _alpha_from_parts(counts: Any, ones: Any) -> Any:
+    """Krippendorff's nominal alpha of binary ratings along the last axis (items), vectorised; NaN where
+    undefined (one label only)."""
+    import numpy as np
+
+    disagreeing = (ones * (counts - ones) / (counts - 1)).sum(axis=-1)  # o₀₁ of the coincidence matrix
+    n = counts.sum(axis=-1)
+    n_one = ones.sum(axis=-1)
+    n_zero = n - n_one
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n_one * n_zero > 0, 1 - (n - 1) * disagreeing / (n_one * n_zero), np.nan)
+
+
+def krippendorff_alpha(ratings: Ratings) -> float | None:
+    """Krippendorff's alpha (nominal) of binary ratings with missing ones (``None``); ``None`` when undefined.
+
+    1 − D₀/Dₑ over the coincidence matrix of the pairable items (those with two or more ratings; the
+    others carry no agreement information): for two labels, 1 − (n − 1)·o₀₁ / (n₀·n₁), where o₀₁ sums
+    k(m − k)/(m − 1) over items with m ratings of which k are 1, and n₀, n₁ count the pairable ratings.
+    Undefined (``None``) when all pairable ratings are one label or no item is pairable.
+    """
+    counts, ones = _alpha_parts(ratings)
+    if counts.size == 0:
+        return None
+    value = float(_alpha_from_parts(counts, ones))
+    return None if value != value else value
+
+
+def _bootstrap_statistic(
+    columns: Sequence[Any], statistic: Any, resamples: int, confidence: float, seed: int
+) -> Interval | None:
+    """Percentile interval of ``statistic(*resampled columns)`` with items (rows) resampled jointly;
+    undefined resamples (NaN) are left out, ``None`` when fewer than half are defined."""
+    import numpy as np
+
+    chunks = _resample_indices(columns[0].size, resamples, seed)
+    values = np.concatenate([statistic(*(column[rows] for column in columns)) for rows in chunks])
+    defined = values[~np.isnan(values)]
+    if defined.size < resamples / 2:
+        return None
+    return _percentile(defined, confidence)
+
+
+def fleiss_kappa_interval(
+    ratings: Ratings, *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = SEED
+) -> Interval | None:
+    """Percentile-bootstrap interval of :func:`fleiss_kappa`, resampling items (all their ratings)."""
+    if fleiss_kappa(ratings) is None:
+        return None
+    ones, raters = _fleiss_parts(ratings)
+    return _bootstrap_statistic([ones], lambda o: _fleiss_from_counts(o, raters), resamples, confidence, seed)
+
+
+def krippendorff_alpha_interval(
+    ratings: Ratings, *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = SEED
+) -> Interval | None:
+    """Percentile-bootstrap interval of :func:`krippendorff_alpha`, resampling the pairable items."""
+    if krippendorff_alpha(ratings) is None:
+        return None
+    counts, ones = _alpha_parts(ratings)
+    return _bootstrap_statistic([counts, ones], _alpha_from_parts, resamples, confidence, seed)
+
+
 def estimate_interval(values: Sequence[float], **kwargs: Any) -> tuple[Interval | None, str]:
     """Interval of a mean, with the method used: Wilson when every value is 0/1, else the bootstrap."""
     if all(v in (0.0, 1.0) for v in values):
@@ -334,7 +452,11 @@ __all__ = [
     "cohen_kappa",
     "estimate",
     "estimate_interval",
+    "fleiss_kappa",
+    "fleiss_kappa_interval",
     "kappa_interval",
+    "krippendorff_alpha",
+    "krippendorff_alpha_interval",
     "mcnemar_exact_p",
     "mean_or_none",
     "paired_difference",

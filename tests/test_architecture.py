@@ -77,6 +77,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "rarl.tasks",
     },
     "rarl.review": BASE | {"rarl.schema", "rarl.data"},
+    "rarl.export": BASE | {"rarl.schema", "rarl.config", "rarl.models", "rarl.stats"},
     "rarl.report": BASE | {"rarl.schema", "rarl.stats", "rarl.eval", "rarl.review", "rarl.tasks"},
     "rarl.bench": BASE
     | {

@@ -53,6 +53,8 @@ class JudgeServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 text = body["messages"][-1]["content"]
+                if isinstance(text, list):  # a multimodal turn (a served model under evaluation)
+                    text = "\n".join(part.get("text", "") for part in text if part.get("type") == "text")
                 marker = re.search(r"\[case:(\w+)\]", text)
                 case = marker.group(1) if marker else "auto"
                 with server.lock:
@@ -65,6 +67,7 @@ class JudgeServer:
                 try:
                     time.sleep(0.03)
                     self.last_text = text
+                    self.last_body = body
                     server.respond(self, self.path, case, attempt)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout case)

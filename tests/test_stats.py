@@ -1,4 +1,5 @@
-"""rarl.stats against independent implementations: scipy (binomial test, bootstrap), scikit-learn (kappa)."""
+"""rarl.stats against independent implementations: scipy (binomial test, bootstrap), scikit-learn (kappa),
+statsmodels (Fleiss' kappa) and the krippendorff package (Krippendorff's alpha)."""
 
 from __future__ import annotations
 
@@ -162,3 +163,90 @@ def test_independent_bootstrap_difference_agrees_with_scipy():
     assert low == pytest.approx(oracle.low, abs=0.06 * width)
     assert high == pytest.approx(oracle.high, abs=0.06 * width)
     assert bootstrap_difference_interval([], [1.0]) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# three or more raters: Fleiss' kappa (statsmodels) and Krippendorff's alpha (the krippendorff package)
+
+
+def _random_ratings(seed, items, raters, missing=0.0):
+    rng = np.random.default_rng(seed)
+    truth = rng.random(items) < 0.55
+    table = np.where(rng.random((items, raters)) < 0.75, truth[:, None], ~truth[:, None]).astype(float)
+    table[rng.random(table.shape) < missing] = np.nan
+    return table
+
+
+def _as_rows(table):
+    return [[None if np.isnan(v) else int(v) for v in row] for row in table]
+
+
+@pytest.mark.parametrize("seed,items,raters", [(0, 12, 3), (1, 40, 3), (2, 25, 4), (3, 200, 5), (4, 7, 6)])
+def test_fleiss_kappa_matches_statsmodels(seed, items, raters):
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
+
+    from rarl.stats import fleiss_kappa
+
+    table = _random_ratings(seed, items, raters)
+    expected = statsmodels_fleiss(aggregate_raters(table.astype(int), n_cat=2)[0], method="fleiss")
+    assert fleiss_kappa(_as_rows(table)) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "seed,items,raters,missing", [(0, 12, 3, 0.0), (1, 40, 3, 0.2), (2, 60, 4, 0.35), (3, 9, 5, 0.5)]
+)
+def test_krippendorff_alpha_matches_the_krippendorff_package(seed, items, raters, missing):
+    import krippendorff
+
+    from rarl.stats import krippendorff_alpha
+
+    table = _random_ratings(seed, items, raters, missing)
+    expected = krippendorff.alpha(reliability_data=table.T, level_of_measurement="nominal")
+    assert krippendorff_alpha(_as_rows(table)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_multi_rater_agreement_hand_worked_cases():
+    from rarl.stats import fleiss_kappa, krippendorff_alpha
+
+    # 3 raters: P_i = 1, 1, 1/3, 1/3 -> P̄ = 2/3; p1 = 6/12 -> Pe = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3
+    ratings = [[1, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]]
+    assert fleiss_kappa(ratings) == pytest.approx(1 / 3)
+    # n = 12, n0 = n1 = 6, o01 = 0 + 0 + 2*1/2 + 1*2/2 = 2 -> alpha = 1 - 11*2/36 = 7/18
+    assert krippendorff_alpha(ratings) == pytest.approx(7 / 18)
+    # a missing rating: the unpaired item drops out; pairable [1,1], [1,0]: n=4, n1=3, n0=1, o01=1 -> 0
+    assert krippendorff_alpha([[1, 1, None], [0, None, None], [1, 0, None]]) == pytest.approx(0.0)
+    assert fleiss_kappa([[1, 1, 1], [0, 0, 0]]) == pytest.approx(1.0)
+    assert krippendorff_alpha([[1, 1, 1], [0, 0, None]]) == pytest.approx(1.0)
+    assert fleiss_kappa([[1, 1, 1], [1, 1, 1]]) is None  # one label only: undefined, not 0 or 1
+    assert krippendorff_alpha([[0, 0], [0, None]]) is None
+    with pytest.raises(ValueError, match="every item rated by every rater"):
+        fleiss_kappa([[1, None, 1]])
+
+
+def test_multi_rater_intervals_are_the_library_statistics_over_bootstrap_resamples_of_items():
+    """The vectorised bootstrap against the libraries evaluated on each resample (same resampled items)."""
+    import krippendorff
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
+
+    from rarl.stats import SEED, fleiss_kappa_interval, krippendorff_alpha_interval
+
+    resamples = 300
+    complete = _random_ratings(5, 30, 3)
+    rows = np.random.default_rng(SEED).integers(0, 30, size=(resamples, 30))
+    values = [statsmodels_fleiss(aggregate_raters(complete[r].astype(int), n_cat=2)[0]) for r in rows]
+    values = [v for v in values if np.isfinite(v)]
+    expected = np.quantile(values, [0.025, 0.975])
+    assert fleiss_kappa_interval(_as_rows(complete), resamples=resamples) == pytest.approx(tuple(expected))
+
+    missing = _random_ratings(6, 30, 4, 0.25)
+    pairable = missing[(~np.isnan(missing)).sum(axis=1) >= 2]
+    rows = np.random.default_rng(SEED).integers(0, len(pairable), size=(resamples, len(pairable)))
+    alphas = [
+        krippendorff.alpha(reliability_data=pairable[r].T, level_of_measurement="nominal")
+        for r in rows
+    ]
+    expected = np.quantile([a for a in alphas if np.isfinite(a)], [0.025, 0.975])
+    interval = krippendorff_alpha_interval(_as_rows(missing), resamples=resamples)
+    assert interval == pytest.approx(tuple(expected))

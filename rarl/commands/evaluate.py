@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training run whose checkpoints to evaluate (default: the run's output_dir)",
     )
     parser.add_argument(
+        "--image-control",
+        choices=("blank", "shuffled"),
+        help="replace every item's image (blank: uniform mid-grey of its size; shuffled: another item's, "
+        "seeded by eval.image_control_seed) to measure how much accuracy needs the image; same as "
+        "eval.image_control=..., into its own eval.output_dir",
+    )
+    parser.add_argument(
         "--select-metric",
         default="rarl.accuracy",
         metavar="NAME",
@@ -56,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
     from rarl.eval.harness import RESULTS_MD, run_evaluation
     from rarl.report.tables import write_results_markdown
 
+    if args.image_control:  # one more override: parsed and checked with the others, at the boundary
+        args.overrides = [*(args.overrides or []), f"eval.image_control={args.image_control}"]
     config = config_from_args(args)
     if args.run and not args.checkpoints:
         raise UserError("--run names a training run for --checkpoints; add --checkpoints all|last|best")
+    if args.checkpoints and config.eval.backend == "openai":
+        raise UserError(
+            "--checkpoints evaluates a training run's checkpoints in-process; it needs eval.backend: "
+            "transformers (a served model is one model: evaluate it without --checkpoints)"
+        )
     try:
         if args.checkpoints:
             from rarl.eval.checkpoints import evaluate_checkpoints

@@ -255,15 +255,20 @@ class PairedCell:
     only_a: int
     only_b: int
     result: PairedDifference | None
+    estimate_a: Estimate | None = None  # each run's mean over the matched items, with its own interval
+    estimate_b: Estimate | None = None
 
 
-def paired_cells(rows_a: Sequence[ScoreRow], rows_b: Sequence[ScoreRow], metric: str) -> list[PairedCell]:
-    """B vs A on the items both runs have (matched by key) and the metric scores in both, per group.
+def paired_cells(
+    rows_a: Sequence[ScoreRow], rows_b: Sequence[ScoreRow], metric: str, *, by_type: bool = True
+) -> list[PairedCell]:
+    """B vs A on the items both runs have (matched by key) and the metric scores in both, per group
+    (dataset row and, with ``by_type``, question type).
 
     A per-type group that would repeat its dataset's "all" group (one question type only) is left out;
     items only one run has are counted, never silently dropped from view.
     """
-    groups_a, groups_b = item_groups(rows_a, by_type=True), item_groups(rows_b, by_type=True)
+    groups_a, groups_b = item_groups(rows_a, by_type=by_type), item_groups(rows_b, by_type=by_type)
     order = list(dict.fromkeys([*groups_a, *groups_b]))
     types_of: dict[str, set[str]] = {}
     for dataset, qtype in order:
@@ -275,8 +280,12 @@ def paired_cells(rows_a: Sequence[ScoreRow], rows_b: Sequence[ScoreRow], metric:
     for group in order:
         keys_a, keys_b = groups_a.get(group, set()), groups_b.get(group, set())
         common = [k for k in sorted(keys_a & keys_b) if k in a_scores and k in b_scores]
-        result = paired_difference([a_scores[k] for k in common], [b_scores[k] for k in common])
-        cells.append(PairedCell(group, len(common), len(keys_a - keys_b), len(keys_b - keys_a), result))
+        values_a, values_b = [a_scores[k] for k in common], [b_scores[k] for k in common]
+        result = paired_difference(values_a, values_b)
+        estimates = (estimate(values_a), estimate(values_b)) if common else (None, None)
+        cells.append(
+            PairedCell(group, len(common), len(keys_a - keys_b), len(keys_b - keys_a), result, *estimates)
+        )
     return cells
 
 

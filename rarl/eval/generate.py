@@ -36,7 +36,9 @@ def render_prompt(processor: Any, sample: Sample, prompt: str, messages_fn: Mess
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _record(sample: Sample, raw: str, prompt: str, model_name: str) -> PredictionRecord:
+def prediction_record(sample: Sample, raw: str, prompt: str, model_name: str) -> PredictionRecord:
+    """The record of one generated output: answer and reasoning extracted by :mod:`rarl.answers`, the
+    item's fingerprint; every backend (local, served) builds its records here, so they cannot differ."""
     extra = dict(sample.extra or {})
     return PredictionRecord(
         id=str(sample.id),
@@ -79,14 +81,20 @@ def generate_batch(
     do_sample: bool = False,
     max_pixels: int | None = None,
     messages_fn: MessagesFn | None = None,
+    image_fn: Callable[[Sample], Any] | None = None,
 ) -> list[str]:
-    """Generate the raw output text for each sample of one batch."""
+    """Generate the raw output text for each sample of one batch.
+
+    ``image_fn(sample)`` gives the image shown (an image control, :mod:`rarl.eval.controls`); default: the
+    item's own, loaded with ``max_pixels``.
+    """
     import torch
 
     from rarl.data.images import load_image
 
     texts = [render_prompt(processor, sample, prompt, messages_fn) for sample in samples]
-    images = [load_image(sample.image, max_pixels=max_pixels) for sample in samples]
+    load = image_fn or (lambda sample: load_image(sample.image, max_pixels=max_pixels))
+    images = [load(sample) for sample in samples]
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues from the last position of every row
     inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
@@ -118,6 +126,7 @@ def generate_predictions(
     max_pixels: int | None = None,
     progress: bool = True,
     messages_fn: MessagesFn | None = None,
+    image_fn: Callable[[Sample], Any] | None = None,
 ) -> list[PredictionRecord]:
     """Predict every sample in batches; returns the records in sample order.
 
@@ -152,9 +161,10 @@ def generate_predictions(
                 do_sample=do_sample,
                 max_pixels=max_pixels,
                 messages_fn=messages_fn,
+                image_fn=image_fn,
             )
             for sample, raw in zip(batch, outputs, strict=True):
-                record = _record(sample, raw, prompt, model_name)
+                record = prediction_record(sample, raw, prompt, model_name)
                 records.append(record)
                 if on_record is not None:
                     on_record(record)
@@ -168,4 +178,4 @@ def generate_predictions(
     return records
 
 
-__all__ = ["generate_batch", "generate_predictions", "render_prompt"]
+__all__ = ["generate_batch", "generate_predictions", "prediction_record", "render_prompt"]

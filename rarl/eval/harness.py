@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rarl.config import JudgeConfig, RunConfig, save_config
-from rarl.data.budget import preflight
+from rarl.data.budget import preflight, require_images
 from rarl.errors import DataError, UserError
 from rarl.eval.aggregate import aggregate_results
 from rarl.eval.shard import Shard, current_shard
@@ -147,6 +147,15 @@ def consolidate_predictions(out_dir: Path, order: list[str] | None = None) -> di
     return done
 
 
+def sort_predictions(path: Path, order: list[str]) -> None:
+    """Rewrite ``path`` (atomically) with its records in ``order`` when they are not already."""
+    records = read_predictions(path)
+    rank = {key: index for index, key in enumerate(order)}
+    ordered = sorted(records, key=lambda r: rank.get(r.key, len(rank)))
+    if [r.key for r in ordered] != [r.key for r in records]:
+        atomic_write_text(path, "".join(_json_line(r.to_dict()) for r in ordered))
+
+
 def check_item_fingerprints(
     path: Path, samples: list[Sample], fingerprints: list[str], done: dict[str, PredictionRecord]
 ) -> None:
@@ -166,6 +175,15 @@ def check_item_fingerprints(
 
 def _json_line(data: dict[str, Any]) -> str:
     return json_line(data) + "\n"
+
+
+def run_model_label(config: RunConfig) -> str:
+    """The model named in this run's records and results: the local model (+ adapter), or the served one."""
+    if config.eval.backend == "openai":
+        from rarl.eval.served import served_label
+
+        return served_label(config.eval.openai)
+    return model_label(config.model)
 
 
 def check_output_dir(config: RunConfig, out_dir: Path) -> dict[str, Any]:
@@ -203,7 +221,7 @@ def generate_missing(
     """
     shard = shard or Shard()
     path = out_dir / PREDICTIONS_FILE
-    name = model_label(config.model)
+    name = run_model_label(config)
     order = [sample_key(sample) for sample in samples]
     settings = check_output_dir(config, out_dir)
     shard.wait()  # every process has checked before the main one touches anything
@@ -219,11 +237,40 @@ def generate_missing(
         write_provenance(out_dir, "eval", settings)
     todo = [sample for sample in samples if sample_key(sample) not in done]
     mine = shard.take(todo)
+    image_fn = None
+    if config.eval.image_control != "none":  # over all the items, so every process maps them alike
+        from rarl.eval.controls import control_image_fn
+
+        image_fn = control_image_fn(
+            samples, config.eval.image_control, config.model.max_pixels, config.eval.image_control_seed
+        )
     info: dict[str, Any] = {"resumed": len(samples) - len(todo), "generated": len(todo), "generate_s": 0.0}
     if shard.world > 1:
         info["processes"] = shard.world
     target = path if shard.world == 1 else out_dir / f"predictions.part-{shard.rank}-of-{shard.world}.jsonl"
-    if mine:
+    if config.eval.backend == "openai":
+        served = config.eval.openai
+        info["backend"] = {"name": "openai", "base_url": served.base_url, "model": served.model}
+    if mine and config.eval.backend == "openai":
+        from rarl.eval.served import generate_served
+
+        start = time.perf_counter()
+        generate_served(
+            config.eval.openai,
+            mine,
+            prompt=config.eval.prompt,
+            max_new_tokens=config.eval.max_new_tokens,
+            do_sample=config.eval.do_sample,
+            max_pixels=config.model.max_pixels,
+            model_name=name,
+            on_record=lambda record: append_jsonl(target, [record.to_dict()]),
+            progress=progress and shard.is_main,
+            image_fn=image_fn,
+        )
+        info["generate_s"] = round(time.perf_counter() - start, 3)
+        if shard.world == 1:  # appended as they finished: listed in item order, as the local path writes
+            sort_predictions(path, order)
+    elif mine:
         if done:
             log.info("resuming: %d of %d predictions already in %s", len(done), len(samples), path)
         if model is None or processor is None:
@@ -246,6 +293,7 @@ def generate_missing(
             on_record=lambda record: append_jsonl(target, [record.to_dict()]),
             max_pixels=config.model.max_pixels,
             progress=progress and shard.is_main,
+            image_fn=image_fn,
         )
         info["generate_s"] = round(time.perf_counter() - start, 3)
     shard.wait()
@@ -398,12 +446,19 @@ def run_evaluation(
     out_dir = check_output_directory(config.eval.output_dir, "eval.output_dir")
     if judges:
         _check_judge_keys(config.judges)
+    if config.eval.backend == "openai":  # before any work, as the judges' keys
+        from rarl.eval.openai_client import api_key
+
+        api_key(config.eval.openai, "eval.openai")
     with ExitStack() as held:
         if shard.is_main:  # the processes of one sharded run are one writer; its main one holds the lock
             held.enter_context(directory_lock(out_dir, hint=BUSY_HINT))  # first: refused before any work
         # 1. load
         samples = load_eval_samples(config)
-        preflight(config, samples, "eval", processor)  # images present, no truncation: before the model
+        if config.eval.backend == "openai":  # the server's tokenizer and context are its own to check
+            require_images(samples)
+        else:
+            preflight(config, samples, "eval", processor)  # images present, no truncation: before the model
         if shard.is_main and overwrite:
             clear_outputs(out_dir)
         shard.wait()
@@ -425,11 +480,15 @@ def run_evaluation(
         rows += judge_rows(records, out_dir, described)
         # 4. aggregate: every number from the rows
         results = RunResults(
-            model=model_label(config.model),
+            model=run_model_label(config),
             prompt=config.eval.prompt,
             n=len(records),
             datasets=tuple(dict.fromkeys(dataset_labels(records))),
             generation=info,
+            image_control=None if config.eval.image_control == "none" else config.eval.image_control,
+            image_control_seed=None
+            if config.eval.image_control == "none"
+            else config.eval.image_control_seed,
         )
         results = aggregate_results(results, rows, described, failures, bertscore_model)
         # 5. write

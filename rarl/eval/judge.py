@@ -30,7 +30,6 @@ Medical data often may not leave the hospital: point ``base_url`` at a local vLL
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import json
 import logging
@@ -45,6 +44,8 @@ from typing import Any
 
 from rarl.config import JudgeConfig
 from rarl.errors import DataError, UserError
+from rarl.eval.openai_client import api_key, complete, error_text
+from rarl.eval.openai_client import make_client as make_endpoint_client
 from rarl.io import (
     append_jsonl,
     atomic_write_text,
@@ -445,150 +446,28 @@ def _verdict_judgement(base: dict[str, Any], reply: str) -> Judgement:
 # requests
 
 
-class _MalformedResponse(Exception):
-    """HTTP 200 whose body is not a chat completion (a proxy's error page, truncated JSON...)."""
-
-
-def _malformed(exc: BaseException) -> bool:
-    """A 200 reply whose body holds no completion: the one failure the ``openai`` client does not retry."""
-    import openai
-
-    # A body that is not JSON surfaces from the client as a bare JSONDecodeError.
-    return isinstance(exc, (_MalformedResponse, json.JSONDecodeError, openai.APIResponseValidationError))
-
-
-# The attempt counter of the judgement running in the current asyncio task (each judgement is one task,
-# and the client's retries run inside it), so the transport can count every attempt it sends.
-_ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("rarl_attempts", default=None)
-
-
-def _deadline_transport(timeout_s: float) -> Any:
-    """The transport of :func:`make_client` (built here so the ``openai`` client's HTTP library is
-    imported only when a judge is actually asked)."""
-    from rarl.compat import openai_http_library
-
-    httpx = openai_http_library()
-
-    class _DeadlineTransport(httpx.AsyncBaseTransport):
-        """Counts every HTTP attempt and gives each one a total deadline of ``timeout_s``.
-
-        Why: httpx's timeouts apply per network read, so a server dripping one byte a second would
-        hold a request indefinitely. Here the whole attempt (connect, headers and the complete body)
-        must finish within the deadline, else it raises ``httpx.ReadTimeout``, which the ``openai``
-        client treats like any timeout: retried within ``max_retries``.
-        """
-
-        def __init__(self, timeout_s: float, inner: httpx.AsyncBaseTransport | None = None) -> None:
-            self.timeout_s = timeout_s
-            self.inner = inner or httpx.AsyncHTTPTransport()
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            counter = _ATTEMPTS.get()
-            if counter is not None:
-                counter[0] += 1
-
-            async def whole_reply() -> httpx.Response:
-                response = await self.inner.handle_async_request(request)
-                try:
-                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
-                finally:
-                    await response.aclose()
-                return httpx.Response(
-                    response.status_code,
-                    headers=response.headers,
-                    content=raw,
-                    extensions=response.extensions,
-                )
-
-            try:
-                return await asyncio.wait_for(whole_reply(), timeout=self.timeout_s)
-            except TimeoutError:
-                raise httpx.ReadTimeout("no complete reply within timeout_s", request=request) from None
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
-    return _DeadlineTransport(timeout_s)
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "TimeoutError: no complete reply within timeout_s"
-    status = getattr(exc, "status_code", None)
-    name = type(exc).__name__
-    message = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"{name}{f' (HTTP {status})' if status else ''}: {message}"
-
-
 def judge_api_key(judge: JudgeConfig, alternative: str = "") -> str:
     """The judge's API key from its environment variable (``"not-needed"`` when ``api_key_env`` is empty).
 
     The one check of a missing key: ``rarl eval`` calls it before hours of generation (``alternative``
     then names ``--no-judges``), the client factory before the first request.
     """
-    key = os.environ.get(judge.api_key_env) if judge.api_key_env else "not-needed"
-    if not key:
-        raise UserError(
-            f"judge '{judge.name}': environment variable {judge.api_key_env} is not set "
-            f"(set it, {alternative}or set api_key_env to '' for a local server without keys)"
-        )
-    return key
+    return api_key(judge, f"judge '{judge.name}'", alternative)
 
 
 def make_client(judge: JudgeConfig) -> Any:
-    """An ``openai.AsyncOpenAI`` client for one judge: the client's own retries, our per-attempt deadline.
-
-    The client retries connection errors, timeouts, 408/409/429 and 5xx (up to ``max_retries``) with its
-    own exponential backoff, honouring ``Retry-After`` (seconds, milliseconds or an HTTP date, up to
-    2 minutes); the transport gives every attempt a total deadline and counts it.
-    """
-    import openai
-
-    key = judge_api_key(judge)
-    http_client = openai.DefaultAsyncHttpxClient(transport=_deadline_transport(judge.timeout_s))
-    return openai.AsyncOpenAI(
-        api_key=key,
-        base_url=judge.base_url,
-        max_retries=judge.max_retries,
-        timeout=judge.timeout_s,
-        http_client=http_client,
-    )
+    """The shared OpenAI-compatible client (:func:`rarl.eval.openai_client.make_client`) of one judge."""
+    return make_endpoint_client(judge, f"judge '{judge.name}'")
 
 
 async def _request(
     client: Any, judge: JudgeConfig, messages: list[dict[str, str]], stats: JudgeStats
 ) -> tuple[str, int]:
-    """One judgement; returns (reply text, HTTP attempts sent).
-
-    Status-code, timeout and connection retries are the client's. Ours is only the retry of a 200 whose
-    body is no completion (after ``backoff_s·2^k``), and all retries together stay within ``max_retries``:
-    each call gives the client only the attempts left. A final failure is re-raised with
-    ``rarl_attempts`` set on the exception.
-    """
+    """One judgement at temperature 0 (:func:`rarl.eval.openai_client.complete`: its retries and
+    deadline); returns (reply text, HTTP attempts sent), and counts every attempt in ``stats``."""
     counter = [0]
-    _ATTEMPTS.set(counter)  # this judgement's own task: concurrent judgements count separately
-    malformed_retries = 0
     try:
-        while True:
-            remaining = max(0, judge.max_retries - counter[0])
-            try:
-                response = await client.with_options(max_retries=remaining).chat.completions.create(
-                    model=judge.model, messages=messages, temperature=0.0
-                )
-                try:
-                    content = response.choices[0].message.content
-                except (AttributeError, IndexError, TypeError) as exc:
-                    reason = f"no choices[0].message.content in the response ({exc})"
-                    raise _MalformedResponse(reason) from None
-                return (content if isinstance(content, str) else ""), counter[0]
-            except Exception as exc:  # only a malformed body is ours to retry; the rest propagate
-                if not _malformed(exc) or counter[0] > judge.max_retries:
-                    raise
-                await asyncio.sleep(judge.backoff_s * (2**malformed_retries))
-                malformed_retries += 1
-    except Exception as exc:
-        exc.rarl_attempts = max(1, counter[0])  # type: ignore[attr-defined]
-        raise
+        return await complete(client, judge, list(messages), counter, temperature=0.0)
     finally:
         stats.requests += counter[0]
         stats.retries += max(0, counter[0] - 1)
@@ -650,7 +529,7 @@ async def _judge_all(
                     reply, attempts = await _request(client, judge, messages, stats)
                 except Exception as exc:  # every failure is recorded, none aborts the run
                     attempts = getattr(exc, "rarl_attempts", 1)
-                    result = Judgement(**base, status="api_error", error=_error_text(exc), attempts=attempts)
+                    result = Judgement(**base, status="api_error", error=error_text(exc), attempts=attempts)
                 else:
                     meta = {"judge_model": judge.model, "prompt": chosen.name}
                     cache.put(key, reply, {**meta, "prompt_version": chosen.version})

@@ -168,6 +168,8 @@ class RunData:
     records: list[PredictionRecord] = field(default_factory=list)
     judgements: dict[str, dict[str, Any]] = field(default_factory=dict)  # judge -> key -> Judgement
     human: dict[str, dict[str, float]] | None = None  # key -> mean human scores
+    # rater -> key -> that clinician's own scores (for agreement among several clinicians)
+    human_raters: dict[str, dict[str, dict[str, float]]] | None = None
     scores: list[ScoreRow] = field(default_factory=list)  # scores.jsonl: one row per item and metric
 
     @property
@@ -230,7 +232,16 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
         raise UserError(f"--human needs rarl.review.store ({exc})") from None
     if not Path(db_path).is_file():
         raise UserError(f"{db_path}: ratings database not found")
-    by_output, legacy = summarize_ratings(load_ratings(db_path))  # the database read once
+    rows = load_ratings(db_path)  # the database read once
+    by_output, legacy = summarize_ratings(rows)
+    by_rater: dict[tuple[str, str, str, str], dict[str, dict[str, float]]] = {}
+    for row in rows:
+        if row["output_fp"]:
+            ident = (row["model"], row["prompt"], row["item_key"], row["output_fp"])
+            by_rater.setdefault(ident, {})[row["rater"]] = {
+                "reasoning_score": row["reasoning_score"],
+                "prediction_score": row["prediction_score"],
+            }
     if legacy:
         log.warning(
             "%s: %d ratings from an older rarl name no rated output and are not joined to any run",
@@ -242,12 +253,14 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
         by_text.setdefault((prompt, key, output_fp), {})[model] = scores
     for run in runs:
         exact = {r.key: by_output[r.output_id] for r in run.records if r.output_id in by_output}
+        rated = {r.key: r.output_id for r in run.records if r.output_id in by_output}
         if not exact:
             rated_elsewhere = [(r, by_text.get(r.output_id[1:], {})) for r in run.records]
             names = {model for r, by_model in rated_elsewhere for model in by_model if model != r.model}
             if len(names) == 1:
                 (name,) = names
                 exact = {r.key: by_model[name] for r, by_model in rated_elsewhere if name in by_model}
+                rated = {r.key: (name, *r.output_id[1:]) for r, by_m in rated_elsewhere if name in by_m}
                 log.warning(
                     "%s: ratings of run %s's outputs are under another model name (%s); using them",
                     db_path,
@@ -255,6 +268,11 @@ def attach_human(runs: Sequence[RunData], db_path: str | Path) -> None:
                     name,
                 )
         run.human = exact or None
+        raters: dict[str, dict[str, dict[str, float]]] = {}
+        for key, ident in rated.items():
+            for rater, scores in by_rater.get(ident, {}).items():
+                raters.setdefault(rater, {})[key] = scores
+        run.human_raters = raters or None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -596,9 +614,9 @@ def agreement_table(runs: Sequence[RunData]) -> Table | None:
                 agree = estimate([float(x == y) for x, y in zip(a, b, strict=True)]).scaled(100.0)
                 kappa = cohen_kappa(a, b)
                 low, high = kappa_interval(a, b) or (None, None)
-                rows.append(
-                    [run.label, f"{kind}_score", first, second, len(a), agree, Estimate(kappa, low, high)]
-                )
+                cells = [run.label, f"{kind}_score", first, second, len(a), agree, Estimate(kappa, low, high)]
+                rows.append([*cells, None, None])
+            rows += _multi_rater_rows(run, kind)
     if not rows:
         return None
     notes = [
@@ -606,16 +624,84 @@ def agreement_table(runs: Sequence[RunData]) -> Table | None:
         "Rule = the rule verdict (closed/choice matching, open exact match); compared with prediction_score.",
         "Items a judge failed to score are left out of its pairs; Human = mean rating >= 0.5.",
         "kappa '–': undefined because both raters gave one constant label.",
+        "Rows of three or more raters together (Rater B '—'): clinicians = each rarl review rater on their "
+        "own; all = the judges, each clinician and (prediction_score) Rule. n and Agreement % (every rater "
+        "agrees) and Fleiss' kappa: the items every one of them rated; Krippendorff's alpha (nominal): "
+        "every item two or more of them rated (its n), missing ratings allowed; both [95% CI]: "
+        f"{BOOTSTRAP} (items resampled with all their ratings).",
     ]
-    headers = ["Run", "Score", "Rater A", "Rater B", "n", "Agreement %", "Cohen's kappa"]
+    headers = [
+        "Run",
+        "Score",
+        "Rater A",
+        "Rater B",
+        "n",
+        "Agreement %",
+        "Cohen's kappa",
+        "Fleiss' kappa",
+        "Krippendorff's alpha",
+    ]
     return Table(
         "Agreement between judges, humans and rule metrics",
         headers,
         rows,
         notes,
         slug="agreement",
-        digits={"Cohen's kappa": 2},
+        digits={"Cohen's kappa": 2, "Fleiss' kappa": 2, "Krippendorff's alpha": 2},
     )
+
+
+def clinician_scores(run: RunData, kind: str) -> dict[str, dict[str, int]]:
+    """Each clinician's own binary scores (``rarl review`` raters, rating >= 0.5), as ``Human:<rater>``."""
+    field_name = f"{kind}_score"
+    return {
+        f"Human:{rater}": {k: int(v[field_name] >= 0.5) for k, v in by_key.items() if field_name in v}
+        for rater, by_key in (run.human_raters or {}).items()
+    }
+
+
+def _multi_rater_rows(run: RunData, kind: str) -> list[list[Any]]:
+    """Agreement rows of three or more raters together: the clinicians alone, and all raters (judges,
+    each clinician, Rule for prediction_score), each with Fleiss' kappa and Krippendorff's alpha."""
+    from rarl.stats import (
+        fleiss_kappa,
+        fleiss_kappa_interval,
+        krippendorff_alpha,
+        krippendorff_alpha_interval,
+    )
+
+    clinicians = clinician_scores(run, kind)
+    pairwise = rater_scores(run, kind)
+    everyone = {name: scores for name, scores in pairwise.items() if name != HUMAN} | clinicians
+    rows = []
+    for label, raters in (("clinicians", clinicians), ("all", everyone)):
+        raters = {name: scores for name, scores in raters.items() if scores}
+        if len(raters) < 3 or (label == "all" and raters.keys() == clinicians.keys()):
+            continue
+        keys = sorted(set().union(*(scores.keys() for scores in raters.values())))
+        table = [[scores.get(key) for scores in raters.values()] for key in keys]
+        complete = [row for row in table if None not in row]
+        pairable = [row for row in table if sum(r is not None for r in row) >= 2]
+        fleiss = fleiss_kappa(complete) if complete else None
+        f_low, f_high = (fleiss_kappa_interval(complete) if complete else None) or (None, None)
+        alpha = krippendorff_alpha(pairable) if pairable else None
+        a_low, a_high = (krippendorff_alpha_interval(pairable) if pairable else None) or (None, None)
+        agree = estimate([float(len(set(row)) == 1) for row in complete]).scaled(100.0)
+        names = f"{label} ({len(raters)}): " + ", ".join(raters)
+        rows.append(
+            [
+                run.label,
+                f"{kind}_score",
+                names,
+                "—",
+                len(complete),
+                agree,
+                None,
+                Estimate(fleiss, f_low, f_high, len(complete)),
+                Estimate(alpha, a_low, a_high, len(pairable)),
+            ]
+        )
+    return rows
 
 
 def paired_table(runs: Sequence[RunData]) -> Table | None:
@@ -671,6 +757,86 @@ def paired_table(runs: Sequence[RunData]) -> Table | None:
         notes,
         slug="paired",
         digits={"McNemar p": 3, "A %": 1, "B %": 1},
+    )
+
+
+def image_control_table(runs: Sequence[RunData]) -> Table | None:
+    """How much of each model's accuracy survives without its image (``rarl eval --image-control``).
+
+    Each image-control run (blank or shuffled images) is paired with a normal run of the same model and
+    prompt among the runs given, on the items both answered (matched by key), per dataset and overall:
+    accuracy with and without the image, the paired difference (control − normal, percentage points, 95%
+    paired bootstrap interval, n) and the share that survives (control % / normal %). Per-item outcomes
+    are the score rows, compared by :func:`rarl.eval.aggregate.paired_cells` as in :func:`paired_table`.
+    """
+    normals = [run for run in runs if run.scores and not run.results.image_control]
+    rows: list[list[Any]] = []
+    for control in [run for run in runs if run.scores and run.results.image_control]:
+        keys = {row.key for row in control.scores}
+        partner = next(
+            (
+                run
+                for run in normals
+                if run.results.model == control.results.model
+                and run.results.prompt == control.results.prompt
+                and keys & {row.key for row in run.scores}
+            ),
+            None,
+        )
+        if partner is None:
+            continue
+        normal_metrics, control_metrics = outcome_metrics(partner), outcome_metrics(control)
+        for name in [m for m in normal_metrics if m in control_metrics]:
+            cells = paired_cells(partner.scores, control.scores, normal_metrics[name], by_type=False)
+            for cell in cells:
+                result = cell.result
+                if result is None:
+                    continue
+                diff = Estimate(result.difference, *result.interval, result.n).scaled(100.0)
+                kept = 100.0 * result.mean_b / result.mean_a if result.mean_a else None
+                rows.append(
+                    [
+                        control.label,
+                        partner.label,
+                        control.results.image_control,
+                        name,
+                        cell.group[0],
+                        result.n,
+                        cell.estimate_a.scaled(100.0),
+                        cell.estimate_b.scaled(100.0),
+                        diff,
+                        kept,
+                    ]
+                )
+    if not rows:
+        return None
+    headers = [
+        "Control run",
+        "Normal run",
+        "Image",
+        "Metric",
+        "Dataset",
+        "n matched",
+        "With image %",
+        "Without image %",
+        "Without − with (pp)",
+        "Survives %",
+    ]
+    notes = [
+        "Each control run is paired with a normal run of the same model and prompt, on the items both "
+        "answered (matched by dataset/split/id). Image: blank = a uniform mid-grey image of the item's "
+        "image size; shuffled = another item's image (a seeded derangement).",
+        f"With/without image %: {WILSON}; without − with: mean per-item difference in percentage points, "
+        f"95% paired {BOOTSTRAP}; Survives % = without / with (how much of the accuracy needs no image; "
+        "compare with the benchmark's chance level, e.g. 50% on yes/no questions).",
+    ]
+    return Table(
+        "Image dependence: accuracy without the image",
+        headers,
+        rows,
+        notes,
+        slug="image_control",
+        digits={"Survives %": 0},
     )
 
 
@@ -741,6 +907,8 @@ def run_description(results: RunResults) -> str:
     parts = [f"model {results.model}" if results.model else "model not recorded"]
     if results.prompt:
         parts.append(f"{results.prompt} prompt")
+    if results.image_control:
+        parts.append(f"image control: {results.image_control} images")
     parts.append(f"n={results.n}" if results.n is not None else "n not recorded")
     return ", ".join(parts)
 
@@ -814,6 +982,7 @@ def build_report(
         rule_table(runs),
         cvbench_table(runs),
         paired_table(runs),
+        image_control_table(runs),
         subgroup_table(runs),
         agreement_table(runs),
     )
@@ -857,6 +1026,7 @@ __all__ = [
     "cohen_kappa",
     "coverage",
     "cvbench_table",
+    "image_control_table",
     "item_outcomes",
     "judge_table",
     "load_run",

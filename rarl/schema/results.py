@@ -47,6 +47,7 @@ KNOWN_TOP_LEVEL = frozenset(
         "judge_failures",
         "checkpoint_selection",
         "generation",
+        "image_control",
     }
 )
 
@@ -264,6 +265,8 @@ class RunResults:
     judge_failures: Mapping[str, str] = field(default_factory=dict)
     checkpoint_selection: CheckpointSelection | None = None
     generation: Mapping[str, Any] = field(default_factory=dict)
+    image_control: str | None = None  # "blank" | "shuffled" for an image-control run (rarl.eval.controls)
+    image_control_seed: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,6 +275,8 @@ class RunResults:
         out["datasets"] = list(self.datasets)
         if self.generation:
             out["generation"] = dict(self.generation)
+        if self.image_control is not None:
+            out["image_control"] = {"control": self.image_control, "seed": self.image_control_seed}
         if self.rule_metrics is not None:
             out["rule_metrics"] = self.rule_metrics.to_dict()
         out["judges"] = {name: judge.to_dict() for name, judge in self.judges.items()}
@@ -392,6 +397,7 @@ class _Reader:
             raise self.fail("datasets", f"must be a list (got {type(datasets).__name__})")
         judges = self.mapping(data.get("judges"), "judges")
         failures = self.mapping(data.get("judge_failures"), "judge_failures")
+        control = self.mapping(data.get("image_control"), "image_control")
         return RunResults(
             model=self.text(data.get("model"), "model"),
             prompt=self.text(data.get("prompt"), "prompt"),
@@ -404,6 +410,8 @@ class _Reader:
             },
             checkpoint_selection=self.selection(data.get("checkpoint_selection")),
             generation=dict(self.mapping(data.get("generation"), "generation")),
+            image_control=self.text(control.get("control"), "image_control.control"),
+            image_control_seed=self.integer(control.get("seed"), "image_control.seed"),
             extra={key: value for key, value in data.items() if key not in KNOWN_TOP_LEVEL},
         )
 
