@@ -47,6 +47,9 @@ EVAL_SETTING_KEYS = (
     "eval.do_sample",
 )
 
+# Under eval.prompt: training_template, these choose each item's template: they change the predictions.
+TRAINING_TEMPLATE_KEYS = ("data.seed", "data.prompt_diversity", "data.template_ratios", "data.single_template")
+
 # Training settings (by their last name component, so they match however the train section nests) that
 # change only speed, logging or file locations, or that legitimately change to extend a run.
 TRAIN_COSMETIC_NAMES = frozenset(
@@ -231,6 +234,8 @@ def eval_settings(config: RunConfig) -> dict[str, Any]:
 
     flat = flatten(to_dict(config))
     settings = {key: flat.get(key) for key in EVAL_SETTING_KEYS}
+    if config.eval.prompt == "training_template":  # which template each item gets depends on these
+        settings.update({k: v for k, v in flat.items() if k.startswith(TRAINING_TEMPLATE_KEYS)})
     settings["model.adapter_weights"] = _adapter_weights(config.model.adapter_path)
     if config.model.adapter_path:
         settings["model.adapter_config"] = settings_digest(config.model.adapter_path, ["adapter_config.json"])

@@ -227,8 +227,9 @@ def generate_missing(
 
             processor = processor or load_processor(config.model)
             model = model or load_model(config.model)
-        from rarl.eval.generate import generate_predictions
+        from rarl.eval.generate import TRAINING_TEMPLATE_PROMPT, generate_predictions, training_template_messages
 
+        as_trained = config.eval.prompt == TRAINING_TEMPLATE_PROMPT
         start = time.perf_counter()
         generate_predictions(
             model,
@@ -242,6 +243,7 @@ def generate_missing(
             on_record=lambda record: append_jsonl(target, [record.to_dict()]),
             max_pixels=config.model.max_pixels,
             progress=progress and shard.is_main,
+            messages_fn=training_template_messages(samples, config.data) if as_trained else None,
         )
         info["generate_s"] = round(time.perf_counter() - start, 3)
     shard.wait()
