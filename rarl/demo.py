@@ -237,7 +237,11 @@ def paired_rows(summary: dict[str, Any], prompt: str, arms: list[str]) -> list[d
     column = {name: i for i, name in enumerate(table.headers)}
     rows = []
     for row in table.rows:
-        if row[column["Metric"]] != "rarl Acc." or row[column["Type"]] != "all" or row[column["Dataset"]] == "All":
+        if (
+            row[column["Metric"]] != "rarl Acc."
+            or row[column["Type"]] != "all"
+            or row[column["Dataset"]] == "All"
+        ):
             continue
         rows.append(
             {
@@ -255,7 +259,9 @@ def paired_rows(summary: dict[str, Any], prompt: str, arms: list[str]) -> list[d
 
 def excludes_zero(difference: Any) -> bool:
     """Whether a paired difference's 95% interval lies wholly above or below 0."""
-    return difference is not None and difference.low is not None and (difference.low > 0 or difference.high < 0)
+    return (
+        difference is not None and difference.low is not None and (difference.low > 0 or difference.high < 0)
+    )
 
 
 def demo_table(summaries: list[dict[str, Any]]) -> Any:
@@ -284,15 +290,32 @@ def demo_table(summaries: list[dict[str, Any]]) -> Any:
                         "yes" if excludes_zero(row["difference"]) else "no",
                     ]
                 )
-    headers = ["seed", "prompt", "dataset", "B vs A", "n", "A %", "B %", "B − A (pp)", "McNemar p", "CI excl. 0"]
+    headers = [
+        "seed",
+        "prompt",
+        "dataset",
+        "B vs A",
+        "n",
+        "A %",
+        "B %",
+        "B − A (pp)",
+        "McNemar p",
+        "CI excl. 0",
+    ]
     notes = [
         "From the report's paired table (rarl Acc., matched items): B − A in percentage points with its 95% "
         "paired bootstrap CI; McNemar's exact test.",
         "synthetic: held-out images, the trained question phrasing; synthetic_shift: the same images asked "
         "in a phrasing no arm trained on.",
     ]
-    return Table("rarl demo: paired held-out accuracy", headers, rows, notes, slug="demo",
-                 digits={"McNemar p": 3, "A %": 1, "B %": 1})
+    return Table(
+        "rarl demo: paired held-out accuracy",
+        headers,
+        rows,
+        notes,
+        slug="demo",
+        digits={"McNemar p": 3, "A %": 1, "B %": 1},
+    )
 
 
 def spread_table(summaries: list[dict[str, Any]]) -> Any:
@@ -348,7 +371,9 @@ def mean_reward_trend(metrics_path: Path, window: int = 50) -> tuple[float, floa
     from rarl.io import read_jsonl
 
     rewards = [
-        float(r["reward"]) for r in read_jsonl(metrics_path, tolerate_truncated_tail=True) if r.get("reward") is not None
+        float(r["reward"])
+        for r in read_jsonl(metrics_path, tolerate_truncated_tail=True)
+        if r.get("reward") is not None
     ]
     if not rewards:
         return None

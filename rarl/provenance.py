@@ -48,7 +48,12 @@ EVAL_SETTING_KEYS = (
 )
 
 # Under eval.prompt: training_template, these choose each item's template: they change the predictions.
-TRAINING_TEMPLATE_KEYS = ("data.seed", "data.prompt_diversity", "data.template_ratios", "data.single_template")
+TRAINING_TEMPLATE_KEYS = (
+    "data.seed",
+    "data.prompt_diversity",
+    "data.template_ratios",
+    "data.single_template",
+)
 
 # Training settings (by their last name component, so they match however the train section nests) that
 # change only speed, logging or file locations, or that legitimately change to extend a run.

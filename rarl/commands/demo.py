@@ -84,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
         for arm in ("rl_lora", RL_STAGE) if summary["compare"] else (RL_STAGE,):
             trend = mean_reward_trend(Path(summary["train_runs"][arm]) / "metrics.jsonl")
             if trend:
-                print(f"seed {summary['seed']} {arm}: mean GRPO reward {trend[0]:.3f} (first 50 steps) -> "
-                      f"{trend[1]:.3f} (last 50)")
+                print(
+                    f"seed {summary['seed']} {arm}: mean GRPO reward {trend[0]:.3f} (first 50 steps) -> "
+                    f"{trend[1]:.3f} (last 50)"
+                )
         reports = write_reports(summary)
         timings = summary["timings_s"]
         print(

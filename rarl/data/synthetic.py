@@ -30,9 +30,11 @@ Options (each a ``data.*`` field of a synthetic dataset in the config, so any ru
 * ``kinds``: which question kinds to ask (default the four above). :data:`EXTRA_KINDS` holds kinds no
   default set asks (``opacity_present``: any opacity, yes/no), so a test can check that a recipe learns a
   task it was never tuned on;
-* ``random_answers``: every answer (and its reasoning) is drawn at random from the kind's answers,
-  independent of the image: such samples teach the ``<think>…</think><answer>…</answer>`` format and the
-  answer vocabulary but carry no information about the task (a "format warm-up");
+* ``random_answers``: every answer is drawn at random from the kind's answers, independent of the image,
+  and the reasoning is one fixed sentence (:data:`NEUTRAL_REASONING`): such samples teach the
+  ``<think>…</think><answer>…</answer>`` format and the answer vocabulary but carry no information about
+  the task (a "format warm-up"; a short think also leaves the answer word as the one decision that a
+  reward must credit, instead of one token among forty);
 * ``reasoning_fraction``: only this fraction of the samples carries reference reasoning (seeded per
   sample), as in real data where only part of the training set is annotated;
 * ``paraphrase``: every question is asked in a held-out phrasing (:data:`PARAPHRASES`), a shift that
@@ -64,6 +66,8 @@ QUESTIONS: dict[str, str] = {
     "modality": "What is the imaging modality?",
     "opacity_present": "Is there any opacity in the lungs?",  # an EXTRA_KINDS kind
 }
+# The think text of every ``random_answers`` sample: the format, no information about the image.
+NEUTRAL_REASONING = "I look at the image and answer the question."
 # Kinds asked only when a config names them (``kinds``): a task the default set never trains on.
 EXTRA_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "opacity_present": ("closed", ("yes", "no")),
@@ -89,6 +93,7 @@ def chance_level(kinds: list[str] | tuple[str, ...] | None = None) -> float:
     """Accuracy of uniform guessing over ``kinds`` (default: the four default kinds), asked in turn."""
     chosen = list(kinds or KINDS)
     return sum(1.0 / len(ALL_KINDS[kind][1]) for kind in chosen) / len(chosen)
+
 
 # How each modality looks: an RGB tint applied to the grey-scale anatomy, plus a texture.
 _MODALITY_LOOK: dict[str, dict[str, Any]] = {
@@ -205,7 +210,7 @@ def make_sample(
     reasoning_fraction: float = 1.0,
     paraphrase: bool = False,
 ) -> Sample:
-    """The ``index``-th synthetic sample of ``(seed, split)``; identical on every call (options: module doc)."""
+    """The ``index``-th sample of ``(seed, split)``, identical on every call; options: module doc."""
     rng = _rng(seed, split, index)
     chosen = list(kinds or KINDS)
     unknown = [kind for kind in chosen if kind not in ALL_KINDS]
@@ -221,8 +226,7 @@ def make_sample(
     shown_answer, reasoning = answer, _reasoning(kind, modality, side, answer)
     if random_answers:
         shown_answer = answers[int(side_rng.integers(len(answers)))]
-        fake_modality, fake_side = _condition_for(kind, shown_answer, side_rng)
-        reasoning = _reasoning(kind, fake_modality, fake_side, shown_answer)
+        reasoning = NEUTRAL_REASONING
     annotated = reasoning_fraction >= 1.0 or float(side_rng.random()) < reasoning_fraction
     return Sample(
         id=f"synthetic-{split}-{seed}-{index:05d}",
@@ -250,7 +254,7 @@ def generate_samples(
 
 def synthetic_texts() -> list[str]:
     """Every question, answer and reasoning text the generator can produce (e.g. for a tiny tokenizer)."""
-    texts = [*QUESTIONS.values(), *PARAPHRASES.values()]
+    texts = [*QUESTIONS.values(), *PARAPHRASES.values(), NEUTRAL_REASONING]
     for kind, (_, answers) in ALL_KINDS.items():
         for modality in MODALITIES:
             for side in SIDES:
@@ -315,8 +319,9 @@ __all__ = [
     "CHANCE_LEVEL",
     "EXTRA_KINDS",
     "KINDS",
-    "PARAPHRASES",
     "MODALITIES",
+    "NEUTRAL_REASONING",
+    "PARAPHRASES",
     "QUESTIONS",
     "SIDES",
     "chance_level",

@@ -227,7 +227,11 @@ def generate_missing(
 
             processor = processor or load_processor(config.model)
             model = model or load_model(config.model)
-        from rarl.eval.generate import TRAINING_TEMPLATE_PROMPT, generate_predictions, training_template_messages
+        from rarl.eval.generate import (
+            TRAINING_TEMPLATE_PROMPT,
+            generate_predictions,
+            training_template_messages,
+        )
 
         as_trained = config.eval.prompt == TRAINING_TEMPLATE_PROMPT
         start = time.perf_counter()
