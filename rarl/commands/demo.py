@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "evaluated in distribution and under a held-out phrasing with three prompts (slower)",
     )
     parser.add_argument("--warmup-steps", type=int, default=None, help="format warm-up steps (preset)")
-    parser.add_argument("--grpo-steps", type=int, default=None, help="steps of each GRPO arm (preset)")
+    parser.add_argument(
+        "--arm-steps",
+        type=int,
+        default=None,
+        help="steps of each trained arm: RARL, SFT, RL w/ LoRA (preset)",
+    )
     parser.add_argument("--eval-samples", type=int, default=None, help="held-out items per set (preset)")
     parser.add_argument("--config-dir", default=None, help="folder of the demo presets (configs/demo)")
     parser.add_argument("--width", type=int, default=64, help="hidden size of the tiny language model")
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from rarl.errors import UserError
 
-    for name in ("seeds", "warmup_steps", "grpo_steps", "eval_samples", "threads"):
+    for name in ("seeds", "warmup_steps", "arm_steps", "eval_samples", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -62,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, list[str]] = {}
     if args.warmup_steps:
         overrides["format_warmup"] = [f"train.sft.max_steps={args.warmup_steps}"]
-    if args.grpo_steps:
-        for arm in ("rl_lora", "rarl"):
-            overrides[arm] = [f"train.grpo.max_steps={args.grpo_steps}"]
+    if args.arm_steps:
+        for arm, method in (("sft", "sft"), ("rl_lora", "grpo"), ("rarl", "grpo")):
+            overrides[arm] = [f"train.{method}.max_steps={args.arm_steps}"]
     if args.eval_samples:
         overrides["eval"] = [f"data.eval.{i}.num_samples={args.eval_samples}" for i in range(2)]
     options = DemoOptions(
