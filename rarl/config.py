@@ -191,6 +191,13 @@ class DatasetSpec:
     column_map: dict[str, str] = field(default_factory=dict)
     skip_bad: bool = False
     num_samples: int = 256  # synthetic only
+    # synthetic only (rarl.data.synthetic): question kinds (default: its four), answers drawn at random
+    # (a format warm-up that carries no information about the task), the fraction of samples with
+    # reference reasoning, and the held-out question phrasing (a shift)
+    kinds: list[str] = field(default_factory=list)
+    random_answers: bool = False
+    reasoning_fraction: float = 1.0
+    paraphrase: bool = False
     tasks: list[str] = field(default_factory=list)  # cvbench only: Count/Relation/Depth/Distance filter
     image_dir: str | None = None  # where image files live when not the loader's default (relative paths)
 
@@ -198,6 +205,7 @@ class DatasetSpec:
         errors = [
             *check_number(f"{prefix}.num_samples", self.num_samples, at_least=1),
             *check_number(f"{prefix}.limit", self.limit, at_least=1, none_ok=True),
+            *check_number(f"{prefix}.reasoning_fraction", self.reasoning_fraction, at_least=0, at_most=1),
         ]
         if not self.split.strip():
             errors.append(f"{prefix}.split: must not be empty")
@@ -358,7 +366,10 @@ class EvalConfig:
     """
 
     output_dir: str = "outputs/eval"
-    prompt: Literal["reasoning", "non_reasoning"] = "reasoning"
+    # training_template: each item asked with the training template it would get in training (seeded by
+    # data.seed, data.prompt_diversity/template_ratios/single_template), to measure a model on the wording
+    # it was trained with, e.g. a tiny one that never saw the inference prompts
+    prompt: Literal["reasoning", "non_reasoning", "training_template"] = "reasoning"
     batch_size: int = 8
     max_new_tokens: int = 512
     do_sample: bool = False
@@ -380,6 +391,11 @@ class EvalConfig:
         if self.backend == "openai" and not str(self.openai.model).strip():
             errors.append(
                 f"{prefix}.openai.model: must name the served model when {prefix}.backend is openai"
+            )
+        if self.backend == "openai" and self.prompt == "training_template":
+            errors.append(
+                f"{prefix}.prompt: training_template is for in-process runs of rarl's own trained models; "
+                f"with {prefix}.backend openai use reasoning or non_reasoning"
             )
         return errors
 

@@ -50,6 +50,14 @@ EVAL_SETTING_KEYS = (
 # What a prediction of a served model (eval.backend: openai) depends on besides the prompt and decoding.
 SERVED_SETTING_KEYS = ("eval.backend", "eval.openai.base_url", "eval.openai.model", "model.max_pixels")
 
+# Under eval.prompt: training_template, these choose each item's template: they change the predictions.
+TRAINING_TEMPLATE_KEYS = (
+    "data.seed",
+    "data.prompt_diversity",
+    "data.template_ratios",
+    "data.single_template",
+)
+
 # Training settings (by their last name component, so they match however the train section nests) that
 # change only speed, logging or file locations, or that legitimately change to extend a run.
 TRAIN_COSMETIC_NAMES = frozenset(
@@ -245,6 +253,8 @@ def eval_settings(config: RunConfig) -> dict[str, Any]:
 def _local_settings(config: RunConfig, flat: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`eval_settings` of the local (transformers) backend."""
     settings = {key: flat.get(key) for key in EVAL_SETTING_KEYS}
+    if config.eval.prompt == "training_template":  # which template each item gets depends on these
+        settings.update({k: v for k, v in flat.items() if k.startswith(TRAINING_TEMPLATE_KEYS)})
     settings["model.adapter_weights"] = _adapter_weights(config.model.adapter_path)
     if config.model.adapter_path:
         settings["model.adapter_config"] = settings_digest(config.model.adapter_path, ["adapter_config.json"])

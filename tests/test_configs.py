@@ -9,11 +9,11 @@ import pytest
 from rarl.config import load_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+CONFIGS = sorted([*CONFIG_DIR.glob("*.yaml"), *CONFIG_DIR.glob("demo/*.yaml")])
 
 
 def test_presets_exist():
-    names = {path.stem for path in CONFIGS}
+    names = {path.relative_to(CONFIG_DIR).with_suffix("").as_posix() for path in CONFIGS}
     required = {
         "sft_qwen2vl_2b",
         "rl_full_qwen2vl_2b",
@@ -22,18 +22,21 @@ def test_presets_exist():
         "cvbench_500",
         "cvbench_1000",
         "cvbench_5000",
-        "demo_tiny_sft",
-        "demo_tiny_grpo",
+        "demo/format_warmup",
+        "demo/sft",
+        "demo/rl_lora",
+        "demo/rarl",
+        "demo/eval",
     }
     assert required <= names, sorted(required - names)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.relative_to(CONFIG_DIR).as_posix() for p in CONFIGS])
 def test_config_loads_and_first_line_is_its_command(path: Path):
     config = load_config(path)
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# rarl "), first
-    assert f"configs/{path.name}" in first
+    assert f"configs/{path.relative_to(CONFIG_DIR).as_posix()}" in first
     if first.startswith("# rarl train"):
         assert config.train.output_dir.startswith("outputs/")
 

@@ -154,3 +154,62 @@ def test_answers_linearly_decodable_from_vision_patches():
         correct += sum(labels[i] == s.answer for i, s in zip(scores.argmax(axis=1), held_out, strict=True))
     accuracy = correct / len(test)
     assert accuracy > 0.9 > CHANCE_LEVEL["overall"] + 0.4, accuracy
+
+
+def test_random_answers_keep_the_images_and_carry_no_information_about_them():
+    """The format warm-up's data: same images as the real set, answers independent of them."""
+    from rarl.data.synthetic import NEUTRAL_REASONING, chance_level
+
+    real = generate_samples(480, seed=2, split="train")
+    fake = generate_samples(480, seed=2, split="train", random_answers=True)
+    for r, f in zip(real, fake, strict=True):
+        assert np.array_equal(np.asarray(r.image), np.asarray(f.image)) and r.question == f.question
+        assert f.answer in KINDS[f.extra["kind"]][1]  # a valid answer word of the kind ...
+        assert f.reasoning == NEUTRAL_REASONING  # ... after a think that says nothing about the image
+    # ... and the answer agrees with the image's true answer only as often as guessing does
+    agreement = sum(r.answer == f.answer for r, f in zip(real, fake, strict=True)) / len(real)
+    assert agreement == pytest.approx(chance_level(), abs=0.07)
+    assert chance_level() == pytest.approx(CHANCE_LEVEL["overall"])
+    for kind, (_, answers) in KINDS.items():  # every answer word is shown
+        assert {f.answer for f in fake if f.extra["kind"] == kind} == set(answers)
+
+
+def test_reasoning_fraction_paraphrase_and_extra_kinds():
+    from rarl.data.synthetic import PARAPHRASES, QUESTIONS
+
+    half = generate_samples(400, seed=0, reasoning_fraction=0.5)
+    annotated = sum(s.reasoning is not None for s in half)
+    assert 160 <= annotated <= 240
+    assert generate_samples(8, seed=0, reasoning_fraction=0.0)[0].reasoning is None
+    base = generate_samples(8, seed=0, split="test")
+    shifted = generate_samples(8, seed=0, split="test", paraphrase=True)
+    for a, b in zip(base, shifted, strict=True):
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image)) and a.answer == b.answer
+        assert a.question == QUESTIONS[a.extra["kind"]] and b.question == PARAPHRASES[a.extra["kind"]]
+        assert a.question != b.question
+    present = generate_samples(40, seed=0, kinds=["opacity_present"])
+    assert {s.extra["kind"] for s in present} == {"opacity_present"}
+    for sample in present:  # the answer says whether the image has an opacity at all
+        assert sample.answer == ("no" if sample.extra["opacity_side"] == "none" else "yes")
+    assert Counter(s.answer for s in present) == {"yes": 20, "no": 20}
+
+
+def test_synthetic_options_reach_the_loader_and_a_bad_kind_is_one_line():
+    from rarl.config import load_config
+    from rarl.errors import UserError
+
+    config = load_config(
+        None,
+        [
+            "data.train.0.kinds=[opacity_present]",
+            "data.train.0.num_samples=6",
+            "data.train.0.random_answers=true",
+        ],
+    )
+    samples = load_dataset_spec(config.data.train[0])
+    expected = generate_samples(6, seed=0, kinds=["opacity_present"], random_answers=True)
+    assert [s.answer for s in samples] == [s.answer for s in expected]
+    with pytest.raises(UserError, match="unknown kind"):
+        load_dataset_spec(DatasetSpec(kinds=["colour"]))
+    with pytest.raises(UserError, match="reasoning_fraction"):
+        load_config(None, ["data.train.0.reasoning_fraction=1.5"])

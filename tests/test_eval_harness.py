@@ -325,3 +325,38 @@ def test_a_full_disk_during_eval_is_one_line_and_the_rerun_resumes(
     assert main(["eval", "--config", str(config_path), "--no-judges"]) == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["generation"]["resumed"] == len(kept.splitlines()) and results["n"] == 6
+
+
+def test_eval_prompt_training_template_asks_each_item_as_training_would(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """eval.prompt: training_template renders the template training gives each item (its own oracle:
+    rarl.train.dataset.template_names); the template choice is part of the run's settings."""
+    from rarl.eval.harness import load_eval_samples
+    from rarl.prompts import TRAINING_TEMPLATES
+    from rarl.train.dataset import template_names
+
+    rendered: dict[str, str] = {}
+    original = generate_module.render_prompt
+
+    def recording(processor, sample, prompt, messages_fn=None):
+        text = original(processor, sample, prompt, messages_fn)
+        rendered[sample.id] = text
+        return text
+
+    monkeypatch.setattr(generate_module, "render_prompt", recording)
+    path = write_config(tmp_path, tiny_model_dir, bertscore=False, prompt="training_template")
+    config = load_config(path, ["data.seed=3"])
+    results = run_evaluation(config, progress=False)
+    samples = load_eval_samples(config)
+    expected = template_names(samples, config.data)
+    assert len(set(expected)) > 1  # prompting diversity: more than one template among the 6 items
+    for sample, name in zip(samples, expected, strict=True):
+        head = TRAINING_TEMPLATES[name].split("{question}")[0]
+        assert head in rendered[sample.id] and "Medical Assistant. The User asks" not in rendered[sample.id]
+    assert results["prompt"] == "training_template"
+    assert {r.prompt for r in read_predictions(tmp_path / "eval" / "predictions.jsonl")} == {
+        "training_template"
+    }
+    with pytest.raises(UserError, match=r"data\.seed"):  # other templates: not the same predictions
+        run_evaluation(load_config(path, ["data.seed=4"]), progress=False)

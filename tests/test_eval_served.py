@@ -245,3 +245,17 @@ def test_local_only_settings_are_refused_with_the_served_backend(served, tmp_pat
     assert main(["eval", "--config", str(path), "--checkpoints", "last"]) == 2
     assert "--checkpoints evaluates a training run's checkpoints in-process" in capsys.readouterr().err
     assert served.bodies == []
+
+
+def test_the_training_template_prompt_is_refused_with_the_served_backend(tmp_path):
+    """The served backend builds the inference prompts; asking it for training templates is a config error
+    (exit 2 at load), not a crash after the first request."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "model: {name_or_path: tiny}\n"
+        "data: {eval: [{source: synthetic, split: test, num_samples: 2}]}\n"
+        "eval: {backend: openai, prompt: training_template,"
+        " openai: {model: m, base_url: 'http://127.0.0.1:1/v1'}}\n"
+    )
+    with pytest.raises(UserError, match=r"eval\.prompt: training_template .* eval\.backend openai"):
+        load_config(path)

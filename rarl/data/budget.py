@@ -258,10 +258,11 @@ class SampleTokens:
 
 
 def prompt_messages(sample: Sample, role: str, config: RunConfig) -> list[list[dict[str, Any]]]:
-    """The chat prompts a sample can be shown with (every training template in use, or the eval prompt)."""
+    """The chat prompts a sample can be shown with (every training template in use, or the eval prompt;
+    ``eval.prompt: training_template`` shows each item one of the training templates)."""
     from rarl import prompts
 
-    if role == "train":
+    if role == "train" or config.eval.prompt == "training_template":
         names = [name for name, ratio in config.data.template_ratios.items() if ratio > 0]
         if not config.data.prompt_diversity:
             names = [config.data.single_template]

@@ -24,6 +24,21 @@ modality           open      x-ray / ct / mri             1/3
 Overall chance level (uniform kinds): (1/2 + 1/2 + 1/3 + 1/3) / 4 = 5/12 ≈ 0.417; closed questions 0.5,
 open questions 1/3. Generation is deterministic per (seed, split, index), so the first ``n`` samples do not
 depend on how many are requested, and different splits never share images.
+
+Options (each a ``data.*`` field of a synthetic dataset in the config, so any run can use them):
+
+* ``kinds``: which question kinds to ask (default the four above). :data:`EXTRA_KINDS` holds kinds no
+  default set asks (``opacity_present``: any opacity, yes/no), so a test can check that a recipe learns a
+  task it was never tuned on;
+* ``random_answers``: every answer is drawn at random from the kind's answers, independent of the image,
+  and the reasoning is one fixed sentence (:data:`NEUTRAL_REASONING`): such samples teach the
+  ``<think>…</think><answer>…</answer>`` format and the answer vocabulary but carry no information about
+  the task (a "format warm-up"; a short think also leaves the answer word as the one decision that a
+  reward must credit, instead of one token among forty);
+* ``reasoning_fraction``: only this fraction of the samples carries reference reasoning (seeded per
+  sample), as in real data where only part of the training set is annotated;
+* ``paraphrase``: every question is asked in a held-out phrasing (:data:`PARAPHRASES`), a shift that
+  training on the default phrasing never saw.
 """
 
 from __future__ import annotations
@@ -49,13 +64,36 @@ QUESTIONS: dict[str, str] = {
     "opacity_right": "Is there an opacity in the right lung?",
     "opacity_side": "Which side has the opacity?",
     "modality": "What is the imaging modality?",
+    "opacity_present": "Is there any opacity in the lungs?",  # an EXTRA_KINDS kind
+}
+# The think text of every ``random_answers`` sample: the format, no information about the image.
+NEUTRAL_REASONING = "I look at the image and answer the question."
+# Kinds asked only when a config names them (``kinds``): a task the default set never trains on.
+EXTRA_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "opacity_present": ("closed", ("yes", "no")),
+}
+ALL_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {**KINDS, **EXTRA_KINDS}
+# The held-out phrasing of every question (``paraphrase``): same facts, words never used in training.
+PARAPHRASES: dict[str, str] = {
+    "opacity_left": "Does the left lung field contain a bright spot?",
+    "opacity_right": "Does the right lung field contain a bright spot?",
+    "opacity_side": "On which side is the bright spot?",
+    "modality": "Which kind of scan is this?",
+    "opacity_present": "Is a bright spot visible anywhere?",
 }
 CHANCE_LEVEL: dict[str, float] = {
     "overall": sum(1.0 / len(answers) for _, answers in KINDS.values()) / len(KINDS),
     "closed": 0.5,
     "open": 1.0 / 3.0,
-    **{kind: 1.0 / len(answers) for kind, (_, answers) in KINDS.items()},
+    **{kind: 1.0 / len(answers) for kind, (_, answers) in ALL_KINDS.items()},
 }
+
+
+def chance_level(kinds: list[str] | tuple[str, ...] | None = None) -> float:
+    """Accuracy of uniform guessing over ``kinds`` (default: the four default kinds), asked in turn."""
+    chosen = list(kinds or KINDS)
+    return sum(1.0 / len(ALL_KINDS[kind][1]) for kind in chosen) / len(chosen)
+
 
 # How each modality looks: an RGB tint applied to the grey-scale anatomy, plus a texture.
 _MODALITY_LOOK: dict[str, dict[str, Any]] = {
@@ -137,6 +175,8 @@ def _reasoning(kind: str, modality: str, side: str, answer: str) -> str:
         return f"The image is {cue}, which is typical of {modality}. So the modality is {answer}."
     if kind == "opacity_side":
         return f"{finding} So the opacity side is {answer}."
+    if kind == "opacity_present":
+        return f"{finding} So the answer is {answer}."
     asked = "left" if kind == "opacity_left" else "right"
     return f"{finding} So for the {asked} lung the answer is {answer}."
 
@@ -148,6 +188,10 @@ def _condition_for(kind: str, answer: str, rng: Any) -> tuple[str, str]:
         return answer, SIDES[int(rng.integers(len(SIDES)))]
     if kind == "opacity_side":
         return modality, answer
+    if kind == "opacity_present":
+        if answer == "no":
+            return modality, "none"
+        return modality, ("left", "right")[int(rng.integers(2))]
     asked = "left" if kind == "opacity_left" else "right"
     if answer == "yes":
         return modality, asked
@@ -155,22 +199,42 @@ def _condition_for(kind: str, answer: str, rng: Any) -> tuple[str, str]:
     return modality, others[int(rng.integers(len(others)))]
 
 
-def make_sample(index: int, seed: int = 0, split: str = "train", image_size: int = 112) -> Sample:
-    """The ``index``-th synthetic sample of ``(seed, split)``; identical on every call."""
+def make_sample(
+    index: int,
+    seed: int = 0,
+    split: str = "train",
+    image_size: int = 112,
+    *,
+    kinds: list[str] | tuple[str, ...] | None = None,
+    random_answers: bool = False,
+    reasoning_fraction: float = 1.0,
+    paraphrase: bool = False,
+) -> Sample:
+    """The ``index``-th sample of ``(seed, split)``, identical on every call; options: module doc."""
     rng = _rng(seed, split, index)
-    kinds = list(KINDS)
-    kind = kinds[index % len(kinds)]  # round-robin: any prefix of n samples is balanced to within one
-    question_type, answers = KINDS[kind]
-    answer = answers[(index // len(kinds)) % len(answers)]
+    chosen = list(kinds or KINDS)
+    unknown = [kind for kind in chosen if kind not in ALL_KINDS]
+    if unknown:
+        raise ValueError(f"unknown synthetic kind(s) {unknown}; valid options: {', '.join(ALL_KINDS)}")
+    kind = chosen[index % len(chosen)]  # round-robin: any prefix of n samples is balanced to within one
+    question_type, answers = ALL_KINDS[kind]
+    answer = answers[(index // len(chosen)) % len(answers)]
     modality, side = _condition_for(kind, answer, rng)
     image = render_image(modality, side, rng, size=image_size)
+    # Drawn from a stream of their own, so the image is the same with or without these options.
+    side_rng = _rng(seed, f"{split}/options", index)
+    shown_answer, reasoning = answer, _reasoning(kind, modality, side, answer)
+    if random_answers:
+        shown_answer = answers[int(side_rng.integers(len(answers)))]
+        reasoning = NEUTRAL_REASONING
+    annotated = reasoning_fraction >= 1.0 or float(side_rng.random()) < reasoning_fraction
     return Sample(
         id=f"synthetic-{split}-{seed}-{index:05d}",
         image=image,
-        question=QUESTIONS[kind],
-        answer=answer,
+        question=(PARAPHRASES if paraphrase else QUESTIONS)[kind],
+        answer=shown_answer,
         question_type=question_type,  # type: ignore[arg-type]
-        reasoning=_reasoning(kind, modality, side, answer),
+        reasoning=reasoning if annotated else None,
         modality=modality,
         dataset="synthetic",
         split=split,
@@ -178,15 +242,20 @@ def make_sample(index: int, seed: int = 0, split: str = "train", image_size: int
     )
 
 
-def generate_samples(n: int, seed: int = 0, split: str = "train", image_size: int = 112) -> list[Sample]:
-    """``n`` balanced synthetic samples (in-memory PIL images), deterministic per ``(seed, split)``."""
-    return [make_sample(i, seed, split, image_size) for i in range(n)]
+def generate_samples(
+    n: int, seed: int = 0, split: str = "train", image_size: int = 112, **options: Any
+) -> list[Sample]:
+    """``n`` balanced synthetic samples (in-memory PIL images), deterministic per ``(seed, split)``.
+
+    ``options``: ``kinds``, ``random_answers``, ``reasoning_fraction``, ``paraphrase`` (module doc).
+    """
+    return [make_sample(i, seed, split, image_size, **options) for i in range(n)]
 
 
 def synthetic_texts() -> list[str]:
     """Every question, answer and reasoning text the generator can produce (e.g. for a tiny tokenizer)."""
-    texts = list(QUESTIONS.values())
-    for kind, (_, answers) in KINDS.items():
+    texts = [*QUESTIONS.values(), *PARAPHRASES.values(), NEUTRAL_REASONING]
+    for kind, (_, answers) in ALL_KINDS.items():
         for modality in MODALITIES:
             for side in SIDES:
                 for answer in answers:
@@ -246,11 +315,16 @@ def _safe_name(text: str) -> str:
 
 
 __all__ = [
+    "ALL_KINDS",
     "CHANCE_LEVEL",
+    "EXTRA_KINDS",
     "KINDS",
     "MODALITIES",
+    "NEUTRAL_REASONING",
+    "PARAPHRASES",
     "QUESTIONS",
     "SIDES",
+    "chance_level",
     "generate_samples",
     "make_sample",
     "render_image",

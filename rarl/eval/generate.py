@@ -12,15 +12,39 @@ called after every batch's records so a caller can append them to disk immediate
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rarl.answers import extract_answer, extract_think
-from rarl.prompts import INFERENCE_SYSTEM_PROMPTS, inference_messages
+from rarl.prompts import INFERENCE_SYSTEM_PROMPTS, choose_template, inference_messages, training_messages
 from rarl.provenance import item_fingerprint
 from rarl.schema.records import PredictionRecord
 from rarl.schema.sample import Sample
 
+if TYPE_CHECKING:
+    from rarl.config import DataConfig
+
 MessagesFn = Callable[[Sample], list[dict[str, Any]]]
+TRAINING_TEMPLATE_PROMPT = "training_template"  # eval.prompt: ask with the templates training used
+
+
+def training_template_messages(samples: Sequence[Sample], data: DataConfig) -> MessagesFn:
+    """``eval.prompt: training_template``: each sample asked with the training template the same data
+    settings would give it in training (seeded by ``data.seed`` and its index in ``samples``).
+
+    Why: a model that only ever saw the training templates (the offline demo's tiny one) says nothing
+    about learning when asked with an inference prompt it never saw; this measures it on its own wording.
+    """
+    template_of = {
+        id(sample): choose_template(
+            index,
+            data.seed,
+            ratios=data.template_ratios,
+            diversity=data.prompt_diversity,
+            single=data.single_template,
+        )
+        for index, sample in enumerate(samples)
+    }
+    return lambda sample: training_messages(sample.question, template_of[id(sample)], sample.choices)
 
 
 def render_prompt(processor: Any, sample: Sample, prompt: str, messages_fn: MessagesFn | None = None) -> str:
@@ -178,4 +202,11 @@ def generate_predictions(
     return records
 
 
-__all__ = ["generate_batch", "generate_predictions", "prediction_record", "render_prompt"]
+__all__ = [
+    "TRAINING_TEMPLATE_PROMPT",
+    "generate_batch",
+    "generate_predictions",
+    "prediction_record",
+    "render_prompt",
+    "training_template_messages",
+]

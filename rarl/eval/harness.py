@@ -278,8 +278,13 @@ def generate_missing(
 
             processor = processor or load_processor(config.model)
             model = model or load_model(config.model)
-        from rarl.eval.generate import generate_predictions
+        from rarl.eval.generate import (
+            TRAINING_TEMPLATE_PROMPT,
+            generate_predictions,
+            training_template_messages,
+        )
 
+        as_trained = config.eval.prompt == TRAINING_TEMPLATE_PROMPT
         start = time.perf_counter()
         generate_predictions(
             model,
@@ -294,6 +299,7 @@ def generate_missing(
             max_pixels=config.model.max_pixels,
             progress=progress and shard.is_main,
             image_fn=image_fn,
+            messages_fn=training_template_messages(samples, config.data) if as_trained else None,
         )
         info["generate_s"] = round(time.perf_counter() - start, 3)
     shard.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rarl.errors import UserError
 from rarl.schema.sample import Sample
 from rarl.tasks.base import Task
 
@@ -18,10 +19,24 @@ if TYPE_CHECKING:
 
 
 def load_synthetic(spec: DatasetSpec) -> list[Sample]:
-    """``spec.num_samples`` synthetic samples of ``spec.split`` seeded by ``spec.seed``."""
-    from rarl.data.synthetic import generate_samples
+    """``spec.num_samples`` synthetic samples of ``spec.split`` seeded by ``spec.seed``, with the spec's
+    synthetic options (``kinds``, ``random_answers``, ``reasoning_fraction``, ``paraphrase``)."""
+    from rarl.data.synthetic import ALL_KINDS, generate_samples
 
-    return generate_samples(spec.num_samples, seed=spec.seed, split=spec.split)
+    unknown = [kind for kind in spec.kinds if kind not in ALL_KINDS]
+    if unknown:
+        raise UserError(
+            f"data: synthetic kinds: unknown kind(s) {unknown}; valid options: {', '.join(ALL_KINDS)}"
+        )
+    return generate_samples(
+        spec.num_samples,
+        seed=spec.seed,
+        split=spec.split,
+        kinds=spec.kinds or None,
+        random_answers=spec.random_answers,
+        reasoning_fraction=spec.reasoning_fraction,
+        paraphrase=spec.paraphrase,
+    )
 
 
 TASK = Task("synthetic", load=load_synthetic)
