@@ -2,8 +2,8 @@
 
 Why: on a CPU, ``torch.nn.functional.scaled_dot_product_attention`` picks CPU kernels, and its math path
 materialises the B x H x L x L attention matrix, which CUDA's flash and memory-efficient kernels never do.
-:class:`CudaAttention` replaces each call by the CUDA kernel torch would choose, called as its own aten
-operator (its meta kernel gives the CUDA shapes: the output and a B x H x L log-sum-exp, no L x L), with
+:func:`cuda_attention_kernels` replaces each call by the CUDA kernel torch would choose, called as its own
+aten operator (its meta kernel gives the CUDA shapes: the output and a B x H x L log-sum-exp, no L x L), with
 the same autograd formula as on a GPU. The choice follows torch's ``sdp_utils`` order for the cases a
 Qwen2-VL step meets (checked against torch 2.14; an unlisted case falls back to the math kernel, which
 over-states memory rather than under-stating it):
@@ -16,10 +16,10 @@ over-states memory rather than under-stating it):
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from rarl.compat import aten_ops
 
@@ -74,14 +74,22 @@ def cuda_attention(
     )[0]
 
 
-class CudaAttention(TorchFunctionMode):
-    """Every ``scaled_dot_product_attention`` call inside runs :func:`cuda_attention` instead."""
+@contextlib.contextmanager
+def cuda_attention_kernels() -> Iterator[None]:
+    """Inside, ``torch.nn.functional.scaled_dot_product_attention`` is :func:`cuda_attention`.
 
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func is torch.nn.functional.scaled_dot_product_attention:
-            return cuda_attention(*args, **kwargs)
-        return func(*args, **kwargs)
+    Why the module attribute and not a ``TorchFunctionMode``: gradient checkpointing recomputes the forward
+    inside backward, where torch-function modes are not active; the recomputation would then pick the CPU
+    kernel and save other tensors than the forward did. transformers looks the function up at each call
+    (``torch.nn.functional.scaled_dot_product_attention``), so forward and recomputation both see this one.
+    """
+    functional = torch.nn.functional
+    original = functional.scaled_dot_product_attention
+    functional.scaled_dot_product_attention = cuda_attention
+    try:
+        yield
+    finally:
+        functional.scaled_dot_product_attention = original
 
 
-__all__ = ["CudaAttention", "cuda_attention", "cuda_kernel"]
+__all__ = ["cuda_attention", "cuda_attention_kernels", "cuda_kernel"]

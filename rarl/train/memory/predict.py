@@ -259,9 +259,9 @@ def reward_model_bytes(run: RunConfig, device: str) -> int:
 @contextlib.contextmanager
 def _attention(kernels: str) -> Iterator[None]:
     if kernels == "cuda":
-        from rarl.train.memory.kernels import CudaAttention
+        from rarl.train.memory.kernels import cuda_attention_kernels
 
-        with CudaAttention():
+        with cuda_attention_kernels():
             yield
     else:
         yield
