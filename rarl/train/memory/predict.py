@@ -275,9 +275,9 @@ def predict_grpo_memory(
 ) -> MemoryPrediction:
     """Predict the peak memory of one steady GRPO step of ``config`` (validated) without a GPU.
 
-    ``target_device`` decides the precision as training would (``cuda``: ``model.dtype: auto`` is bf16,
-    TRL's bf16 flag on; ``cpu``: fp32) — the simulated tensors themselves are always CPU tensors without
-    data.
+    ``target_device`` decides the precision as training would (``cuda``: ``model.dtype: auto`` is bf16, as
+    on a bf16-capable GPU, and TRL's bf16 flag is on; ``cpu``: fp32); the simulated tensors themselves are
+    always CPU tensors without data.
     """
     import torch
 
@@ -292,6 +292,8 @@ def predict_grpo_memory(
     with tempfile.TemporaryDirectory(prefix="rarl-memory-") as tmp:
         workdir = Path(tmp)
         run = prediction_config(config, shape, workdir / "trainer")
+        if target_device == "cuda" and run.model.dtype == "auto":
+            run.model.dtype = "bfloat16"  # what auto picks on a bf16-capable GPU (Ampere or newer)
         built = library_configs(run, device=target_device)
         processor, model_config = model_parts(run)
         dtype = resolve_dtype(run.model.dtype, target_device)
