@@ -18,6 +18,7 @@ rewritten after every row.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -116,7 +117,24 @@ def _bench_run(config: Any, settings: Any, model_id: str, build: Any) -> Any:
     return run.validate()
 
 
-def _row(name: str, source: str, run: Any, args: argparse.Namespace) -> dict[str, Any]:
+# Settings that cannot change a step's memory: where data comes from and goes to, how long a run is.
+IRRELEVANT_GRPO = ("output_dir", "num_train_epochs", "save_steps", "logging_steps", "report_to", "max_steps")
+
+
+def step_key(run: Any) -> str:
+    """What decides a step's memory: the model, LoRA, rewards, prompt settings and TRL's settings (not the
+    datasets, evaluation or output paths), so presets that differ only there are simulated once."""
+    from rarl.config import to_dict
+
+    data = to_dict(run)
+    data["data"] = {k: v for k, v in data["data"].items() if k not in ("train", "eval")}
+    data["train"]["grpo"] = {k: v for k, v in data["train"]["grpo"].items() if k not in IRRELEVANT_GRPO}
+    return json.dumps({k: data[k] for k in ("model", "lora", "reward", "data", "train")}, sort_keys=True)
+
+
+def _row(
+    name: str, source: str, run: Any, args: argparse.Namespace, done: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     from rarl.train.memory import StepShape, predict_grpo_memory
 
     row: dict[str, Any] = {"name": name, "source": source}
@@ -125,16 +143,21 @@ def _row(name: str, source: str, run: Any, args: argparse.Namespace) -> dict[str
     if run.train.method != "grpo" or run.train.grpo.get("use_vllm"):
         why = "SFT" if run.train.method != "grpo" else "vLLM generation"
         return {**row, "status": "not modelled", "reason": f"{why} is not modelled (GRPO with transformers)"}
+    key = step_key(run)
+    if key in done:  # the same step as an earlier row: its numbers, said so
+        same = done[key]
+        return {**same, **row, "same_step_as": same["name"], "simulation_seconds": 0.0}
     shape = StepShape(args.num_generations, args.max_completion_length, args.image_size)
     start = time.perf_counter()
     prediction = predict_grpo_memory(run, shape, attention_kernels=args.kernels, target_device=args.device)
-    return {
+    done[key] = {
         **row,
         "status": "ok",
         "model": run.model.name_or_path,
         **prediction.as_dict(),
         "simulation_seconds": round(time.perf_counter() - start, 1),
     }
+    return done[key]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,9 +186,10 @@ def run(args: argparse.Namespace) -> int:
         },
         "results": [],
     }
+    done: dict[str, dict[str, Any]] = {}
     for index, (name, source, config) in enumerate(rows, 1):
         console.print(f"[bold]\\[{index}/{len(rows)}][/bold] {name} ({source})")
-        row = _row(name, source, config, args)
+        row = _row(name, source, config, args, done)
         report["results"].append(row)
         console.print(markdown_line(row))
         atomic_write_json(out, report)
@@ -221,7 +245,7 @@ def markdown_line(row: dict[str, Any]) -> str:
         f"{row['resident_gib']:.2f}",
         *(f"{row['phases_gib'][p]:.2f}" for p in PHASE_COLUMNS),
         f"**{row['total_gib']:.2f}**",
-        f"{row['simulation_seconds']:.0f}",
+        f"= {row['same_step_as']}" if row.get("same_step_as") else f"{row['simulation_seconds']:.0f}",
     ]
     return "| " + " | ".join(cells) + " |"
 

@@ -6,8 +6,10 @@ states), not on a formula. So the prediction runs the real step: rarl's own trai
 (:func:`rarl.train.grpo.build_grpo_trainer`) makes the real ``trl.GRPOTrainer`` around the real
 transformers model (built from its configuration: no weights are read or allocated) with the real PEFT
 LoRA, and ``trainer.train()`` runs two optimizer steps on tensors without data
-(:mod:`rarl.train.memory.tracker`). The second step is the one reported (the first also creates the
-optimizer states, which every later step then carries). The trainer's own methods mark the phases:
+(:mod:`rarl.train.memory.tracker`). The second step is the one reported (the first creates the
+optimizer states, which every later step then carries; it generates a single token, since its
+completions are not reported and decoding is most of the simulation's time). The trainer's own methods
+mark the phases:
 
 - ``generation``: ``GRPOTrainer._generate`` (prompt processing, vision tower, prefill + decode, KV cache)
 - ``reward``: ``GRPOTrainer._calculate_rewards``
@@ -88,7 +90,8 @@ def instrument_phases(
     on_step_begin: Callable[[int], None],
 ) -> None:
     """Run each of the trainer's own step parts inside ``phase(name)`` (a context manager); call
-    ``on_step_begin(step)`` as each optimizer step starts. Used by the prediction and its validation."""
+    ``on_step_begin(step)`` as each optimizer step starts; steps before the last generate one token.
+    Used by the prediction and its validation, so both run the same steps."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
@@ -113,8 +116,16 @@ def instrument_phases(
     trainer.training_step = wrapper("forward_backward")(trainer.training_step)
     stack: list[Any] = []
 
+    config = trainer.generation_config
+    full = (config.max_new_tokens, config.min_new_tokens)
+
     class _Phases(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # Only the last step is reported; the ones before create the optimizer states, whose size
+            # does not depend on the completions, so they generate one token (decoding is most of the
+            # simulation's time) and the reported step generates the full length.
+            last = state.global_step >= STEPS - 1
+            config.max_new_tokens, config.min_new_tokens = full if last else (1, min(full[1] or 0, 1))
             on_step_begin(state.global_step)
 
         def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -283,7 +294,7 @@ def predict_grpo_memory(
 
     from rarl.data.synthetic import generate_samples
     from rarl.devices import resolve_dtype
-    from rarl.libconfig import library_configs
+    from rarl.libconfig import library_configs, precision_flags
     from rarl.train.grpo import build_grpo_trainer
 
     if attention_kernels not in KERNELS:
@@ -292,9 +303,15 @@ def predict_grpo_memory(
     with tempfile.TemporaryDirectory(prefix="rarl-memory-") as tmp:
         workdir = Path(tmp)
         run = prediction_config(config, shape, workdir / "trainer")
-        if target_device == "cuda" and run.model.dtype == "auto":
-            run.model.dtype = "bfloat16"  # what auto picks on a bf16-capable GPU (Ampere or newer)
-        built = library_configs(run, device=target_device)
+        if target_device == "cuda":
+            if run.model.dtype == "auto":
+                run.model.dtype = "bfloat16"  # what auto picks on a bf16-capable GPU (Ampere or newer)
+            # the GPU run's mixed-precision flags, on the CPU the simulation runs on (TRL refuses bf16
+            # without a GPU unless use_cpu is set)
+            for flag, value in precision_flags(run.model.dtype, "cuda").items():
+                run.train.grpo.setdefault(flag, value)
+            run.train.grpo["use_cpu"] = True
+        built = library_configs(run, device="cpu")
         processor, model_config = model_parts(run)
         dtype = resolve_dtype(run.model.dtype, target_device)
         side = shape.image_size or int(run.model.max_pixels**0.5)

@@ -62,9 +62,8 @@ class LiveBytes:
 
     def track(self, output: Any) -> None:
         """Count every storage in ``output`` not seen before (a view shares its base's storage)."""
-        for leaf in TOOLS.tree_leaves(output):
-            if isinstance(leaf, torch.Tensor):
-                self._track_tensor(leaf)
+        for tensor in tensors_in(output):
+            self._track_tensor(tensor)
 
     def _track_tensor(self, tensor: torch.Tensor) -> None:
         try:
@@ -103,6 +102,24 @@ class CountingMode(TOOLS.TorchDispatchMode):  # type: ignore[misc]
         return out
 
 
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors in an operator's arguments or result: a tensor, or tuples/lists/dicts of them (the
+    shapes aten uses; a plain loop, since this runs for every operator of a simulated step)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        found: list[torch.Tensor] = []
+        for item in value:
+            if isinstance(item, torch.Tensor):
+                found.append(item)
+            elif isinstance(item, (tuple, list, dict)):
+                found.extend(tensors_in(item))
+        return found
+    return []
+
+
 def _fake(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and TOOLS.is_fake(value)
 
@@ -127,7 +144,7 @@ class SimulationMode(CountingMode):
         return out
 
     def _dispatch(self, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        tensors = [leaf for leaf in TOOLS.tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
+        tensors = tensors_in((args, kwargs))
         fake = any(_fake(t) for t in tensors)
         if func is torch.ops.aten.multinomial.default and fake:
             return self._sampled(args[0], args[1])
@@ -166,7 +183,7 @@ def _placeholder_value(dtype: torch.dtype) -> Any:
 
 def _integers(out: Any) -> bool:
     """Whether a factory made only integer or boolean tensors (positions, masks, counters)."""
-    found = [leaf for leaf in TOOLS.tree_leaves(out) if isinstance(leaf, torch.Tensor)]
+    found = tensors_in(out)
     return bool(found) and not any(t.dtype.is_floating_point or t.dtype.is_complex for t in found)
 
 
