@@ -74,7 +74,6 @@ MANAGED: dict[str, str] = {
     "activation_checkpointing_kwargs": "model.gradient_checkpointing",
 }
 
-
 def defaults(method: str) -> dict[str, Any]:
     """A fresh copy of rarl's defaults for ``method``'s mapping."""
     return copy.deepcopy(GRPO_DEFAULTS if method == "grpo" else SFT_DEFAULTS)
@@ -371,7 +370,9 @@ def unknown_key_errors(prefix: str, method: str, settings: Any) -> list[str]:
     if settings == defaults(method):
         return []
     fields = _fields(method)
-    return [_unknown_key_message(f"{prefix}.{k}", k, method) for k in settings if k not in fields]
+    return [
+        _unknown_key_message(f"{prefix}.{k}", k, method) for k in settings if k not in fields
+    ]
 
 
 def one_line(exc: BaseException) -> str:
