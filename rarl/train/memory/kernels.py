@@ -21,9 +21,11 @@ from collections.abc import Iterator
 
 import torch
 
-from rarl.compat import aten_ops
+from rarl.compat import aten_ops, fake_tensor_tools
 
 ATEN = aten_ops()
+IS_FAKE = fake_tensor_tools().is_fake
+ORIGINAL = torch.nn.functional.scaled_dot_product_attention
 
 
 def cuda_kernel(
@@ -53,7 +55,12 @@ def cuda_attention(
     scale: float | None = None,
     enable_gqa: bool = False,
 ) -> torch.Tensor:
-    """``scaled_dot_product_attention`` through the kernel CUDA would pick (:func:`cuda_kernel`)."""
+    """``scaled_dot_product_attention`` through the kernel CUDA would pick (:func:`cuda_kernel`), for
+    fake tensors; real ones (a reward model scoring for real inside the simulation) run torch's own."""
+    if not any(IS_FAKE(t) for t in (query, key, value)):
+        return ORIGINAL(
+            query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa
+        )
     kernel = cuda_kernel(query, key, attn_mask, enable_gqa)
     if kernel == "flash":
         return ATEN.scaled_dot_product_flash_attention(
@@ -84,12 +91,11 @@ def cuda_attention_kernels() -> Iterator[None]:
     (``torch.nn.functional.scaled_dot_product_attention``), so forward and recomputation both see this one.
     """
     functional = torch.nn.functional
-    original = functional.scaled_dot_product_attention
     functional.scaled_dot_product_attention = cuda_attention
     try:
         yield
     finally:
-        functional.scaled_dot_product_attention = original
+        functional.scaled_dot_product_attention = ORIGINAL
 
 
 __all__ = ["cuda_attention", "cuda_attention_kernels", "cuda_kernel"]
