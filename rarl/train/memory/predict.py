@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarl.errors import UserError
-from rarl.train.memory.tracker import LiveBytes, simulation
 
 if TYPE_CHECKING:
     from rarl.config import RunConfig
@@ -296,6 +295,7 @@ def predict_grpo_memory(
     from rarl.devices import resolve_dtype
     from rarl.libconfig import library_configs, precision_flags
     from rarl.train.grpo import build_grpo_trainer
+    from rarl.train.memory.tracker import LiveBytes, simulation
 
     if attention_kernels not in KERNELS:
         raise UserError(f"attention kernels must be one of {', '.join(KERNELS)}, got {attention_kernels!r}")
