@@ -162,7 +162,10 @@ def test_cuda_kernels_keep_no_attention_matrix_and_grow_linearly(tiny_model_dir:
             assert growth == pytest.approx(2.0, rel=0.1), peaks
 
 
-def test_the_warning_is_decided_against_the_gpus_total(tiny_model_dir: Path) -> None:
+def test_the_warning_is_decided_against_the_gpus_total(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RARL_MEMORY_CHECK", "1")
     run = tiny_run(tiny_model_dir).validate()
     calls: list[int] = []
 
@@ -183,12 +186,15 @@ def test_the_preflight_does_nothing_without_a_gpu(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("RARL_MEMORY_CHECK", "1")
 
     def never(config: RunConfig) -> int:
         raise AssertionError("no prediction runs on a machine without CUDA")
 
     with caplog.at_level(logging.INFO):
         assert memory_preflight(tiny_run(tiny_model_dir).validate(), predict=never) is None
+        monkeypatch.setenv("RARL_MEMORY_CHECK", "0")  # and nothing without opting in, GPU or not
+        assert memory_preflight(tiny_run(tiny_model_dir).validate(), ("GPU", 1), predict=never) is None
     assert "memory pre-flight" not in caplog.text
 
 

@@ -71,7 +71,7 @@ def run_training(
     samples = samples if samples is not None else load_train_samples(config)
     preflight(config, samples, "train", processor)  # images present, no truncation: before the model loads
     if os.environ.get("LOCAL_RANK", "0") == "0":  # one prediction per machine under accelerate launch
-        memory_preflight(config)  # GPU runs only: a warning when the predicted step exceeds the GPU
+        memory_preflight(config)  # RARL_MEMORY_CHECK=1 on a GPU: warns when the step is predicted not to fit
     # A resume with other settings or data is refused here, before anything is written.
     if checkpoint:
         settings = check_resume_settings(config, checkpoint, samples)

@@ -2,10 +2,12 @@
 
 Why a warning, not an error: the prediction counts tensor bytes and has not been calibrated on a GPU yet
 (docs/benchmarks.md), so it informs a decision (fewer generations, shorter completions, checkpointing)
-but does not make it. It runs only where a CUDA GPU is visible — a CPU run has no fixed memory to
-compare with and should not pay the simulation's seconds to minutes — and in a child process
-(``rarl bench memory`` with the GPU hidden): the simulation builds its own trainer, and accelerate's
-process-wide state must stay the training run's own. ``RARL_NO_MEMORY_CHECK=1`` skips it.
+but does not make it. Why opt-in (``RARL_MEMORY_CHECK=1``): simulating a 2B step decodes every token on
+fake tensors, which took 24 minutes of one busy CPU core here — time a rented GPU would sit idle; the
+same answer is one ``rarl bench memory`` away before renting. It runs only where a CUDA GPU is visible
+(a CPU run has no fixed memory to compare with), and in a child process (``rarl bench memory`` with the
+GPU hidden): the simulation builds its own trainer, and accelerate's process-wide state must stay the
+training run's own.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GIB = 2**30
-SKIP_VARIABLE = "RARL_NO_MEMORY_CHECK"
+ENABLE_VARIABLE = "RARL_MEMORY_CHECK"
 
 
 def memory_warning(predicted_bytes: int, gpu_total_bytes: int, gpu_name: str) -> str | None:
@@ -87,13 +89,14 @@ def memory_preflight(
 ) -> str | None:
     """Warn (a log line) when ``config``'s GRPO step is predicted not to fit the GPU; returns the warning.
 
-    ``gpu`` is (name, total bytes); by default the visible GPU 0, and nothing runs without one.
+    Runs only with ``RARL_MEMORY_CHECK=1`` (see the module doc). ``gpu`` is (name, total bytes); by
+    default the visible GPU 0, and nothing runs without one.
     ``predict`` returns the predicted peak bytes (default: :func:`predict_in_subprocess`). A prediction that
     fails is a log line too: the pre-flight never stops a run.
     """
     if config.train.method != "grpo" or config.train.grpo.get("use_vllm"):
         return None
-    if os.environ.get(SKIP_VARIABLE, "") not in ("", "0"):
+    if os.environ.get(ENABLE_VARIABLE, "") in ("", "0"):
         return None
     gpu = gpu or visible_gpu()
     if gpu is None:
