@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 from rarl.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 HELP = "GRPO step peak memory per phase (generation, reference, forward+backward, optimizer), no GPU needed"
 NOT_MODELLED = {
@@ -149,7 +152,14 @@ def _row(
         return {**same, **row, "same_step_as": same["name"], "simulation_seconds": 0.0}
     shape = StepShape(args.num_generations, args.max_completion_length, args.image_size)
     start = time.perf_counter()
-    prediction = predict_grpo_memory(run, shape, attention_kernels=args.kernels, target_device=args.device)
+    try:
+        kernels, device = args.kernels, args.device
+        prediction = predict_grpo_memory(run, shape, attention_kernels=kernels, target_device=device)
+    except UserError:
+        raise
+    except Exception as exc:  # one row that cannot be simulated must not lose the others
+        logger.exception("row %s failed", name)
+        return {**row, "status": "error", "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
     done[key] = {
         **row,
         "status": "ok",

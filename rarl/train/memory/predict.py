@@ -228,6 +228,8 @@ def build_fake_model(run: RunConfig, model_config: Any, dtype: Any, workdir: Pat
         model_config, dtype=dtype, attn_implementation=run.model.attn_implementation
     )
     apply_training_settings(model, run.model)
+    if not model.config.architectures:  # a config built from an architecture dict names no class; TRL's
+        model.config.architectures = [type(model).__name__]  # reference model is built from that name
     folder = workdir / "config_only"
     model.config.save_pretrained(folder)
     save_file({}, str(folder / "model.safetensors"))
