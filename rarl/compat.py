@@ -1,5 +1,5 @@
-"""Every use of a library's private API (transformers, TRL, PEFT, openai, accelerate, bert-score), in one
-place.
+"""Every use of a library's private API (transformers, TRL, PEFT, openai, accelerate, bert-score, torch), in
+one place.
 
 Why: pyproject pins each library to the range it was tested with, but a private name can change in any
 release, and a changed one rarely fails: the benchmark would time the wrong method, the judge would send
@@ -15,8 +15,10 @@ It sits at the base of the package and imports nothing of rarl.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -96,6 +98,23 @@ TOUCHES: tuple[PrivateTouch, ...] = (
         "3.57.0",
         None,
         "judge: the deadline transport must subclass the transport class of the client's own HTTP package",
+    ),
+    PrivateTouch(
+        "torch",
+        "torch._subclasses.fake_tensor (FakeTensorMode and its fake_tensor_converter.tensor_memo, "
+        "unset_fake_temporarily, is_fake), "
+        "torch.utils._python_dispatch.TorchDispatchMode, torch.utils._pytree.tree_leaves",
+        "2.14.1",
+        None,
+        "memory prediction: run the real GRPO step on tensors without data and count what it allocates",
+    ),
+    PrivateTouch(
+        "torch",
+        "aten._local_scalar_dense, aten._scaled_dot_product_flash_attention, "
+        "aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_attention_math",
+        "2.14.1",
+        None,
+        "memory prediction: a value read from a tensor without data, and the attention kernels CUDA picks",
     ),
 )
 
@@ -224,13 +243,105 @@ def openai_http_library() -> Any:
     return library
 
 
+# --------------------------------------------------------------------------------------------------
+# torch (tensors without data, for the memory prediction)
+
+
+def _torch_touch(prefix: str) -> PrivateTouch:
+    return next(touch for touch in TOUCHES if touch.library == "torch" and touch.name.startswith(prefix))
+
+
+def fake_tensor_tools() -> Any:
+    """torch's fake-tensor machinery as one namespace: ``FakeTensorMode``, ``unset_fake_temporarily``,
+    ``is_fake``, ``TorchDispatchMode`` and ``tree_leaves`` (private to torch; checked they still exist)."""
+    import types
+
+    touch = _torch_touch("torch._subclasses")
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode, is_fake, unset_fake_temporarily
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+    except ImportError as exc:
+        raise _changed(touch, f"cannot be imported ({exc})") from None
+    parameters = inspect.signature(FakeTensorMode).parameters
+    if "allow_non_fake_inputs" not in parameters:
+        raise _changed(touch, "FakeTensorMode no longer takes allow_non_fake_inputs")
+    return types.SimpleNamespace(
+        FakeTensorMode=FakeTensorMode,
+        unset_fake_temporarily=unset_fake_temporarily,
+        is_fake=is_fake,
+        TorchDispatchMode=TorchDispatchMode,
+        tree_leaves=tree_leaves,
+    )
+
+
+@contextlib.contextmanager
+def fake_tensor_mode() -> Iterator[Any]:
+    """Inside: new tensors are fake (``FakeTensorMode(allow_non_fake_inputs=True)``), and a module whose
+    parameters are fake can still be converted (``module.to(dtype)``).
+
+    Why the second part: torch 2.14's ``nn.Module._apply`` swaps a fake parameter with its converted copy
+    (``torch.utils.swap_tensors``), which refuses a tensor with a weak reference, and the fake mode's own
+    memo (``fake_tensor_converter.tensor_memo``) holds one to every fake tensor. For the two tensors being
+    swapped that memo entry is dropped first (it only speeds up converting the same real tensor twice).
+    """
+    import torch.utils
+
+    tools = fake_tensor_tools()
+    mode = tools.FakeTensorMode(allow_non_fake_inputs=True)
+    converter = getattr(mode, "fake_tensor_converter", None)
+    memo = getattr(converter, "tensor_memo", None)
+    if memo is None or not hasattr(memo, "items"):
+        raise _changed(_torch_touch("torch._subclasses"), "FakeTensorMode has no fake_tensor_converter memo")
+    original = torch.utils.swap_tensors
+
+    def swap_tensors(t1: Any, t2: Any) -> None:
+        for key, value in list(memo.items()):
+            if value is t1 or value is t2:
+                del memo[key]
+        original(t1, t2)
+
+    torch.utils.swap_tensors = swap_tensors
+    try:
+        with mode:
+            yield mode
+    finally:
+        torch.utils.swap_tensors = original
+
+
+def aten_ops() -> Any:
+    """The private aten operators the memory prediction intercepts or calls (checked they still exist)."""
+    import types
+
+    import torch
+
+    touch = _torch_touch("aten._local_scalar_dense")
+    aten = torch.ops.aten
+    names = (
+        "_local_scalar_dense",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_attention_math",
+    )
+    found = {}
+    for name in names:
+        op = getattr(aten, name, None)
+        if op is None or not hasattr(op, "default"):
+            raise _changed(touch, f"aten.{name} no longer exists")
+        found[name.lstrip("_")] = op.default
+    return types.SimpleNamespace(**found)
+
+
 __all__ = [
     "GRPO_TIMED_METHODS",
     "TOUCHES",
     "PrivateAPIChanged",
     "PrivateTouch",
+    "aten_ops",
     "bertscorer_parts",
     "check_grpo_trainer",
+    "fake_tensor_mode",
+    "fake_tensor_tools",
     "generate_and_score",
     "generated_token_ids",
     "has_input_require_grads_hooks",

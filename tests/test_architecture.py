@@ -48,6 +48,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rarl.provenance": BASE | {"rarl.schema", "rarl.config", "rarl.models"},
     "rarl.train": BASE
     | {
+        "rarl.compat",
+        "rarl.devices",
+        "rarl.bertscore",
         "rarl.schema",
         "rarl.config",
         "rarl.trl_schema",

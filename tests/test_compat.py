@@ -81,3 +81,23 @@ def test_openai_without_its_http_client_fails_loudly(monkeypatch) -> None:
     monkeypatch.setattr(openai, "DefaultAsyncHttpxClient", object)
     with pytest.raises(PrivateAPIChanged, match=r"^openai \S+: .*subclasses no AsyncClient.*checked against"):
         compat.openai_http_library()
+
+
+def test_torch_fake_tensor_touches_work_against_the_installed_torch() -> None:
+    """The memory prediction's torch touches: the fake mode converts a module with fake parameters (the
+    swap_tensors workaround), the aten operators it calls exist, and torch's own function comes back."""
+    import torch
+
+    tools = compat.fake_tensor_tools()
+    ops = compat.aten_ops()
+    assert all(isinstance(op, torch._ops.OpOverload) for op in vars(ops).values())
+    original = torch.utils.swap_tensors
+    with compat.fake_tensor_mode():
+        layer = torch.nn.Linear(4, 3).to(torch.bfloat16)
+        assert tools.is_fake(layer.weight) and layer.weight.dtype == torch.bfloat16
+        out = ops.scaled_dot_product_efficient_attention(
+            *(torch.randn(1, 2, 64, 8) for _ in range(3)), None, True, 0.0, False
+        )
+        assert out[0].shape == (1, 2, 64, 8) and out[1].shape[:2] == (1, 2)  # no 64 x 64 matrix
+    assert torch.utils.swap_tensors is original
+    assert not tools.is_fake(torch.zeros(1))

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "Benchmarks: GRPO step cost (grpo), reward throughput (rewards); results as JSON + markdown"
+HELP = (
+    "Benchmarks: GRPO step cost (grpo), reward throughput (rewards), predicted step memory (memory); "
+    "results as JSON + markdown"
+)
 
-BENCHMARKS: dict[str, str] = {"grpo": "rarl.bench.grpo", "rewards": "rarl.bench.rewards"}
+BENCHMARKS: dict[str, str] = {
+    "grpo": "rarl.bench.grpo",
+    "rewards": "rarl.bench.rewards",
+    "memory": "rarl.bench.memory",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

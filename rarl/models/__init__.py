@@ -5,9 +5,10 @@ here, so ``from rarl.models import load_model`` keeps working."""
 
 from rarl.devices import default_device, resolve_dtype
 from rarl.libconfig import LANGUAGE_MODEL_PATTERN, lora_config
-from rarl.models.arch import QWEN2_VL_2B_ARCH, build_model_from_arch
+from rarl.models.arch import QWEN2_VL_2B_ARCH, arch_with_token_ids, build_model_from_arch
 from rarl.models.hub_layout import HUB_MODEL_ID, build_hub_layout_model
 from rarl.models.loading import (
+    apply_training_settings,
     freeze_vision_tower,
     load_adapter,
     load_model,
@@ -36,6 +37,8 @@ __all__ = [
     "TINY_MODEL_NAME",
     "TINY_VOCAB_SIZE",
     "TINY_WIDTH",
+    "apply_training_settings",
+    "arch_with_token_ids",
     "build_hub_layout_model",
     "build_model_from_arch",
     "build_tiny_model",

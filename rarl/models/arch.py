@@ -48,6 +48,28 @@ QWEN2_VL_2B_ARCH: dict[str, Any] = {
 }
 
 
+def arch_with_token_ids(tokenizer: Any, attn: str) -> dict[str, Any]:
+    """The real 2B architecture with the special-token ids of ``tokenizer``.
+
+    With the real tokenizer (:func:`rarl.models.hub_layout.hub_tokenizer_dir`) these are the published ids;
+    the vocabulary size stays 151,936 either way, so embedding and LM-head cost are the real ones, and the
+    processor's image tokens and the model's ``image_token_id`` always agree.
+    """
+    import copy
+
+    arch = copy.deepcopy(QWEN2_VL_2B_ARCH)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+    arch["image_token_id"] = ids["<|image_pad|>"]
+    arch["video_token_id"] = ids["<|video_pad|>"]
+    arch["vision_start_token_id"] = tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    arch["vision_end_token_id"] = tokenizer.convert_tokens_to_ids("<|vision_end|>")
+    arch["text_config"]["eos_token_id"] = tokenizer.eos_token_id
+    arch["text_config"]["bos_token_id"] = tokenizer.pad_token_id
+    arch["text_config"]["pad_token_id"] = tokenizer.pad_token_id
+    arch["attn_implementation"] = attn
+    return arch
+
+
 def build_model_from_arch(arch: dict[str, Any], dtype: torch.dtype, device: str, seed: int = 0) -> Any:
     """Instantiate a Qwen2-VL with random weights from an architecture dict (benchmarks only)."""
     import torch

@@ -102,6 +102,17 @@ def load_model(
         )
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model from '{path}': {_first_line(exc)}") from None
+    apply_training_settings(model, config)
+    if config.adapter_path:
+        model = load_adapter(model, config.adapter_path)
+    return model.to(device)
+
+
+def apply_training_settings(model: Any, config: ModelConfig) -> None:
+    """What the loader does to a model after its weights: freeze the vision tower, turn on checkpointing.
+
+    One function so the memory prediction (which builds the model from its configuration, without weights)
+    prepares it exactly as training does."""
     if config.freeze_vision:
         freeze_vision_tower(model)
     if config.gradient_checkpointing:
@@ -111,9 +122,6 @@ def load_model(
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.adapter_path:
-        model = load_adapter(model, config.adapter_path)
-    return model.to(device)
 
 
 def load_adapter(model: PreTrainedModel, adapter_path: str) -> PreTrainedModel:

@@ -9,6 +9,7 @@ resuming from the last complete checkpoint, after checking the settings are the 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from rarl.libconfig import library_configs
 from rarl.provenance import train_settings, write_provenance
 from rarl.train.callbacks import METRICS_FILE, cut_metrics_back
 from rarl.train.common import check_rollout_engine, load_train_samples, trainable_summary
+from rarl.train.memory.preflight import memory_preflight
 from rarl.train.resume import check_fresh_output_dir, check_resume_settings, checkpoint_step, resume_target
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ def run_training(
     checkpoint = resume_target(output_dir, resume)
     samples = samples if samples is not None else load_train_samples(config)
     preflight(config, samples, "train", processor)  # images present, no truncation: before the model loads
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # one prediction per machine under accelerate launch
+        memory_preflight(config)  # RARL_MEMORY_CHECK=1 on a GPU: warns when the step is predicted not to fit
     # A resume with other settings or data is refused here, before anything is written.
     if checkpoint:
         settings = check_resume_settings(config, checkpoint, samples)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gc
 from pathlib import Path
 from typing import Any
@@ -38,25 +37,10 @@ def _weight_dtype(config: BenchConfig, device: str) -> Any:
 
 
 def arch_for_tokenizer(tokenizer: Any, attn: str) -> dict[str, Any]:
-    """The real 2B architecture with the special-token ids of ``tokenizer``.
+    """The real 2B architecture with the special-token ids of ``tokenizer`` (:mod:`rarl.models.arch`)."""
+    from rarl.models.arch import arch_with_token_ids
 
-    With the real tokenizer (:func:`hub_processor_dir`) these are the published ids; the vocabulary size
-    stays 151,936 either way, so embedding and LM-head cost are the real ones, and the processor's image
-    tokens and the model's ``image_token_id`` always agree.
-    """
-    from rarl.models import QWEN2_VL_2B_ARCH
-
-    arch = copy.deepcopy(QWEN2_VL_2B_ARCH)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
-    arch["image_token_id"] = ids["<|image_pad|>"]
-    arch["video_token_id"] = ids["<|video_pad|>"]
-    arch["vision_start_token_id"] = tokenizer.convert_tokens_to_ids("<|vision_start|>")
-    arch["vision_end_token_id"] = tokenizer.convert_tokens_to_ids("<|vision_end|>")
-    arch["text_config"]["eos_token_id"] = tokenizer.eos_token_id
-    arch["text_config"]["bos_token_id"] = tokenizer.pad_token_id
-    arch["text_config"]["pad_token_id"] = tokenizer.pad_token_id
-    arch["attn_implementation"] = attn
-    return arch
+    return arch_with_token_ids(tokenizer, attn)
 
 
 def build_model(config: BenchConfig, settings: BenchSettings, processor: Any, workdir: Path) -> Any:
