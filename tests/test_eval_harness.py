@@ -354,7 +354,7 @@ def test_eval_prompt_training_template_asks_each_item_as_training_would(
     for sample, name in zip(samples, expected, strict=True):
         head = TRAINING_TEMPLATES[name].split("{question}")[0]
         assert head in rendered[sample.id] and "Medical Assistant. The User asks" not in rendered[sample.id]
-    assert results["prompt"] == "training_template"
+    assert results.prompt == "training_template"
     assert {r.prompt for r in read_predictions(tmp_path / "eval" / "predictions.jsonl")} == {
         "training_template"
     }
