@@ -208,7 +208,7 @@ def aggregate_results(
     (:mod:`rarl.eval.aggregate`): the rule metrics, and each described judge's blocks (a judge without
     rows here keeps the blocks it came with)."""
     scored: dict[str, JudgeResults] = {}
-    with_rows = {row.metric.split(".")[1] for row in rows if row.metric.startswith("judge.")}
+    with_rows = set(judge_names(rows))
     for name, judge in judges.items():
         if name in with_rows:
             overall, per_label = judge_summary(rows, name)

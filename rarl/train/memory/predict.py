@@ -11,10 +11,11 @@ optimizer states, which every later step then carries; it generates a single tok
 completions are not reported and decoding is most of the simulation's time). The trainer's own methods
 mark the phases:
 
-- ``generation``: ``GRPOTrainer._generate`` (prompt processing, vision tower, prefill + decode, KV cache)
-- ``reward``: ``GRPOTrainer._calculate_rewards``
-- ``reference``: the rest of ``_generate_and_score_completions`` (TRL's per-token log-probs of the
-  reference model when ``beta > 0``, of the old policy when needed, advantages)
+- ``generation``: the trainer's generation method (``rarl.compat.GRPO_TIMED_METHODS``: prompt
+  processing, vision tower, prefill + decode, KV cache)
+- ``reward``: its reward method (the same table)
+- ``reference``: the rest of its generate-and-score step (TRL's per-token log-probs of the reference
+  model when ``beta > 0``, of the old policy when needed, advantages)
 - ``forward_backward``: ``training_step`` (policy forward through TRL's log-prob path, loss, backward)
 - ``optimizer``: ``optimizer.step`` (between the ``on_pre_optimizer_step``/``on_optimizer_step`` callbacks)
 - ``other``: the rest (gradient clipping, ``zero_grad``, logging)
