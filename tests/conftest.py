@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# rarl's own cache (stored memory predictions) goes to a folder of this test session, never ~/.cache
+os.environ["RARL_CACHE_DIR"] = tempfile.mkdtemp(prefix="rarl-test-cache-")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # ../shared/realdata beside the checkout; RARL_REALDATA names another place (a git worktree elsewhere)

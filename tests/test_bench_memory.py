@@ -179,7 +179,10 @@ def test_the_warning_is_decided_against_the_gpus_total(
     assert calls[0] > 1 << 20  # the tiny step needs more than 1 MiB
     assert small is not None and "Test GPU" in small and f"{calls[0] / 2**30:.1f} GiB" in small
     assert large is None
-    assert memory_warning(100, 100, "x") is None and memory_warning(101, 100, "x") is not None
+    gib = 2**30
+    assert memory_warning(20 * gib, 10 * gib, "x") is not None  # above the total: an OOM is expected
+    assert "within 1 GiB + 10 %" in (memory_warning(9 * gib, 10 * gib, "x") or "")  # inside the margin
+    assert memory_warning(8 * gib, 10 * gib, "x") is None  # 8 + 1 + 0.8 <= 10: fits with the headroom
 
 
 def test_the_preflight_does_nothing_without_a_gpu(
@@ -193,9 +196,20 @@ def test_the_preflight_does_nothing_without_a_gpu(
 
     with caplog.at_level(logging.INFO):
         assert memory_preflight(tiny_run(tiny_model_dir).validate(), predict=never) is None
-        monkeypatch.setenv("RARL_MEMORY_CHECK", "0")  # and nothing without opting in, GPU or not
-        assert memory_preflight(tiny_run(tiny_model_dir).validate(), ("GPU", 1), predict=never) is None
     assert "memory pre-flight" not in caplog.text
+
+
+def test_without_a_stored_prediction_the_preflight_names_the_command_and_simulates_nothing(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("RARL_MEMORY_CHECK", raising=False)
+
+    def never(config: RunConfig) -> int:
+        raise AssertionError("no simulation runs without RARL_MEMORY_CHECK=1")
+
+    with caplog.at_level(logging.INFO):
+        assert memory_preflight(tiny_run(tiny_model_dir).validate(), ("GPU", 1), predict=never) is None
+    assert "was never predicted" in caplog.text and "rarl bench memory --config" in caplog.text
 
 
 def test_the_command_writes_per_phase_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -218,3 +232,67 @@ def test_the_command_writes_per_phase_rows(tiny_model_dir: Path, tmp_path: Path)
     assert all(phases[p] >= tiny["resident_gib"] * 0.99 for p in ("generation", "forward_backward"))
     assert "--max-completion-length 4" in report["command"]
     assert "| tiny |" in out.with_suffix(".md").read_text()
+
+
+def test_a_prediction_the_bench_made_answers_the_preflight_of_that_step_only(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rarl bench memory` on a laptop, then `rarl train` of the same config on a GPU: the stored row
+    answers at once, without simulating and without opting in; a config with another step shape finds
+    nothing."""
+    from rarl.config import load_config
+
+    monkeypatch.setenv("RARL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RARL_MEMORY_CHECK", raising=False)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"model: {{name_or_path: {tiny_model_dir}, max_pixels: 3136}}\n"
+        "reward: {names: [format, length], weights: [1.0, 1.0]}\n"
+        "train: {method: grpo, grpo: {per_device_train_batch_size: 2, num_generations: 2, "
+        "max_completion_length: 4, output_dir: somewhere}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "memory.json"
+    argv = ["bench", "memory", "--config", str(config), "--num-generations", "2"]
+    argv += ["--max-completion-length", "4", "--image-size", "56", "--out", str(out)]  # cuda, as on a GPU
+    assert cli.main(argv) == 0
+    row = json.loads(out.read_text())["results"][0]
+    predicted = int(row["total_gib"] * 2**30)
+    assert list((tmp_path / "cache" / "memory").glob("*.json")) == [
+        tmp_path / "cache" / "memory" / f"{row['step_digest']}.json"
+    ]
+
+    def never(config: RunConfig) -> int:
+        raise AssertionError("a stored prediction needs no simulation")
+
+    # the training run: its own output folder and length, the same step
+    run = load_config(config, ["train.grpo.output_dir=elsewhere", "train.grpo.max_steps=7"])
+    small = memory_preflight(run, gpu=("Small GPU", predicted - 1), predict=never)
+    assert small is not None and "Small GPU" in small
+    assert f"[stored prediction, {tmp_path / 'cache' / 'memory'}" in small
+    assert memory_preflight(run, gpu=("Roomy GPU", 2 * predicted + 2**31), predict=never) is None
+    # another step shape was never predicted: nothing to say, and no simulation without opting in
+    longer = load_config(config, ["train.grpo.max_completion_length=5"])
+    assert memory_preflight(longer, gpu=("Small GPU", predicted - 1), predict=never) is None
+
+
+def test_the_committed_tables_answer_the_preflight_of_the_presets_they_predicted() -> None:
+    """The committed rows carry the digest of the step they simulated; recomputed from today's config
+    code, the presets' steps at the table's shape must still find them (a config field added or renamed
+    changes the digest, and the pre-flight would silently stop finding the committed answers)."""
+    from rarl.config import load_config
+    from rarl.train.memory.store import committed_tables, find_prediction, step_digest
+
+    repo = Path(__file__).resolve().parents[1]
+    tables = committed_tables()
+    assert {t.name for t in tables} >= {"memory_predicted.json", "memory_predicted_bench_grpo.json"}
+    for table in tables:
+        report = json.loads(table.read_text(encoding="utf-8"))
+        fields = ("num_generations", "max_completion_length", "image_size")
+        shape = StepShape(**{k: report["shape"][k] for k in fields})
+        for row in report["results"]:
+            if row["status"] != "ok" or not row["source"].endswith(".yaml"):
+                continue
+            run = load_config(repo / row["source"])
+            found = find_prediction(step_digest(run, shape), tables)
+            assert found is not None and found[0]["total_gib"] == row["total_gib"], row["name"]

@@ -12,13 +12,13 @@ reports), not the process's whole GPU use: the CUDA context, cuBLAS workspaces a
 rounding and fragmentation come on top, and no GPU has calibrated the prediction yet (docs/benchmarks.md).
 
 Outputs: ``--out`` (default ``outputs/bench/memory.json``) and a markdown table beside it (``.md``),
-rewritten after every row.
+rewritten after every row; each row also goes to the prediction cache under its step digest
+(:mod:`rarl.train.memory.store`), where ``rarl train``'s pre-flight finds it again.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import time
@@ -120,25 +120,11 @@ def _bench_run(config: Any, settings: Any, model_id: str, build: Any) -> Any:
     return run.validate()
 
 
-# Settings that cannot change a step's memory: where data comes from and goes to, how long a run is.
-IRRELEVANT_GRPO = ("output_dir", "num_train_epochs", "save_steps", "logging_steps", "report_to", "max_steps")
-
-
-def step_key(run: Any) -> str:
-    """What decides a step's memory: the model, LoRA, rewards, prompt settings and TRL's settings (not the
-    datasets, evaluation or output paths), so presets that differ only there are simulated once."""
-    from rarl.config import to_dict
-
-    data = to_dict(run)
-    data["data"] = {k: v for k, v in data["data"].items() if k not in ("train", "eval")}
-    data["train"]["grpo"] = {k: v for k, v in data["train"]["grpo"].items() if k not in IRRELEVANT_GRPO}
-    return json.dumps({k: data[k] for k in ("model", "lora", "reward", "data", "train")}, sort_keys=True)
-
-
 def _row(
     name: str, source: str, run: Any, args: argparse.Namespace, done: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     from rarl.train.memory import StepShape, predict_grpo_memory
+    from rarl.train.memory.store import step_digest, store_prediction
 
     row: dict[str, Any] = {"name": name, "source": source}
     if isinstance(run, str):
@@ -146,11 +132,12 @@ def _row(
     if run.train.method != "grpo" or run.train.grpo.get("use_vllm"):
         why = "SFT" if run.train.method != "grpo" else "vLLM generation"
         return {**row, "status": "not modelled", "reason": f"{why} is not modelled (GRPO with transformers)"}
-    key = step_key(run)
+    shape = StepShape(args.num_generations, args.max_completion_length, args.image_size)
+    key = step_digest(run, shape, args.kernels, args.device)
+    row["step_digest"] = key
     if key in done:  # the same step as an earlier row: its numbers, said so
         same = done[key]
         return {**same, **row, "same_step_as": same["name"], "simulation_seconds": 0.0}
-    shape = StepShape(args.num_generations, args.max_completion_length, args.image_size)
     start = time.perf_counter()
     try:
         kernels, device = args.kernels, args.device
@@ -167,6 +154,7 @@ def _row(
         **prediction.as_dict(),
         "simulation_seconds": round(time.perf_counter() - start, 1),
     }
+    store_prediction(done[key])  # `rarl train`'s pre-flight finds it again (rarl.train.memory.store)
     return done[key]
 
 
