@@ -198,6 +198,7 @@ class DatasetSpec:
     random_answers: bool = False
     reasoning_fraction: float = 1.0
     paraphrase: bool = False
+    think: str | None = None  # synthetic only: reference / neutral / description (rarl.data.synthetic)
     tasks: list[str] = field(default_factory=list)  # cvbench only: Count/Relation/Depth/Distance filter
     image_dir: str | None = None  # where image files live when not the loader's default (relative paths)
 

@@ -12,9 +12,11 @@ The recipe (``rarl demo``):
 
 1. a tiny random Qwen2-VL (:func:`rarl.models.build_tiny_model`, its tokenizer trained on the prompts
    and the synthetic vocabulary);
-2. the **format warm-up** (``format_warmup.yaml``): SFT on ``<think>…</think><answer>…</answer>``
-   completions whose answers and reasoning are drawn at random, independent of the image — the base
-   knows the output format and the answer words, not the task (held-out accuracy ≈ chance);
+2. the **format warm-up** (``format_warmup.yaml``): SFT on the task's question ("What is the imaging
+   modality?") with answers drawn at random (balanced, independent of the image) and on a caption question
+   ("What colour is the picture?") with its true answer, both after one fixed think sentence — the base
+   knows the output format, the answer words and how to look at a picture, but was never told which
+   picture is which modality (held-out accuracy ≈ chance);
 3. **RARL** (``rarl.yaml``): GRPO training a LoRA adapter from that base, the paper's four rewards and
    prompting diversity: only the reward says which answer is right;
 4. both evaluated on the same held-out items; the paired table says whether GRPO moved accuracy.
@@ -62,6 +64,34 @@ class DemoOptions:
     width: int = 64  # hidden size of the tiny language model
     threads: int = 1  # one torch thread: CPU runs are bit-reproducible
     overrides: dict[str, list[str]] = field(default_factory=dict)  # preset -> extra a.b=value overrides
+
+
+def task_overrides(options: DemoOptions, task: str) -> dict[str, list[str]]:
+    """``options.overrides`` plus what asks ``task`` (a synthetic kind) wherever the presets ask their own
+    task: the warm-up's random-answer set, every arm's training set and both held-out sets. The warm-up's
+    caption set stays; a task whose answers it names would be taught by the base, and is refused."""
+    from rarl.data.synthetic import ALL_KINDS
+
+    if task not in ALL_KINDS:
+        raise UserError(f"--task: unknown synthetic kind {task!r}; valid options: {', '.join(ALL_KINDS)}")
+    warmup = preset(options, BASE, [])
+    own = {kind for spec in warmup.data.train if spec.random_answers for kind in spec.kinds}
+    taught = {word for spec in warmup.data.train if not spec.random_answers for k in spec.kinds
+              for word in ALL_KINDS[k][1]}  # fmt: skip
+    if taught & set(ALL_KINDS[task][1]):
+        raise UserError(f"--task {task}: the warm-up's caption set teaches its answers; choose another kind")
+    merged = {name: list(values) for name, values in options.overrides.items()}
+
+    def ask(name: str, key: str, specs: list[Any]) -> None:
+        for i, spec in enumerate(specs):
+            if set(spec.kinds) == own:
+                merged.setdefault(name, []).insert(0, f"{key}.{i}.kinds=[{task}]")
+
+    ask(BASE, "data.train", warmup.data.train)
+    for arm in COMPARE_ARMS:
+        ask(arm, "data.train", preset(options, arm, []).data.train)
+    ask("eval", "data.eval", preset(options, "eval", []).data.eval)
+    return merged
 
 
 def tiny_texts() -> list[str]:

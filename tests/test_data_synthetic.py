@@ -166,12 +166,36 @@ def test_random_answers_keep_the_images_and_carry_no_information_about_them():
         assert np.array_equal(np.asarray(r.image), np.asarray(f.image)) and r.question == f.question
         assert f.answer in KINDS[f.extra["kind"]][1]  # a valid answer word of the kind ...
         assert f.reasoning == NEUTRAL_REASONING  # ... after a think that says nothing about the image
-    # ... and the answer agrees with the image's true answer only as often as guessing does
+    # ... and the answer agrees with the image's true answer only as often as guessing does: in every
+    # (kind, true answer) cell each shown answer equally often, to within one (no chance correlation
+    # for a model to memorise, as 480 independent draws would leave)
+    cells = Counter((r.extra["kind"], r.answer, f.answer) for r, f in zip(real, fake, strict=True))
+    for kind, (_, answers) in KINDS.items():
+        for true in answers:
+            counts = [cells[(kind, true, shown)] for shown in answers]
+            assert max(counts) - min(counts) <= 1, (kind, true, counts)
     agreement = sum(r.answer == f.answer for r, f in zip(real, fake, strict=True)) / len(real)
-    assert agreement == pytest.approx(chance_level(), abs=0.07)
+    assert agreement == pytest.approx(chance_level(), abs=0.01)
     assert chance_level() == pytest.approx(CHANCE_LEVEL["overall"])
     for kind, (_, answers) in KINDS.items():  # every answer word is shown
         assert {f.answer for f in fake if f.extra["kind"] == kind} == set(answers)
+
+
+def test_caption_and_body_shape_kinds_follow_the_image():
+    """``colour`` names the tint a modality is drawn in; ``body_shape`` the outline (square films, round
+    cross-sections); ``think: neutral`` keeps the true answers behind the fixed think."""
+    from rarl.data.synthetic import NEUTRAL_REASONING
+
+    tint = {"x-ray": "grey", "ct": "cyan", "mri": "orange"}
+    shape = {"x-ray": "square", "ct": "round", "mri": "round"}
+    samples = generate_samples(60, seed=3, kinds=["colour", "body_shape"], think="neutral")
+    for sample in samples:
+        expected = (tint if sample.extra["kind"] == "colour" else shape)[sample.modality]
+        assert sample.answer == expected and sample.reasoning == NEUTRAL_REASONING
+        pixels = np.asarray(sample.image, dtype=float).reshape(-1, 3).mean(0)  # the tint, measured
+        measured = "grey" if np.ptp(pixels) < 5 else ("cyan" if pixels[0] < pixels[2] else "orange")
+        assert measured == tint[sample.modality], (pixels, sample.modality)
+    assert {s.answer for s in samples} == {"grey", "cyan", "orange", "square", "round"}
 
 
 def test_reasoning_fraction_paraphrase_and_extra_kinds():
@@ -210,6 +234,8 @@ def test_synthetic_options_reach_the_loader_and_a_bad_kind_is_one_line():
     expected = generate_samples(6, seed=0, kinds=["opacity_present"], random_answers=True)
     assert [s.answer for s in samples] == [s.answer for s in expected]
     with pytest.raises(UserError, match="unknown kind"):
-        load_dataset_spec(DatasetSpec(kinds=["colour"]))
+        load_dataset_spec(DatasetSpec(kinds=["texture"]))
+    with pytest.raises(UserError, match="think: unknown 'thoughtful'; valid options: reference, neutral"):
+        load_dataset_spec(DatasetSpec(think="thoughtful"))
     with pytest.raises(UserError, match="reasoning_fraction"):
         load_config(None, ["data.train.0.reasoning_fraction=1.5"])

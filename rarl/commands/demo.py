@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps of each trained arm: RARL, SFT, RL w/ LoRA (preset)",
     )
     parser.add_argument("--eval-samples", type=int, default=None, help="held-out items per set (preset)")
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="the synthetic question kind every stage asks instead of the presets' own (modality), e.g. "
+        "body_shape: a task the recipe was not built on",
+    )
     parser.add_argument("--config-dir", default=None, help="folder of the demo presets (configs/demo)")
     parser.add_argument("--width", type=int, default=64, help="hidden size of the tiny language model")
     parser.add_argument(
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         mean_reward_trend,
         run_demo_seeds,
         spread_table,
+        task_overrides,
         write_reports,
     )
     from rarl.errors import UserError
@@ -81,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         overrides=overrides,
         **({"config_dir": args.config_dir} if args.config_dir else {}),
     )
+    if args.task:
+        options.overrides = task_overrides(options, args.task)
     summaries = run_demo_seeds(options, args.seeds)
     print(demo_table(summaries).markdown())
     if len(summaries) > 1:

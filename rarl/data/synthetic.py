@@ -28,13 +28,18 @@ depend on how many are requested, and different splits never share images.
 Options (each a ``data.*`` field of a synthetic dataset in the config, so any run can use them):
 
 * ``kinds``: which question kinds to ask (default the four above). :data:`EXTRA_KINDS` holds kinds no
-  default set asks (``opacity_present``: any opacity, yes/no), so a test can check that a recipe learns a
-  task it was never tuned on;
-* ``random_answers``: every answer is drawn at random from the kind's answers, independent of the image,
-  and the reasoning is one fixed sentence (:data:`NEUTRAL_REASONING`): such samples teach the
-  ``<think>…</think><answer>…</answer>`` format and the answer vocabulary but carry no information about
-  the task (a "format warm-up"; a short think also leaves the answer word as the one decision that a
-  reward must credit, instead of one token among forty);
+  default set asks: ``opacity_present`` (any opacity, yes/no), ``colour`` (the picture's tint in colour
+  words — grey, cyan, orange — a caption task that names what is seen without the modality's name) and
+  ``body_shape`` (round or square outline: cross-sections are round, projection films square), a task
+  the demo never trains on, for checking that its recipe learns more than the task it was built on;
+* ``random_answers``: every answer is one of the kind's answers independent of the image (balanced: each
+  (true, shown) pair equally often, see :func:`_balanced_shown_answer`), and the reasoning is one fixed
+  sentence (:data:`NEUTRAL_REASONING`): such samples teach the ``<think>…</think><answer>…</answer>``
+  format and the answer vocabulary but carry no information about the task (a "format warm-up"; a short
+  think also leaves the answer word as the one decision that a reward must credit);
+* ``think``: which reasoning the samples carry: ``reference`` (the default; :data:`NEUTRAL_REASONING`
+  under ``random_answers``) or ``neutral`` (that fixed sentence, also for samples with true answers: a
+  caption task in a warm-up whose think must look like the task's);
 * ``reasoning_fraction``: only this fraction of the samples carries reference reasoning (seeded per
   sample), as in real data where only part of the training set is annotated;
 * ``paraphrase``: every question is asked in a held-out phrasing (:data:`PARAPHRASES`), a shift that
@@ -65,12 +70,16 @@ QUESTIONS: dict[str, str] = {
     "opacity_side": "Which side has the opacity?",
     "modality": "What is the imaging modality?",
     "opacity_present": "Is there any opacity in the lungs?",  # an EXTRA_KINDS kind
+    "colour": "What colour is the picture?",
+    "body_shape": "Is the body outline round or square?",
 }
 # The think text of every ``random_answers`` sample: the format, no information about the image.
 NEUTRAL_REASONING = "I look at the image and answer the question."
 # Kinds asked only when a config names them (``kinds``): a task the default set never trains on.
 EXTRA_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "opacity_present": ("closed", ("yes", "no")),
+    "colour": ("open", ("grey", "cyan", "orange")),
+    "body_shape": ("closed", ("round", "square")),
 }
 ALL_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {**KINDS, **EXTRA_KINDS}
 # The held-out phrasing of every question (``paraphrase``): same facts, words never used in training.
@@ -80,6 +89,8 @@ PARAPHRASES: dict[str, str] = {
     "opacity_side": "On which side is the bright spot?",
     "modality": "Which kind of scan is this?",
     "opacity_present": "Is a bright spot visible anywhere?",
+    "colour": "Which colour does the picture have?",
+    "body_shape": "What shape is the outline of the body?",
 }
 CHANCE_LEVEL: dict[str, float] = {
     "overall": sum(1.0 / len(answers) for _, answers in KINDS.values()) / len(KINDS),
@@ -175,10 +186,39 @@ def _reasoning(kind: str, modality: str, side: str, answer: str) -> str:
         return f"The image is {cue}, which is typical of {modality}. So the modality is {answer}."
     if kind == "opacity_side":
         return f"{finding} So the opacity side is {answer}."
+    if kind in ("colour", "body_shape"):
+        cue = _MODALITY_LOOK[modality]["cue"]
+        return f"The image is {cue}. So the answer is {answer}."
     if kind == "opacity_present":
         return f"{finding} So the answer is {answer}."
     asked = "left" if kind == "opacity_left" else "right"
     return f"{finding} So for the {asked} lung the answer is {answer}."
+
+
+def _balanced_shown_answer(answers: tuple[str, ...], position: int, seed: int, split: str, kind: str) -> str:
+    """The shown answer of the ``position``-th sample of ``kind`` under ``random_answers``.
+
+    Why not a fresh random draw per sample: 512 independent draws leave chance correlations between the
+    true and the shown answer in each cell (a 40:24 split of "yes" on left opacities, say), which a model
+    memorises — a "warm-up without task information" that leaks some. The true answer cycles with period
+    ``k`` (:func:`make_sample`); the shown one cycles with period ``k**2`` from a seeded offset, so every
+    ``k**2`` consecutive samples of a kind hold each (true, shown) pair exactly once.
+    """
+    k = len(answers)
+    offset = int(_rng(seed, f"{split}/shown/{kind}", 0).integers(k))
+    return answers[(position // k + offset) % k]
+
+
+THINKS = ("reference", "neutral")
+
+
+def _think_text(think: str, kind: str, modality: str, side: str, answer: str) -> str:
+    """The reasoning a sample carries under the ``think`` option (module doc)."""
+    if think == "neutral":
+        return NEUTRAL_REASONING
+    if think == "reference":
+        return _reasoning(kind, modality, side, answer)
+    raise ValueError(f"unknown synthetic think {think!r}; valid options: {', '.join(THINKS)}")
 
 
 def _condition_for(kind: str, answer: str, rng: Any) -> tuple[str, str]:
@@ -188,6 +228,11 @@ def _condition_for(kind: str, answer: str, rng: Any) -> tuple[str, str]:
         return answer, SIDES[int(rng.integers(len(SIDES)))]
     if kind == "opacity_side":
         return modality, answer
+    if kind == "colour":
+        return MODALITIES[("grey", "cyan", "orange").index(answer)], SIDES[int(rng.integers(len(SIDES)))]
+    if kind == "body_shape":  # projection films have a square thorax, cross-sections a round body
+        shaped = [m for m in MODALITIES if (m == "x-ray") == (answer == "square")]
+        return shaped[int(rng.integers(len(shaped)))], SIDES[int(rng.integers(len(SIDES)))]
     if kind == "opacity_present":
         if answer == "no":
             return modality, "none"
@@ -209,6 +254,7 @@ def make_sample(
     random_answers: bool = False,
     reasoning_fraction: float = 1.0,
     paraphrase: bool = False,
+    think: str | None = None,
 ) -> Sample:
     """The ``index``-th sample of ``(seed, split)``, identical on every call; options: module doc."""
     rng = _rng(seed, split, index)
@@ -225,8 +271,11 @@ def make_sample(
     side_rng = _rng(seed, f"{split}/options", index)
     shown_answer, reasoning = answer, _reasoning(kind, modality, side, answer)
     if random_answers:
-        shown_answer = answers[int(side_rng.integers(len(answers)))]
+        shown_answer = _balanced_shown_answer(answers, index // len(chosen), seed, split, kind)
+        side_rng.integers(len(answers))  # the draw this replaced: the stream below stays as it was
         reasoning = NEUTRAL_REASONING
+    if think is not None:
+        reasoning = _think_text(think, kind, modality, side, answer)
     annotated = reasoning_fraction >= 1.0 or float(side_rng.random()) < reasoning_fraction
     return Sample(
         id=f"synthetic-{split}-{seed}-{index:05d}",
@@ -258,6 +307,7 @@ def synthetic_texts() -> list[str]:
     for kind, (_, answers) in ALL_KINDS.items():
         for modality in MODALITIES:
             for side in SIDES:
+
                 for answer in answers:
                     texts.append(_reasoning(kind, modality, side, answer))
                     texts.append(

@@ -20,14 +20,16 @@ if TYPE_CHECKING:
 
 def load_synthetic(spec: DatasetSpec) -> list[Sample]:
     """``spec.num_samples`` synthetic samples of ``spec.split`` seeded by ``spec.seed``, with the spec's
-    synthetic options (``kinds``, ``random_answers``, ``reasoning_fraction``, ``paraphrase``)."""
-    from rarl.data.synthetic import ALL_KINDS, generate_samples
+    synthetic options (``kinds``, ``random_answers``, ``reasoning_fraction``, ``paraphrase``, ``think``)."""
+    from rarl.data.synthetic import ALL_KINDS, THINKS, generate_samples
 
     unknown = [kind for kind in spec.kinds if kind not in ALL_KINDS]
     if unknown:
         raise UserError(
             f"data: synthetic kinds: unknown kind(s) {unknown}; valid options: {', '.join(ALL_KINDS)}"
         )
+    if spec.think is not None and spec.think not in THINKS:
+        raise UserError(f"data: synthetic think: unknown {spec.think!r}; valid options: {', '.join(THINKS)}")
     return generate_samples(
         spec.num_samples,
         seed=spec.seed,
@@ -36,6 +38,7 @@ def load_synthetic(spec: DatasetSpec) -> list[Sample]:
         random_answers=spec.random_answers,
         reasoning_fraction=spec.reasoning_fraction,
         paraphrase=spec.paraphrase,
+        think=spec.think,
     )
 
 
