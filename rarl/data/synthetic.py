@@ -307,7 +307,6 @@ def synthetic_texts() -> list[str]:
     for kind, (_, answers) in ALL_KINDS.items():
         for modality in MODALITIES:
             for side in SIDES:
-
                 for answer in answers:
                     texts.append(_reasoning(kind, modality, side, answer))
                     texts.append(
