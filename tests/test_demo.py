@@ -152,7 +152,9 @@ def test_rarl_demo_grpo_learns_the_task_from_its_reward(tmp_path):
     summary = run_demo(DemoOptions(output_dir=str(tmp_path)))
     format_share, row = _base_and_gain(summary)
     assert format_share > 0.9  # the base knows the output format ...
-    assert row["a"] < 100 * chance_level(["modality"]) + 30  # ... and not the task (greedy on a flat answer)
+    # ... and not the task: its answer words were trained on at random, so the greedy answer is a tie broken
+    # by whatever the picture's colour favours (README: 33-65 % on three seeds), far from knowing it
+    assert row["a"] < 100 * chance_level(["modality"]) + 35
     assert row["n"] == 192 and row["difference"].low > 0 and row["b"] - row["a"] >= 20, row
 
 
@@ -167,5 +169,5 @@ def test_the_recipe_learns_a_task_it_was_not_built_on(tmp_path):
     options.overrides = task_overrides(options, "body_shape")
     summary = run_demo(options)
     format_share, row = _base_and_gain(summary)
-    assert format_share > 0.9 and row["a"] < 100 * chance_level(["body_shape"]) + 30
+    assert format_share > 0.9 and row["a"] < 100 * chance_level(["body_shape"]) + 35
     assert row["n"] == 192 and row["difference"].low > 0, row
