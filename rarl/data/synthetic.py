@@ -229,7 +229,8 @@ def _condition_for(kind: str, answer: str, rng: Any) -> tuple[str, str]:
     if kind == "opacity_side":
         return modality, answer
     if kind == "colour":
-        return MODALITIES[("grey", "cyan", "orange").index(answer)], SIDES[int(rng.integers(len(SIDES)))]
+        colour = EXTRA_KINDS["colour"][1].index(answer)  # the tint each modality is drawn in, in order
+        return MODALITIES[colour], SIDES[int(rng.integers(len(SIDES)))]
     if kind == "body_shape":  # projection films have a square thorax, cross-sections a round body
         shaped = [m for m in MODALITIES if (m == "x-ray") == (answer == "square")]
         return shaped[int(rng.integers(len(shaped)))], SIDES[int(rng.integers(len(SIDES)))]
